@@ -1,0 +1,1 @@
+"""In-orbit federation simulation: orbits → contact windows → link figures → federated rounds."""
