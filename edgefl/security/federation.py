@@ -1,0 +1,194 @@
+"""``edgefl federation init``: everything a federation needs to run over a broker it controls —
+CA, broker certificate, per-client certificates and passwords, ACL, mosquitto.conf, per-client
+HMAC keys and ready-to-copy configs for the aggregator and each agent.
+
+Layout written under ``out``::
+
+    ca/ca.crt  ca/ca.key
+    broker/mosquitto.conf  broker/server.crt  broker/server.key  broker/passwd  broker/acl  broker/data/
+    aggregator/aggregator.json  aggregator/keyring.json  aggregator/{ca.crt,client.crt,client.key}
+    clients/<id>/agent.json  clients/<id>/{ca.crt,client.crt,client.key}
+
+Private keys, passwords and HMAC keys are written with mode 0600.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgefl.errors import EdgeflError
+from edgefl.runtime.signing import generate_key
+from edgefl.security.acl import Topics, acl_text, validate_id
+from edgefl.security.mosquitto_conf import BrokerFiles, mosquitto_conf_text
+from edgefl.security.passwords import generate_password, password_file_text
+from edgefl.security.pki import KeyPair, issue_cert, make_ca
+
+AGGREGATOR_ID = "aggregator"
+
+
+@dataclass
+class FederationLayout:
+    """What ``init_federation`` wrote (paths are absolute)."""
+
+    name: str
+    out: Path
+    clients: list[str]
+    host: str
+    port: int
+    broker_conf: Path
+    aggregator_config: Path
+    agent_configs: dict[str, Path] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "federation": self.name,
+            "out": str(self.out),
+            "clients": self.clients,
+            "host": self.host,
+            "port": self.port,
+            "broker_conf": str(self.broker_conf),
+            "aggregator_config": str(self.aggregator_config),
+            "agent_configs": {k: str(v) for k, v in self.agent_configs.items()},
+        }
+
+
+def client_ids(n: int, prefix: str = "client-") -> list[str]:
+    """Stable client ids ``client-000``, ``client-001``, ..."""
+    return [validate_id(f"{prefix}{i:03d}", "client id") for i in range(n)]
+
+
+def _write(path: Path, data: bytes | str, secret: bool = False) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = data.encode() if isinstance(data, str) else data
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if secret else 0o644)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(raw)
+    os.chmod(path, 0o600 if secret else 0o644)
+    return path
+
+
+def _write_identity(folder: Path, ca: KeyPair, ident: KeyPair) -> dict:
+    return {
+        "ca_certs": str(_write(folder / "ca.crt", ca.cert_pem)),
+        "certfile": str(_write(folder / "client.crt", ident.cert_pem)),
+        "keyfile": str(_write(folder / "client.key", ident.key_pem, secret=True)),
+    }
+
+
+def _broker_section(host: str, port: int, username: str, password: str, tls: dict) -> dict:
+    return {
+        "host": host,
+        "port": port,
+        "username": username,
+        "password": password,
+        "tls": tls,
+        "client_id": username,
+        "clean_session": False,
+    }
+
+
+def _check_args(name: str, n_clients: int, out: Path, force: bool) -> None:
+    try:
+        validate_id(name, "federation name")
+    except ValueError as exc:
+        raise EdgeflError(f"{exc} — pick a name like 'orbit-1'") from None
+    if n_clients < 1:
+        raise EdgeflError(f"--clients is {n_clients}, need at least 1 — pass --clients N")
+    if out.exists() and any(out.iterdir()) and not force:
+        raise EdgeflError(f"{out} is not empty — choose a new --out directory or pass --force")
+
+
+def init_federation(
+    name: str,
+    n_clients: int,
+    out: Path | str,
+    *,
+    host: str = "localhost",
+    port: int = 8883,
+    extra_hosts: list[str] | None = None,
+    prefix: str = "client-",
+    require_client_cert: bool = True,
+    broker_user: str | None = None,
+    force: bool = False,
+) -> FederationLayout:
+    """Generate the CA, certificates, credentials, ACL, broker config and client configs.
+
+    Args:
+        name: federation name (topic root ``edgefl/{name}``).
+        n_clients: number of boards.
+        out: output directory (created; must be empty unless ``force``).
+        host: broker host name the boards connect to (goes into the server certificate).
+        port: TLS port.
+        extra_hosts: more names/IPs for the server certificate.
+        prefix: client id prefix.
+        require_client_cert: mutual TLS on top of passwords.
+        broker_user: user Mosquitto runs as when started by root (it must read the 0600 files);
+            None leaves Mosquitto's default (user ``mosquitto``: chown broker/ to it).
+        force: write into a non-empty directory.
+
+    Returns:
+        FederationLayout with the paths written.
+    """
+    out = Path(out).resolve()
+    _check_args(name, n_clients, out, force)
+    ids = client_ids(n_clients, prefix)
+    ca = make_ca(name)
+    _write(out / "ca" / "ca.crt", ca.cert_pem)
+    _write(out / "ca" / "ca.key", ca.key_pem, secret=True)
+
+    hosts = list(dict.fromkeys([host, "localhost", "127.0.0.1", *(extra_hosts or [])]))
+    server = issue_cert(ca, host, server=True, hosts=hosts)
+    broker = out / "broker"
+    passwords = {cid: generate_password() for cid in [AGGREGATOR_ID, *ids]}
+    files = BrokerFiles(
+        ca=_write(broker / "ca.crt", ca.cert_pem),
+        cert=_write(broker / "server.crt", server.cert_pem),
+        key=_write(broker / "server.key", server.key_pem, secret=True),
+        passwords=_write(broker / "passwd", password_file_text(passwords), secret=True),
+        acl=_write(broker / "acl", acl_text(name, ids, AGGREGATOR_ID)),
+        persistence_dir=broker / "data",
+    )
+    files.persistence_dir.mkdir(parents=True, exist_ok=True)
+    conf = _write(
+        broker / "mosquitto.conf",
+        mosquitto_conf_text(files, port=port, require_client_cert=require_client_cert, run_as=broker_user),
+    )
+
+    keys = {cid: generate_key() for cid in ids}
+    topics = Topics(name)
+    agg_dir = out / "aggregator"
+    agg_tls = _write_identity(agg_dir, ca, issue_cert(ca, AGGREGATOR_ID, server=False))
+    keyring = _write(agg_dir / "keyring.json", json.dumps({"keys": keys}, indent=2), secret=True)
+    agg_cfg = {
+        "federation": name,
+        "clients": ids,
+        "topic_root": topics.root,
+        "broker": _broker_section(host, port, AGGREGATOR_ID, passwords[AGGREGATOR_ID], agg_tls),
+        "signing": {"keyring": str(keyring), "required": True},
+    }
+    layout = FederationLayout(
+        name,
+        out,
+        ids,
+        host,
+        port,
+        conf,
+        _write(agg_dir / "aggregator.json", json.dumps(agg_cfg, indent=2), secret=True),
+    )
+    for cid in ids:
+        cdir = out / "clients" / cid
+        tls = _write_identity(cdir, ca, issue_cert(ca, cid, server=False))
+        cfg = {
+            "federation": name,
+            "client_id": cid,
+            "topic_root": topics.root,
+            "update_topic": topics.update(cid),
+            "status_topic": topics.status(cid),
+            "broker": _broker_section(host, port, cid, passwords[cid], tls),
+            "signing": {"key": keys[cid]},
+        }
+        layout.agent_configs[cid] = _write(cdir / "agent.json", json.dumps(cfg, indent=2), secret=True)
+    return layout

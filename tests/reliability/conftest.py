@@ -1,0 +1,195 @@
+"""Fixtures for the reliability suite: real Mosquitto processes on free loopback ports (with
+persistence, restartable, killable), and a small paho client that records what it receives.
+
+Everything started here is stopped in the fixture finalizers, whatever the test did."""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+class MosquittoProcess:
+    """One Mosquitto broker process running ``conf``; can be stopped, killed and restarted on
+    the same port (same persistence file)."""
+
+    def __init__(self, conf: Path, port: int, log: Path):
+        self.conf, self.port, self.log = conf, port, log
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "MosquittoProcess":
+        with open(self.log, "ab") as fh:
+            self.proc = subprocess.Popen(
+                [MOSQUITTO, "-c", str(self.conf)], stdout=fh, stderr=subprocess.STDOUT
+            )
+        try:
+            wait_port(self.port)
+        except RuntimeError:
+            self.stop(kill=True)
+            raise RuntimeError(f"mosquitto did not start; log:\n{self.log.read_text()[-2000:]}")
+        return self
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = None
+            return
+        self.proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+        self.proc = None
+
+    def restart(self, kill: bool = False, down_s: float = 0.0) -> None:
+        self.stop(kill=kill)
+        time.sleep(down_s)
+        self.start()
+
+
+def plain_conf(port: int, data_dir: Path) -> str:
+    """Anonymous loopback broker with persistence saved after every change (survives kill -9)."""
+    return "\n".join(
+        [
+            "per_listener_settings false",
+            "allow_anonymous true",
+            "persistence true",
+            f"persistence_location {data_dir}/",
+            "autosave_interval 1",
+            "autosave_on_changes true",
+            "max_queued_messages 10000",
+            f"listener {port} 127.0.0.1",
+            *(["user root"] if os.geteuid() == 0 else []),
+            "",
+        ]
+    )
+
+
+@pytest.fixture
+def mosquitto_factory(tmp_path):
+    """Start brokers: ``factory(conf_text_or_None, port=None) -> MosquittoProcess``; with no
+    text, a plain persistent anonymous broker on a free loopback port."""
+    started: list[MosquittoProcess] = []
+
+    def factory(
+        conf_text: str | None = None, port: int | None = None, name: str = "broker"
+    ) -> MosquittoProcess:
+        port = port or free_port()
+        folder = tmp_path / f"{name}-{port}"
+        (folder / "data").mkdir(parents=True, exist_ok=True)
+        conf = folder / "mosquitto.conf"
+        conf.write_text(conf_text if conf_text is not None else plain_conf(port, folder / "data"))
+        broker = MosquittoProcess(conf, port, folder / "mosquitto.log")
+        started.append(broker)
+        return broker.start()
+
+    yield factory
+    for broker in started:
+        broker.stop(kill=True)
+
+
+@pytest.fixture
+def broker(mosquitto_factory) -> MosquittoProcess:
+    """A plain persistent Mosquitto on a free loopback port."""
+    return mosquitto_factory()
+
+
+class Recorder:
+    """A paho client (2.x API) that connects, subscribes and queues what it receives; for
+    checking broker behaviour (ACL, TLS, sessions) directly, without the runtime."""
+
+    def __init__(
+        self, port: int, client_id: str, *, username=None, password=None, tls=None, clean_session: bool = True
+    ):
+        import paho.mqtt.client as mqtt
+
+        self.messages: "queue.Queue" = queue.Queue()
+        self.connack: "queue.Queue" = queue.Queue()
+        self.suback: "queue.Queue" = queue.Queue()
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=clean_session,
+            protocol=mqtt.MQTTv311,
+        )
+        if username:
+            self.client.username_pw_set(username, password)
+        if tls:
+            self.client.tls_set(**tls)
+        self.client.on_connect = lambda c, u, f, rc, p=None: self.connack.put(rc)
+        self.client.on_message = lambda c, u, m: self.messages.put((m.topic, bytes(m.payload)))
+        self.client.on_subscribe = lambda c, u, mid, rcs, p=None: self.suback.put(list(rcs))
+        self.port = port
+
+    def connect(self, timeout: float = 5.0):
+        """Connect and return the CONNACK reason code (0 / ``is_failure`` False = accepted)."""
+        self.client.connect("127.0.0.1", self.port, keepalive=10)
+        self.client.loop_start()
+        return self.connack.get(timeout=timeout)
+
+    def subscribe(self, topic: str, qos: int = 1, timeout: float = 5.0):
+        self.client.subscribe(topic, qos)
+        return self.suback.get(timeout=timeout)
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        info.wait_for_publish(timeout=5)
+
+    def drain(self, wait: float = 0.5) -> list[tuple[str, bytes]]:
+        out, end = [], time.monotonic() + wait
+        while True:
+            try:
+                out.append(self.messages.get(timeout=max(0.0, end - time.monotonic())))
+            except queue.Empty:
+                return out
+
+    def close(self) -> None:
+        try:
+            self.client.disconnect()
+        finally:
+            self.client.loop_stop()
+
+
+@pytest.fixture
+def recorders():
+    """Make Recorder clients; all are disconnected at teardown."""
+    made: list[Recorder] = []
+
+    def make(*args, **kwargs) -> Recorder:
+        rec = Recorder(*args, **kwargs)
+        made.append(rec)
+        return rec
+
+    yield make
+    for rec in made:
+        try:
+            rec.close()
+        except Exception:  # teardown of a client whose broker is already gone
+            pass
