@@ -1,0 +1,98 @@
+"""Vectorised bit packing and Golomb-Rice coding of sorted positions (numpy only).
+
+Positions are sent as gaps, each gap split into a unary quotient (one stream) and a k-bit
+remainder (another stream): both streams decode without a sequential parse.
+"""
+
+import struct
+
+import numpy as np
+
+from edgefl.runtime.errors import CodecError
+
+
+def pack_uint(values, nbits):
+    """Pack non-negative ints < 2**nbits, MSB first, into bytes."""
+    values = np.asarray(values, np.uint32)
+    if nbits == 0 or values.size == 0:
+        return b""
+    if nbits == 8:
+        return values.astype(np.uint8).tobytes()
+    shifts = np.arange(nbits - 1, -1, -1, dtype=np.uint32)
+    bits = ((values[:, None] >> shifts[None, :]) & 1).astype(np.uint8)
+    return np.packbits(bits.ravel()).tobytes()
+
+
+def unpack_uint(buf, count, nbits):
+    """Inverse of :func:`pack_uint`; ``buf`` must be exactly ceil(count*nbits/8) bytes."""
+    if len(buf) != (count * nbits + 7) // 8:
+        raise CodecError("bit-stream", "length {} for {}x{} bits".format(len(buf), count, nbits))
+    if nbits == 0 or count == 0:
+        return np.zeros(count, np.uint32)
+    raw = np.frombuffer(buf, np.uint8)
+    if nbits == 8:
+        return raw.astype(np.uint32)
+    bits = np.unpackbits(raw)[:count * nbits].reshape(count, nbits).astype(np.uint32)
+    weights = (1 << np.arange(nbits - 1, -1, -1, dtype=np.uint32))
+    return bits.dot(weights).astype(np.uint32)
+
+
+def rice_parameter(gaps):
+    """The Rice parameter k (0..24) that minimises the coded size of ``gaps``."""
+    if gaps.size == 0:
+        return 0
+    g = gaps.astype(np.int64)
+    costs = [int((g >> k).sum()) + gaps.size * k for k in range(25)]
+    return int(np.argmin(costs))
+
+
+def encode_positions(pos):
+    """Strictly increasing positions -> (k, unary bytes, remainder bytes)."""
+    pos = np.asarray(pos, np.int64)
+    gaps = np.diff(np.concatenate([[-1], pos])) - 1
+    k = rice_parameter(gaps)
+    q = gaps >> k
+    total = int(q.sum()) + q.size
+    bits = np.ones(total, np.uint8)
+    bits[np.cumsum(q + 1) - 1] = 0
+    return k, np.packbits(bits).tobytes(), pack_uint(gaps & ((1 << k) - 1), k)
+
+
+def decode_positions(count, k, unary, rem, limit):
+    """Inverse of :func:`encode_positions`; positions must be < ``limit``."""
+    if count == 0:
+        if unary:
+            raise CodecError("bit-stream", "unary stream for zero positions")
+        return np.zeros(0, np.int64)
+    zeros = np.flatnonzero(np.unpackbits(np.frombuffer(unary, np.uint8)) == 0)
+    if zeros.size < count or zeros[count - 1] // 8 != len(unary) - 1:
+        raise CodecError("bit-stream", "unary stream does not hold {} gaps".format(count))
+    q = np.diff(np.concatenate([[-1], zeros[:count]])) - 1
+    gaps = (q << k) + unpack_uint(rem, count, k).astype(np.int64)
+    pos = np.cumsum(gaps + 1) - 1
+    if pos[-1] >= limit:
+        raise CodecError("bit-stream", "position {} beyond size {}".format(int(pos[-1]), limit))
+    return pos
+
+
+class ByteReader(object):
+    """Bounds-checked reads from a bytes-like object."""
+
+    def __init__(self, buf):
+        self.buf = bytes(buf)
+        self.pos = 0
+
+    def take(self, n):
+        if n < 0 or self.pos + n > len(self.buf):
+            raise CodecError("truncated", "need {} bytes at {} of {}".format(n, self.pos,
+                                                                             len(self.buf)))
+        out = self.buf[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def unpack(self, fmt):
+        return struct.unpack(fmt, self.take(struct.calcsize(fmt)))
+
+    def done(self):
+        if self.pos != len(self.buf):
+            raise CodecError("trailing-bytes", "{} unread bytes".format(len(self.buf) - self.pos))

@@ -1,0 +1,22 @@
+"""Errors raised by the edge runtime.
+
+The host CLI maps :class:`EdgeRuntimeError` to one red line (``edgefl.errors`` cannot be
+imported here: imports go edgefl -> edgefl.runtime, never back).
+"""
+
+
+class EdgeRuntimeError(Exception):
+    """A problem the user can fix; the message says what is wrong and how to fix it."""
+
+
+class WireError(EdgeRuntimeError):
+    """A message could not be decoded; ``reason`` is a short machine-friendly cause."""
+
+    def __init__(self, reason, detail=""):
+        self.reason = reason
+        self.detail = detail
+        super(WireError, self).__init__("{}{}".format(reason, ": " + detail if detail else ""))
+
+
+class CodecError(WireError):
+    """An encoded update is inconsistent with its codec (bad lengths, indices, params)."""

@@ -1,0 +1,273 @@
+"""Safetensors-format messages written and read with numpy alone.
+
+Layout (the safetensors format): 8-byte little-endian header length N, N bytes of JSON header,
+then the raw little-endian tensor bytes. The header maps tensor names to
+``{"dtype", "shape", "data_offsets"}`` and holds ``__metadata__`` (string -> string) with the
+message fields. The ``safetensors`` library reads what :func:`encode_message` writes, and
+:func:`decode_message` reads what the library writes.
+
+The reader is strict and bounded: every failure is a :class:`WireError` with a short reason;
+nothing from the network is ever unpickled.
+"""
+
+import hashlib
+import json
+import struct
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Dict, Optional
+
+import numpy as np
+
+from edgefl.runtime import SCHEMA_VERSION
+from edgefl.runtime.errors import WireError
+
+__all__ = [
+    "Message",
+    "Limits",
+    "encode_message",
+    "decode_message",
+    "encode_tensors",
+    "decode_tensors",
+    "model_digest",
+]
+
+# safetensors dtype code -> numpy dtype (explicit little-endian). BF16 has no numpy dtype.
+DTYPES = OrderedDict([
+    ("F64", "<f8"), ("F32", "<f4"), ("F16", "<f2"),
+    ("I64", "<i8"), ("I32", "<i4"), ("I16", "<i2"), ("I8", "|i1"),
+    ("U64", "<u8"), ("U32", "<u4"), ("U16", "<u2"), ("U8", "|u1"), ("BOOL", "|b1"),
+])
+_CODE_FROM_DTYPE = {np.dtype(v).str: k for k, v in DTYPES.items()}
+
+_META_FIELDS = ("kind", "federation", "round", "client_id", "base_digest", "num_examples",
+                "encoding")
+
+
+@dataclass
+class Limits:
+    """Bounds the reader enforces before allocating anything."""
+
+    max_bytes: int = 512 * 1024 * 1024
+    max_header_bytes: int = 4 * 1024 * 1024
+    max_tensors: int = 10000
+    max_dims: int = 8
+    max_metadata_value: int = 1024 * 1024
+
+
+DEFAULT_LIMITS = Limits()
+
+
+@dataclass
+class Message:
+    """One wire message: typed fields plus named numpy tensors.
+
+    ``kind`` is "round" (announcement + global model), "update" (a client's encoded update) or
+    "status" (aggregator -> client verdict). ``metrics`` and ``params`` are JSON objects.
+    """
+
+    kind: str
+    federation: str
+    round: int = 0
+    client_id: str = ""
+    base_digest: str = ""
+    num_examples: int = 0
+    encoding: str = "none"
+    metrics: dict = field(default_factory=dict)
+    params: dict = field(default_factory=dict)
+    tensors: "OrderedDict[str, np.ndarray]" = field(default_factory=OrderedDict)
+    schema: int = SCHEMA_VERSION
+
+
+def _dtype_code(arr):
+    code = _CODE_FROM_DTYPE.get(arr.dtype.newbyteorder("<").str if arr.dtype.byteorder == ">"
+                                else arr.dtype.str)
+    if code is None:
+        raise WireError("unsupported-dtype", str(arr.dtype))
+    return code
+
+
+def encode_tensors(tensors, metadata=None):
+    """Serialise ``{name: ndarray}`` plus string metadata to safetensors bytes.
+
+    Args:
+        tensors: mapping of name -> numpy array (any supported dtype; written little-endian).
+        metadata: mapping of str -> str stored as ``__metadata__``.
+    Returns:
+        bytes in the safetensors format.
+    """
+    header = OrderedDict()
+    if metadata:
+        for k, v in metadata.items():
+            if not isinstance(k, str) or not isinstance(v, str):
+                raise WireError("bad-metadata", "metadata keys and values must be str")
+        header["__metadata__"] = OrderedDict(sorted(metadata.items()))
+    chunks = []
+    offset = 0
+    for name in sorted(tensors):  # sorted: byte-identical output for the same content
+        arr = np.asarray(tensors[name])
+        code = _dtype_code(arr)
+        data = np.ascontiguousarray(arr, dtype=np.dtype(DTYPES[code])).tobytes()
+        header[name] = OrderedDict([("dtype", code), ("shape", [int(s) for s in arr.shape]),
+                                    ("data_offsets", [offset, offset + len(data)])])
+        chunks.append(data)
+        offset += len(data)
+    raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    raw += b" " * (-len(raw) % 8)  # align tensor data to 8 bytes, as safetensors does
+    return b"".join([struct.pack("<Q", len(raw)), raw] + chunks)
+
+
+def _no_duplicates(pairs):
+    out = OrderedDict()
+    for k, v in pairs:
+        if k in out:
+            raise WireError("duplicate-key", repr(k)[:80])
+        out[k] = v
+    return out
+
+
+def _parse_header(buf, limits):
+    if len(buf) < 8:
+        raise WireError("truncated", "shorter than the 8-byte header length")
+    if len(buf) > limits.max_bytes:
+        raise WireError("too-large", "{} bytes > limit {}".format(len(buf), limits.max_bytes))
+    (n,) = struct.unpack("<Q", bytes(buf[:8]))
+    if n > limits.max_header_bytes:
+        raise WireError("header-too-large", "{} bytes".format(n))
+    if n + 8 > len(buf):
+        raise WireError("truncated", "header length {} beyond message end".format(n))
+    try:
+        header = json.loads(bytes(buf[8:8 + n]).decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except WireError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise WireError("bad-header-json", str(exc)[:120])
+    if not isinstance(header, dict):
+        raise WireError("bad-header", "header is not a JSON object")
+    return header, 8 + n
+
+
+def _check_entry(name, entry, limits):
+    if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+        raise WireError("bad-tensor-entry", name[:80])
+    dtype, shape, offs = entry["dtype"], entry["shape"], entry["data_offsets"]
+    if dtype not in DTYPES:
+        raise WireError("unsupported-dtype", "{} for {}".format(str(dtype)[:20], name[:80]))
+    if (not isinstance(shape, list) or len(shape) > limits.max_dims
+            or not all(type(s) is int and s >= 0 for s in shape)):
+        raise WireError("bad-shape", name[:80])
+    if (not isinstance(offs, list) or len(offs) != 2
+            or not all(type(o) is int and o >= 0 for o in offs) or offs[0] > offs[1]):
+        raise WireError("bad-offsets", name[:80])
+    n = 1
+    for s in shape:
+        n *= s
+    if n * np.dtype(DTYPES[dtype]).itemsize != offs[1] - offs[0]:
+        raise WireError("size-mismatch", "{}: shape {} vs {} bytes".format(
+            name[:80], shape, offs[1] - offs[0]))
+    return dtype, shape, offs
+
+
+def decode_tensors(buf, limits=DEFAULT_LIMITS):
+    """Parse safetensors bytes into ``(OrderedDict name -> ndarray, metadata dict)``.
+
+    Arrays are read-only views into ``buf``. Raises WireError on any inconsistency.
+    """
+    if not isinstance(buf, (bytes, bytearray, memoryview)):
+        raise WireError("bad-type", type(buf).__name__)
+    buf = memoryview(buf).cast("B") if isinstance(buf, memoryview) else memoryview(buf)
+    header, start = _parse_header(buf, limits)
+    meta = header.pop("__metadata__", {})
+    if not isinstance(meta, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and len(v) <= limits.max_metadata_value
+            for k, v in meta.items()):
+        raise WireError("bad-metadata", "__metadata__ must map str to str")
+    if len(header) > limits.max_tensors:
+        raise WireError("too-many-tensors", str(len(header)))
+    entries = [(name,) + _check_entry(name, e, limits) for name, e in header.items()]
+    # safetensors requires the byte ranges to tile the data section exactly.
+    expect = 0
+    for name, _, _, offs in sorted(entries, key=lambda e: (e[3][0], e[3][1])):
+        if offs[0] != expect:
+            raise WireError("bad-offsets", "gap or overlap at {}".format(name[:80]))
+        expect = offs[1]
+    if start + expect != len(buf):
+        raise WireError("size-mismatch", "data section is {} bytes, header says {}".format(
+            len(buf) - start, expect))
+    tensors = OrderedDict()
+    for name, dtype, shape, offs in entries:
+        arr = np.frombuffer(buf, dtype=np.dtype(DTYPES[dtype]), count=(offs[1] - offs[0]) //
+                            np.dtype(DTYPES[dtype]).itemsize, offset=start + offs[0])
+        tensors[name] = arr.reshape(shape)
+    return tensors, meta
+
+
+def encode_message(msg):
+    """Serialise a :class:`Message` to bytes."""
+    meta = {
+        "edgefl.schema": str(int(msg.schema)),
+        "metrics": json.dumps(msg.metrics, sort_keys=True),
+        "params": json.dumps(msg.params, sort_keys=True),
+    }
+    for f in _META_FIELDS:
+        meta[f] = str(getattr(msg, f))
+    return encode_tensors(msg.tensors, meta)
+
+
+def _json_object(meta, key):
+    try:
+        value = json.loads(meta.get(key, "{}"))
+    except (ValueError, RecursionError):
+        raise WireError("bad-metadata", "{} is not JSON".format(key))
+    if not isinstance(value, dict):
+        raise WireError("bad-metadata", "{} is not a JSON object".format(key))
+    return value
+
+
+def _int_field(meta, key):
+    text = meta.get(key, "0")
+    if not (text.isdigit() and len(text) < 19):
+        raise WireError("bad-metadata", "{} must be a non-negative integer".format(key))
+    return int(text)
+
+
+def decode_message(buf, limits=DEFAULT_LIMITS):
+    """Parse bytes into a :class:`Message`; raises WireError with a reason on anything odd."""
+    tensors, meta = decode_tensors(buf, limits)
+    if "edgefl.schema" not in meta:
+        raise WireError("not-edgefl", "no edgefl.schema in __metadata__")
+    schema = meta["edgefl.schema"]
+    if schema != str(SCHEMA_VERSION):
+        raise WireError("schema-version", "got {!r}, expected {}".format(schema[:20],
+                                                                        SCHEMA_VERSION))
+    return Message(
+        kind=meta.get("kind", ""), federation=meta.get("federation", ""),
+        round=_int_field(meta, "round"), client_id=meta.get("client_id", ""),
+        base_digest=meta.get("base_digest", ""), num_examples=_int_field(meta, "num_examples"),
+        encoding=meta.get("encoding", ""), metrics=_json_object(meta, "metrics"),
+        params=_json_object(meta, "params"), tensors=tensors, schema=int(schema))
+
+
+def model_digest(tensors):
+    # type: (Dict[str, np.ndarray]) -> str
+    """sha256 over names, dtypes, shapes and canonical (C-order, little-endian) bytes."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        arr = np.asarray(tensors[name])
+        code = _dtype_code(arr)
+        h.update(json.dumps([name, code, [int(s) for s in arr.shape]]).encode("utf-8"))
+        h.update(np.ascontiguousarray(arr, dtype=np.dtype(DTYPES[code])).tobytes())
+    return h.hexdigest()
+
+
+def message_size(msg):
+    # type: (Message) -> int
+    """Bytes the message takes on the wire."""
+    return len(encode_message(msg))
+
+
+def as_float32(tensors, names=None):
+    # type: (Dict[str, np.ndarray], Optional[list]) -> OrderedDict
+    """Copy tensors into writable float32 arrays (in ``names`` order when given)."""
+    names = sorted(tensors) if names is None else names
+    return OrderedDict((n, np.array(tensors[n], dtype=np.float32)) for n in names)
