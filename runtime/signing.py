@@ -10,10 +10,14 @@ tensor sorted by name as ``name, dtype, shape, raw little-endian bytes``, each p
 so two different messages can never hash the same bytes. The hex MAC travels in the message
 metadata under ``signature``.
 
+On a :class:`edgefl.runtime.wire.Message` the MAC travels in ``msg.params["signature"]`` and
+covers every typed field (kind, federation, round, client id, base digest, example count,
+encoding, metrics, the other params, schema) and every tensor.
+
 Usage::
 
-    meta = sign_metadata(key, meta, arrays)          # agent, before encoding
-    reason = verify_metadata(keyring, meta, arrays)  # aggregator; None when valid
+    sign_message(key, msg)                    # agent, before encode_message(msg)
+    reason = verify_message(keyring, msg)     # aggregator, after decode; None when valid
 """
 
 import binascii
@@ -33,9 +37,23 @@ __all__ = [
     "generate_key",
     "key_from_hex",
     "mac_hex",
+    "sign_message",
     "sign_metadata",
+    "verify_message",
     "verify_metadata",
 ]
+
+_MESSAGE_FIELDS = (
+    "kind",
+    "federation",
+    "round",
+    "client_id",
+    "base_digest",
+    "num_examples",
+    "encoding",
+    "metrics",
+    "schema",
+)
 
 
 def generate_key():
@@ -152,3 +170,31 @@ def verify_metadata(keyring, metadata, arrays, client_id=None):
     if not hmac.compare_digest(expected.encode("ascii"), sig.encode("ascii", "replace")):
         return "bad signature"
     return None
+
+
+def _message_fields(msg):
+    fields = dict((name, getattr(msg, name)) for name in _MESSAGE_FIELDS)
+    fields["params"] = dict((k, v) for k, v in msg.params.items() if k != SIGNATURE_FIELD)
+    return fields
+
+
+def sign_message(key, msg):
+    """Set ``msg.params["signature"]`` to the MAC of the message's fields and tensors.
+
+    Args:
+        key: the client's key bytes (``key_from_hex`` of its config entry).
+        msg: a wire Message (modified in place and returned).
+    """
+    msg.params[SIGNATURE_FIELD] = mac_hex(key, _message_fields(msg), msg.tensors)
+    return msg
+
+
+def verify_message(keyring, msg):
+    """Check a decoded Message's signature against the key of ``msg.client_id``.
+
+    Returns:
+        None when valid, else a short reason ("update is not signed", "bad signature", ...).
+    """
+    fields = _message_fields(msg)
+    fields[SIGNATURE_FIELD] = msg.params.get(SIGNATURE_FIELD)
+    return verify_metadata(keyring, fields, msg.tensors, client_id=msg.client_id)

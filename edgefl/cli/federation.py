@@ -13,6 +13,11 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def federation() -> None:
+    """Federation security: CA, certificates, broker credentials and ACL."""
+
+
 @app.command()
 def init(
     name: str = typer.Argument(..., help="Federation name (topic root edgefl/NAME)."),

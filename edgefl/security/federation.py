@@ -108,6 +108,7 @@ def init_federation(
     *,
     host: str = "localhost",
     port: int = 8883,
+    bind: str = "0.0.0.0",
     extra_hosts: list[str] | None = None,
     prefix: str = "client-",
     require_client_cert: bool = True,
@@ -122,6 +123,7 @@ def init_federation(
         out: output directory (created; must be empty unless ``force``).
         host: broker host name the boards connect to (goes into the server certificate).
         port: TLS port.
+        bind: address the broker listens on.
         extra_hosts: more names/IPs for the server certificate.
         prefix: client id prefix.
         require_client_cert: mutual TLS on top of passwords.
@@ -154,7 +156,9 @@ def init_federation(
     files.persistence_dir.mkdir(parents=True, exist_ok=True)
     conf = _write(
         broker / "mosquitto.conf",
-        mosquitto_conf_text(files, port=port, require_client_cert=require_client_cert, run_as=broker_user),
+        mosquitto_conf_text(
+            files, port=port, bind=bind, require_client_cert=require_client_cert, run_as=broker_user
+        ),
     )
 
     keys = {cid: generate_key() for cid in ids}

@@ -116,6 +116,11 @@ def mosquitto_factory(tmp_path):
 
 
 @pytest.fixture
+def free_tcp_port() -> int:
+    return free_port()
+
+
+@pytest.fixture
 def broker(mosquitto_factory) -> MosquittoProcess:
     """A plain persistent Mosquitto on a free loopback port."""
     return mosquitto_factory()

@@ -1,0 +1,194 @@
+"""A federation made by `edgefl federation init`, served by a real Mosquitto: TLS with the
+generated CA, per-client passwords, and the ACL that pins each client to its own topics."""
+
+import getpass
+import json
+import os
+import queue
+import ssl
+
+import pytest
+
+from edgefl.errors import EdgeflError
+from edgefl.security import init_federation
+from edgefl.security.acl import Topics
+
+FED = "orbit"
+T = Topics(FED)
+
+
+@pytest.fixture
+def fed(tmp_path, mosquitto_factory, free_tcp_port):
+    """A 3-client federation and its broker (TLS, passwords, ACL) on a loopback port."""
+    layout = init_federation(
+        FED,
+        3,
+        tmp_path / "fed",
+        host="localhost",
+        port=free_tcp_port,
+        bind="127.0.0.1",
+        broker_user=getpass.getuser() if os.geteuid() == 0 else None,
+    )
+    mosquitto_factory(layout.broker_conf.read_text(), port=free_tcp_port, name="tls")
+    return layout
+
+
+def _cfg(layout, who):
+    path = layout.aggregator_config if who == "aggregator" else layout.agent_configs[who]
+    return json.loads(path.read_text())["broker"]
+
+
+def _tls(broker_cfg, **override):
+    tls = dict(broker_cfg["tls"], cert_reqs=ssl.CERT_REQUIRED)
+    tls.update(override)
+    return tls
+
+
+def _connect(recorders, layout, who, client_id=None, clean_session=True, **tls_override):
+    cfg = _cfg(layout, who)
+    rec = recorders(
+        layout.port,
+        client_id or who,
+        username=cfg["username"],
+        password=cfg["password"],
+        tls=_tls(cfg, **tls_override),
+        clean_session=clean_session,
+    )
+    rc = rec.connect()
+    assert not rc.is_failure, f"{who} refused: {rc}"
+    return rec
+
+
+def _no_session(rec, timeout=2.0):
+    """True when the broker gives this client no accepted session (TLS failure, dropped
+    connection with no CONNACK, or a refusing CONNACK)."""
+    try:
+        rc = rec.connect(timeout=timeout)
+    except (ssl.SSLError, OSError, queue.Empty):
+        return True
+    return rc.is_failure
+
+
+def test_every_identity_connects_over_tls(fed, recorders):
+    for who in ["aggregator", *fed.clients]:
+        _connect(recorders, fed, who)
+
+
+def test_wrong_password_is_refused(fed, recorders):
+    cfg = _cfg(fed, "client-000")
+    rec = recorders(fed.port, "client-000", username="client-000", password="guess", tls=_tls(cfg))
+    assert _no_session(rec)
+
+
+def test_password_of_another_client_is_refused(fed, recorders):
+    cfg = _cfg(fed, "client-000")
+    other = _cfg(fed, "client-001")
+    rec = recorders(fed.port, "x", username="client-000", password=other["password"], tls=_tls(cfg))
+    assert _no_session(rec)
+
+
+def test_missing_client_certificate_is_refused(fed, recorders):
+    cfg = _cfg(fed, "client-000")
+    tls = {"ca_certs": cfg["tls"]["ca_certs"], "cert_reqs": ssl.CERT_REQUIRED}
+    rec = recorders(fed.port, "client-000", username="client-000", password=cfg["password"], tls=tls)
+    assert _no_session(rec)
+
+
+def test_broker_of_another_federation_is_not_trusted(fed, recorders, tmp_path):
+    other = init_federation("other", 1, tmp_path / "other")
+    cfg = _cfg(fed, "client-000")
+    rec = recorders(
+        fed.port,
+        "client-000",
+        username="client-000",
+        password=cfg["password"],
+        tls=_tls(cfg, ca_certs=str(other.out / "ca" / "ca.crt")),
+    )
+    with pytest.raises(ssl.SSLCertVerificationError):
+        rec.connect(timeout=3)
+
+
+def test_plaintext_connection_gets_no_session(fed, recorders):
+    rec = recorders(
+        fed.port, "client-000", username="client-000", password=_cfg(fed, "client-000")["password"]
+    )
+    assert _no_session(rec)
+
+
+def test_client_cannot_publish_as_another_or_as_the_aggregator(fed, recorders):
+    agg = _connect(recorders, fed, "aggregator")
+    agg.subscribe(f"{T.root}/#")
+    b = _connect(recorders, fed, "client-001")
+    b.subscribe(f"{T.root}/global")
+    a = _connect(recorders, fed, "client-000")
+    a.publish(T.update("client-001"), b"forged update")  # B's topic
+    a.publish(f"{T.root}/global", b"forged global model")
+    a.publish(T.status("client-001"), b"forged status")
+    a.publish(T.update("client-000"), b"own update")
+    got = agg.drain(1.0)
+    assert got == [(T.update("client-000"), b"own update")]
+    assert b.drain(0.3) == []
+
+
+def test_client_cannot_read_another_clients_update_or_status(fed, recorders):
+    agg = _connect(recorders, fed, "aggregator")
+    agg.subscribe(T.update("client-001"))
+    a = _connect(recorders, fed, "client-000")
+    for topic in [f"{T.root}/#", f"{T.root}/update/#", T.update("client-001"), T.status("client-001")]:
+        a.subscribe(topic)
+    b = _connect(recorders, fed, "client-001")
+    b.subscribe(T.status("client-001"))
+    b.publish(T.update("client-001"), b"B's update")
+    agg.publish(T.status("client-001"), b"accepted")
+    assert agg.drain(1.0) == [(T.update("client-001"), b"B's update")]
+    assert b.drain(0.3) == [(T.status("client-001"), b"accepted")]
+    assert a.drain(0.3) == []  # A saw neither B's update nor B's status
+
+
+def test_client_id_is_pinned_to_the_user_so_queued_messages_cannot_be_stolen(fed, recorders):
+    b = _connect(recorders, fed, "client-001", clean_session=False)
+    b.subscribe(T.status("client-001"), qos=1)
+    b.close()
+    agg = _connect(recorders, fed, "aggregator")
+    agg.publish(T.status("client-001"), b"queued while B was away", qos=1)
+    thief = _connect(recorders, fed, "client-000", client_id="client-001", clean_session=False)
+    assert thief.drain(0.5) == []
+    b2 = _connect(recorders, fed, "client-001", clean_session=False)
+    assert b2.drain(1.0) == [(T.status("client-001"), b"queued while B was away")]
+
+
+def test_generated_files_and_modes(fed):
+    out = fed.out
+    for secret in ["ca/ca.key", "broker/server.key", "broker/passwd", "aggregator/keyring.json"]:
+        assert (out / secret).stat().st_mode & 0o077 == 0, secret
+    acl = (out / "broker" / "acl").read_text()
+    assert "topic write edgefl/orbit/update/client-002" in acl
+    assert "topic read edgefl/orbit/update" not in acl.split("user client-000")[1]
+    keyring = json.loads((out / "aggregator" / "keyring.json").read_text())["keys"]
+    agent = json.loads(fed.agent_configs["client-002"].read_text())
+    assert keyring["client-002"] == agent["signing"]["key"]
+
+
+def test_init_refuses_non_empty_dir_and_bad_names(tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "file").write_text("")
+    with pytest.raises(EdgeflError, match="not empty"):
+        init_federation("ok", 1, tmp_path / "x")
+    with pytest.raises(EdgeflError, match="federation name"):
+        init_federation("a/#", 1, tmp_path / "y")
+    with pytest.raises(EdgeflError, match="at least 1"):
+        init_federation("ok", 0, tmp_path / "z")
+
+
+def test_cli_init_json(tmp_path):
+    from typer.testing import CliRunner
+
+    from edgefl.cli.federation import app
+
+    result = CliRunner().invoke(
+        app, ["init", "sat", "--clients", "2", "--out", str(tmp_path / "f"), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["clients"] == ["client-000", "client-001"]
+    assert (tmp_path / "f" / "broker" / "mosquitto.conf").exists()
