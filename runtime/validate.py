@@ -1,0 +1,133 @@
+"""Validate a client update against what the aggregator expects, before aggregating it.
+
+:func:`validate_update` is pure: bytes + expectations in, a :class:`Verdict` out. It never
+raises on bad input; the verdict's ``reason`` is ``"code: detail"`` and is published to the
+sender's status topic.
+"""
+
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+
+from edgefl.runtime.codecs import CODECS, make_codec
+from edgefl.runtime.errors import EdgeRuntimeError, WireError
+from edgefl.runtime.strategies import update_norm
+from edgefl.runtime.wire import Limits, decode_message
+
+__all__ = ["Expectation", "Verdict", "validate_update"]
+
+
+@dataclass
+class Expectation:
+    """What a valid update looks like right now.
+
+    ``versions`` maps a global-model digest to its version (round); in sync mode it holds only
+    the current model, in async mode the last ``max_staleness + 1`` versions.
+    """
+
+    federation: str
+    round: int
+    versions: Dict[str, int]
+    shapes: Dict[str, Tuple[int, ...]]
+    codec: str = "none"
+    codec_options: dict = field(default_factory=dict)
+    accepted: frozenset = frozenset()  # (client_id, base version) already accepted
+    sampled: Optional[frozenset] = None  # None: any client may contribute
+    max_bytes: int = 256 * 1024 * 1024
+    max_norm: Optional[float] = None
+    max_examples: int = 10 ** 9
+    async_mode: bool = False
+
+
+@dataclass
+class Verdict:
+    ok: bool
+    reason: str = ""
+    client_id: str = ""
+    round: int = -1
+    num_examples: int = 0
+    staleness: int = 0
+    tensors: Optional[dict] = None
+    metrics: dict = field(default_factory=dict)
+
+
+def _reject(code, detail, **kw):
+    return Verdict(False, "{}: {}".format(code, detail), **kw)
+
+
+def _check_fields(msg, exp, topic_client):
+    """Reason string for the first bad header field, or None."""
+    checks = [
+        (msg.kind != "update", "kind", "expected an update, got {!r}".format(msg.kind[:40])),
+        (msg.federation != exp.federation, "federation",
+         "{!r} is not {!r}".format(msg.federation[:60], exp.federation)),
+        (not msg.client_id, "client-id", "empty client id"),
+        (topic_client is not None and msg.client_id != topic_client, "client-id",
+         "message says {!r} but was sent on {!r}'s topic".format(msg.client_id[:60],
+                                                                 topic_client[:60])),
+        (exp.sampled is not None and msg.client_id not in exp.sampled, "not-sampled",
+         "{!r} is not in round {}'s sample".format(msg.client_id[:60], exp.round)),
+        (msg.base_digest not in exp.versions, "base-digest",
+         "base model {}... is not a model this aggregator can accept".format(
+             msg.base_digest[:12])),
+        (not 0 < msg.num_examples <= exp.max_examples, "num-examples",
+         "{} outside 1..{}".format(msg.num_examples, exp.max_examples)),
+        (msg.encoding != exp.codec, "encoding",
+         "{!r}, this round expects {!r}".format(msg.encoding[:40], exp.codec)),
+    ]
+    for bad, code, detail in checks:
+        if bad:
+            return "{}: {}".format(code, detail)
+    version = exp.versions[msg.base_digest]
+    if not exp.async_mode and msg.round != exp.round:
+        return "{}: update for round {}, current round is {}".format(
+            "stale-round" if msg.round < exp.round else "future-round", msg.round, exp.round)
+    if exp.async_mode and msg.round != version:
+        return "round: update says round {} but its base model is version {}".format(
+            msg.round, version)
+    if (msg.client_id, version) in exp.accepted:
+        return "duplicate: {!r} already contributed to round {}".format(msg.client_id[:60],
+                                                                        version)
+    return None
+
+
+def validate_update(payload, exp, topic_client=None):
+    """Check one update message end to end.
+
+    Args:
+        payload: the raw message bytes.
+        exp: the aggregator's :class:`Expectation`.
+        topic_client: the client id the topic names (identity pinned by the broker ACL).
+    Returns:
+        a Verdict; when ``ok`` its ``tensors`` are the decoded float32 deltas.
+    """
+    if len(payload) > exp.max_bytes:
+        return _reject("too-large", "{} bytes > limit {}".format(len(payload), exp.max_bytes))
+    try:
+        msg = decode_message(payload, Limits(max_bytes=exp.max_bytes))
+    except WireError as exc:
+        return _reject("wire", str(exc))
+    who = dict(client_id=msg.client_id[:200], round=msg.round)
+    reason = _check_fields(msg, exp, topic_client)
+    if reason:
+        return Verdict(False, reason, **who)
+    if msg.encoding not in CODECS:
+        return _reject("encoding", "unknown codec {!r}".format(msg.encoding[:40]), **who)
+    try:
+        codec = make_codec(msg.encoding, **exp.codec_options)
+        tensors = codec.decode(msg.tensors, msg.params.get("codec", {}), exp.shapes)
+    except (WireError, EdgeRuntimeError) as exc:
+        return _reject("codec", str(exc), **who)
+    for n, v in tensors.items():
+        if not np.all(np.isfinite(v)):
+            return _reject("non-finite", "NaN or Inf in {!r}".format(n[:60]), **who)
+    if exp.max_norm is not None:
+        norm = update_norm(tensors)
+        if norm > exp.max_norm:
+            return _reject("norm-bound", "update norm {:.4g} > bound {:.4g}".format(
+                norm, exp.max_norm), **who)
+    version = exp.versions[msg.base_digest]
+    return Verdict(True, "", client_id=msg.client_id, round=msg.round,
+                   num_examples=msg.num_examples, staleness=exp.round - version,
+                   tensors=tensors, metrics=msg.metrics)
