@@ -1,0 +1,61 @@
+"""Compression: shared quantizers, quantized layers, pruning, BN folding, the BOPs accountant, methods.
+
+Public API (host side; torch is imported lazily by the functions that need it):
+- ``restore_model(model, compression_state, state_dict)`` — rebuild a compressed checkpoint's module
+  structure (pruned shapes, quant wrappers) before ``load_state_dict``; dispatches on
+  ``compression_state["method"]`` through ``RESTORERS`` ("module:function" strings, imported on use).
+- ``prepare_for_export(model)`` — a copy of a (compressed) model ready for ``torch.onnx.export``
+  (``dynamo=False``, opset 13): BN folded into the quantized convs, quantizers in export mode so
+  fake-quant becomes QuantizeLinear/DequantizeLinear with constant scales. Float models pass through
+  (BN folding only).
+- ``export_metadata(model)`` — ONNX ``metadata_props`` entries (per-layer bits) for the exporter.
+"""
+from __future__ import annotations
+
+import importlib
+
+from edgefl.errors import EdgeflError
+
+# method name -> "module:function(model, compression_state, state_dict) -> model"
+RESTORERS = {
+    "picpq": "edgefl.compress.restore:restore_pruned_quantized",
+    "uniform": "edgefl.compress.restore:restore_pruned_quantized",
+    "magnitude": "edgefl.compress.restore:restore_pruned_quantized",
+    "ghost": "edgefl.compress.restore:restore_pruned_quantized",
+}
+
+__all__ = ["RESTORERS", "export_metadata", "prepare_for_export", "restore_model"]
+
+
+def restore_model(model, compression_state: dict, state_dict: dict):
+    """Rebuild the compressed structure of ``model`` described by ``compression_state``.
+
+    Args:
+        model: the freshly built registry model (float, unpruned).
+        compression_state: ``config["compression"]`` of the checkpoint (has "method").
+        state_dict: the checkpoint's tensors (restorers may read shapes from it; never modified).
+    Returns:
+        the model with the compressed structure, ready for ``load_state_dict(state_dict, strict=True)``.
+    """
+    method = (compression_state or {}).get("method")
+    if method not in RESTORERS:
+        raise EdgeflError(f"checkpoint compression method {method!r} is unknown — known: {', '.join(sorted(RESTORERS))}; "
+                          "upgrade edgefl or re-create the checkpoint")
+    module, func = RESTORERS[method].split(":")
+    return getattr(importlib.import_module(module), func)(model, compression_state, state_dict)
+
+
+def prepare_for_export(model):
+    """Deep copy of ``model`` in eval mode with BN folded and quantizers in export mode."""
+    import copy
+
+    from edgefl.compress.bn_fold import export_form, fold_batchnorm
+
+    return export_form(fold_batchnorm(copy.deepcopy(model).eval()))
+
+
+def export_metadata(model) -> dict:
+    """``{"edgefl.bits.<layer>": "w4a4", ...}`` for every quantized layer (empty for float models)."""
+    from edgefl.compress.bn_fold import bits_metadata
+
+    return bits_metadata(model)
