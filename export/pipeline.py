@@ -1,0 +1,224 @@
+"""`edgefl export` as one library call: checkpoint -> verified bundle directory.
+
+Stages (each a function elsewhere in edgefl.export): resolve settings -> load checkpoint ->
+torch -> ONNX (opset of the profile) -> [INT8 Q/DQ] -> graph checks -> write -> full checker ->
+parity oracle -> head + calibration -> TensorRT engine or on-device build plan -> manifest.
+The bundle is assembled in a staging directory and moved into place only when every check passed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from edgefl.errors import EdgeflError
+from edgefl.export import bundle as bundle_io
+from edgefl.export.graph_checks import (
+    check_model_full,
+    check_no_trt8_int64_hazards,
+    check_opset,
+    int64_weights,
+)
+from edgefl.export.precision import ExportSettings, resolve_export_settings
+from edgefl.export.quantize import has_qdq, qdq_summary, quantize_static_qdq
+from edgefl.export.samples import load_samples
+from edgefl.export.torch_export import INPUT_NAME, OUTPUT_NAMES, onnx_from_module, prepare_for_export
+from edgefl.export.verify import raise_on_failure, run_parity
+
+
+@dataclasses.dataclass
+class ExportRequest:
+    """Everything `edgefl export` was asked for (CLI flags, validated here)."""
+
+    checkpoint: Path
+    profile: str
+    precision: str
+    format: str
+    out: Path
+    batch: int = 1
+    dynamic_batch: bool = False
+    input_shape: tuple | None = None
+    samples: Path | None = None
+    parity_samples: int = 2000
+    calib_samples: int = 256
+
+
+@dataclasses.dataclass
+class ExportResult:
+    bundle_dir: Path
+    manifest: dict
+    settings: ExportSettings
+
+
+def _noop(_stage: str) -> None:
+    return None
+
+
+def _trt_major(version: str) -> int:
+    return int(version.split(".")[0]) if version else 0
+
+
+def _engine_step(
+    staging: Path, settings: ExportSettings, request: ExportRequest, has_calib: bool
+) -> dict | None:
+    """Build the TensorRT engine now when TensorRT + a GPU are here; otherwise record the on-device plan."""
+    if settings.format != "tensorrt":
+        return None
+    from edgefl.runtime import trt_build
+
+    plan = trt_build.engine_plan(
+        precision=settings.engine_precision,
+        workspace_mb=settings.workspace_mb,
+        batch=request.batch,
+        dynamic_batch=request.dynamic_batch,
+        calibration=bundle_io.CALIB_FILE if has_calib else None,
+    )
+    available, reason = trt_build.tensorrt_available()
+    if not available:
+        return {
+            "build_on_device": True,
+            "reason": reason,
+            "expected_tensorrt": settings.trt_version,
+            "command": "python -m edgefl.runtime build-engine BUNDLE_DIR",
+            **plan,
+        }
+    built = trt_build.build_engine(staging, plan)
+    return {"build_on_device": False, **plan, **built}
+
+
+def export_checkpoint(request: ExportRequest, on_stage=_noop) -> ExportResult:
+    """Export a checkpoint to a verified bundle directory.
+
+    Args:
+        request: what to export, for which profile, where.
+        on_stage: called with a short stage name before each stage (progress display).
+
+    Returns:
+        ExportResult with the bundle path, the manifest as written and the resolved settings.
+
+    Raises:
+        EdgeflError: refused precision/format, opset above the profile's ceiling, checker or parity failure.
+    """
+    import torch
+
+    from edgefl import __version__
+    from edgefl.checkpoint import load_checkpoint
+    from edgefl.export.profiles import load_profile
+
+    if request.batch < 1:
+        raise EdgeflError(f"--batch must be ≥ 1, got {request.batch}")
+    profile = load_profile(request.profile)
+    resolve_export_settings(profile, request.precision, request.format)  # refuse before any heavy work
+    on_stage("load checkpoint")
+    checkpoint = load_checkpoint(request.checkpoint)
+    config = checkpoint.config
+    input_shape = tuple(request.input_shape or config["input_shape"])
+    if len(input_shape) != 3:
+        raise EdgeflError(f"input shape {input_shape} is not C,H,W — pass --input-shape C,H,W")
+    torch.set_num_threads(1)
+    model = prepare_for_export(checkpoint.model).eval()
+
+    on_stage(f"torch → ONNX (opset {profile.max_opset})")
+    proto = onnx_from_module(model, input_shape, profile.max_opset, request.batch, request.dynamic_batch)
+    quantized_model = has_qdq(proto)
+    settings = resolve_export_settings(profile, request.precision, request.format, quantized_model)
+    samples = load_samples(
+        config, input_shape, request.samples, request.parity_samples, request.calib_samples
+    )
+    if settings.calibration == "ort-static-qdq":
+        on_stage("INT8 static quantization (Q/DQ)")
+        proto = quantize_static_qdq(
+            proto, samples.calibration, INPUT_NAME, 1 if request.dynamic_batch else request.batch
+        )
+    if 0 < _trt_major(profile.tensorrt) < 10:
+        check_no_trt8_int64_hazards(proto)
+
+    out = Path(request.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=str(out.parent)))
+    try:
+        model_path = staging / bundle_io.MODEL_FILE
+        onnx.save(proto, str(model_path))
+        on_stage("onnx.checker (full)")
+        written = onnx.load(str(model_path))
+        opset = check_opset(written, profile.max_opset, bundle_io.MODEL_FILE)
+        check_model_full(model_path)
+
+        on_stage(f"parity on {len(samples.parity)} real samples")
+        parity = run_parity(model, model_path, samples.parity, settings.parity_checks)
+        raise_on_failure(parity)
+
+        weight = model.classifier.weight.detach().float().numpy()
+        bias = model.classifier.bias
+        bias = bias.detach().float().numpy() if bias is not None else np.zeros(weight.shape[0], np.float32)
+        bundle_io.write_head(staging / bundle_io.HEAD_FILE, weight, bias)
+        files = [bundle_io.MODEL_FILE, bundle_io.HEAD_FILE]
+        has_calib = settings.calibration != "none"
+        if has_calib:
+            bundle_io.write_calibration(staging / bundle_io.CALIB_FILE, samples.calibration)
+            files.append(bundle_io.CALIB_FILE)
+
+        on_stage("TensorRT engine" if settings.format == "tensorrt" else "manifest")
+        engine = _engine_step(staging, settings, request, has_calib)
+        if engine and engine.get("engine_file"):
+            files.append(engine["engine_file"])
+        batch_dim = "batch" if request.dynamic_batch else request.batch
+        features = int(weight.shape[1])
+        manifest = bundle_io.build_manifest(
+            edgefl_version=__version__,
+            model=config["model"],
+            inputs=[bundle_io.io_spec(INPUT_NAME, (batch_dim, *input_shape))],
+            outputs=[
+                bundle_io.io_spec(OUTPUT_NAMES[0], (batch_dim, int(weight.shape[0]))),
+                bundle_io.io_spec(OUTPUT_NAMES[1], (batch_dim, features)),
+            ],
+            preprocessing=config.get("preprocessing"),
+            labels=config.get("labels"),
+            profile=profile.to_dict(),
+            precision=settings.precision,
+            opset=opset,
+            compression=_compression_summary(config.get("compression"), written, quantized_model, settings),
+            parity=parity,
+            verification={
+                "onnx_checker": "full_check passed",
+                "samples": samples.source,
+                "int64_weights": len(int64_weights(written)),
+                "trt8_int64_hazards": 0 if 0 < _trt_major(profile.tensorrt) < 10 else None,
+                "tensorrt_run": bool(engine and not engine["build_on_device"]),
+            },
+            settings=dict(settings.to_dict(), batch=request.batch, dynamic_batch=request.dynamic_batch),
+            engine=engine,
+            files=bundle_io.hash_bundle_files(staging, files),
+        )
+        bundle_io.write_manifest(staging, manifest)
+        _publish(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return ExportResult(bundle_dir=out, manifest=manifest, settings=settings)
+
+
+def _compression_summary(compression, proto, quantized_model: bool, settings: ExportSettings):
+    if not compression and not quantized_model and settings.onnx_precision != "int8-qdq":
+        return None
+    summary = {"method": (compression or {}).get("method") if isinstance(compression, dict) else None}
+    if settings.onnx_precision == "int8-qdq":
+        summary["qdq"] = qdq_summary(proto)
+        summary["quantized_by"] = (
+            "checkpoint (Q/DQ from fake-quant)" if quantized_model else "onnxruntime static QDQ"
+        )
+    return summary
+
+
+def _publish(staging: Path, out: Path) -> None:
+    """Move the finished bundle into place; an existing *bundle* there is replaced, anything else refused."""
+    if out.exists():
+        if not out.is_dir() or (any(out.iterdir()) and not (out / bundle_io.MANIFEST).is_file()):
+            raise EdgeflError(f"{out} exists and is not an edgefl bundle — choose another --out")
+        shutil.rmtree(out)
+    staging.rename(out)

@@ -1,0 +1,153 @@
+"""The parity oracle shared by `edgefl export` and the tests: reference outputs vs candidate outputs.
+
+``compare_outputs`` is pure numpy; ``torch_outputs`` / ``onnxruntime_outputs`` are the two runners;
+``gate`` turns figures + thresholds into pass/fail with the reason. Figures are computed on logits
+(top-1 agreement needs them) and max abs diff on features too.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgefl.errors import EdgeflError
+from edgefl.export.precision import THRESHOLDS
+
+
+def compare_outputs(reference: dict, candidate: dict) -> dict:
+    """Parity figures between two runs over the same inputs.
+
+    Args:
+        reference: {"logits": [N, C], "features": [N, F]} (features optional).
+        candidate: same keys.
+
+    Returns:
+        dict with samples, max_abs_diff (logits), features_max_abs_diff, mean_cosine and min_cosine
+        (per-sample cosine of logits), top1_agreement (fraction), top1_disagreements (count).
+    """
+    ref = np.asarray(reference["logits"], np.float64)
+    cand = np.asarray(candidate["logits"], np.float64)
+    if ref.shape != cand.shape:
+        raise EdgeflError(
+            f"parity: logits shapes differ ({ref.shape} vs {cand.shape}) — the export is broken"
+        )
+    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(cand, axis=1)
+    cosine = np.where(norms > 0, np.sum(ref * cand, axis=1) / np.maximum(norms, 1e-300), 1.0)
+    agree = ref.argmax(axis=1) == cand.argmax(axis=1)
+    figures = {
+        "samples": int(ref.shape[0]),
+        "max_abs_diff": float(np.max(np.abs(ref - cand))) if ref.size else 0.0,
+        "mean_cosine": float(np.mean(cosine)) if ref.size else 1.0,
+        "min_cosine": float(np.min(cosine)) if ref.size else 1.0,
+        "top1_agreement": float(np.mean(agree)) if ref.size else 1.0,
+        "top1_disagreements": int(np.sum(~agree)),
+    }
+    if "features" in reference and "features" in candidate:
+        diff = np.abs(
+            np.asarray(reference["features"], np.float64) - np.asarray(candidate["features"], np.float64)
+        )
+        figures["features_max_abs_diff"] = float(diff.max()) if diff.size else 0.0
+    return figures
+
+
+def gate(figures: dict, precision: str) -> dict:
+    """Apply THRESHOLDS[precision]; returns {"passed": bool, "thresholds": ..., "failures": [str]}."""
+    limits = THRESHOLDS[precision]
+    failures = []
+    if limits["max_abs_diff"] is not None and not figures["max_abs_diff"] <= limits["max_abs_diff"]:
+        failures.append(f"max abs diff {figures['max_abs_diff']:.3g} > {limits['max_abs_diff']:g}")
+    if limits["min_cosine"] is not None and not figures["mean_cosine"] >= limits["min_cosine"]:
+        failures.append(f"cosine {figures['mean_cosine']:.6f} < {limits['min_cosine']}")
+    if (
+        limits["min_top1_agreement"] is not None
+        and not figures["top1_agreement"] >= limits["min_top1_agreement"]
+    ):
+        failures.append(
+            f"top-1 agreement {figures['top1_agreement']:.2%} < {limits['min_top1_agreement']:.0%}"
+        )
+    return {"passed": not failures, "thresholds": dict(limits), "failures": failures}
+
+
+def torch_outputs(model, x: np.ndarray, batch_size: int = 256, half: bool = False) -> dict:
+    """Run a features+classifier torch model on ``x`` (already normalised); ``half`` emulates fp16."""
+    import torch
+
+    logits, feats = [], []
+    with torch.no_grad():
+        net = model
+        if half:
+            import copy
+
+            net = copy.deepcopy(model).half()
+        for start in range(0, len(x), batch_size):
+            xb = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size]))
+            xb = xb.half() if half else xb
+            f = net.features(xb)
+            logits.append(net.classifier(f).float().numpy())
+            feats.append(f.float().numpy())
+    return {"logits": np.concatenate(logits), "features": np.concatenate(feats)}
+
+
+def onnxruntime_outputs(model_path, x: np.ndarray, batch: int | None = None) -> dict:
+    """Run model.onnx on CPU with onnxruntime (one intra-op thread); ``batch`` = the static batch size."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+    static = session.get_inputs()[0].shape[0]
+    step = static if isinstance(static, int) else (batch or 256)
+    names = [o.name for o in session.get_outputs()]
+    chunks: dict = {name: [] for name in names}
+    for start in range(0, len(x), step):
+        xb = np.ascontiguousarray(x[start : start + step], np.float32)
+        valid = len(xb)
+        if isinstance(static, int) and valid < static:  # pad the last chunk of a static-batch model
+            xb = np.concatenate([xb, np.zeros((static - valid,) + xb.shape[1:], np.float32)])
+        for name, value in zip(names, session.run(names, {input_name: xb})):
+            chunks[name].append(value[:valid])
+    return {name: np.concatenate(values) for name, values in chunks.items()}
+
+
+def run_parity(model, model_path, x: np.ndarray, checks, fp16_samples: int = 128) -> dict:
+    """The export-time oracle: torch (reference) vs model.onnx on onnxruntime, plus emulated fp16.
+
+    Args:
+        model: the torch model exactly as exported.
+        model_path: the written model.onnx.
+        x: normalised real inputs, N×C×H×W float32.
+        checks: precision keys from ExportSettings.parity_checks ("fp32", "fp16", "int8").
+        fp16_samples: inputs used for the fp16 emulation (torch half on CPU is slow).
+
+    Returns:
+        {check: {"runner": ..., **figures, **gate}}; "fp32"/"int8" compare onnxruntime on model.onnx;
+        "fp16" compares torch half precision against torch fp32 (an emulation of the engine numerics,
+        not TensorRT — the engine is checked on the device).
+    """
+    reference = torch_outputs(model, x)
+    results = {}
+    onnx_out = None
+    for check in checks:
+        if check == "fp16":
+            sub = x[:fp16_samples]
+            ref = {k: v[:fp16_samples] for k, v in reference.items()}
+            figures = compare_outputs(ref, torch_outputs(model, sub, half=True))
+            runner = "torch-fp16-emulation vs torch"
+        else:
+            onnx_out = onnx_out if onnx_out is not None else onnxruntime_outputs(model_path, x)
+            figures = compare_outputs(reference, onnx_out)
+            runner = "onnxruntime vs torch"
+        results[check] = {"runner": runner, **figures, **gate(figures, check)}
+    return results
+
+
+def raise_on_failure(parity: dict) -> None:
+    """Raise EdgeflError naming every failed parity check."""
+    failed = {name: r["failures"] for name, r in parity.items() if not r["passed"]}
+    if failed:
+        detail = "; ".join(f"{name}: {', '.join(f)}" for name, f in failed.items())
+        raise EdgeflError(
+            f"parity check failed ({detail}) — the exported model does not match torch; no bundle was "
+            "published (inspect the model's unsupported ops or try a higher precision)"
+        )
