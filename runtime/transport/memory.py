@@ -5,6 +5,8 @@ once; a disconnected client with a persistent session (``clean_session=False``) 
 messages queued until it reconnects, like Mosquitto.
 """
 
+import threading
+import time
 from collections import deque
 
 from edgefl.runtime.transport import Event, Transport, topic_matches
@@ -25,6 +27,7 @@ class MemoryBroker(object):
         self.sessions = {}
         self.max_payload = max_payload
         self.published = []  # (client_id, topic, len(payload)) for byte accounting in tests
+        self.lock = threading.RLock()  # loops may run in threads
 
     def _deliver(self, topic, payload, qos, retain):
         for sess in self.sessions.values():
@@ -35,6 +38,10 @@ class MemoryBroker(object):
                 sess.inbox.append(Event("message", topic, payload, False))
 
     def publish(self, client_id, topic, payload, qos, retain):
+        with self.lock:
+            self._publish(client_id, topic, payload, qos, retain)
+
+    def _publish(self, client_id, topic, payload, qos, retain):
         if self.max_payload is not None and len(payload) > self.max_payload:
             raise ValueError("payload of {} bytes above broker limit {}".format(
                 len(payload), self.max_payload))
@@ -55,6 +62,10 @@ class MemoryTransport(Transport):
         self.session = None
 
     def connect(self):
+        with self.broker.lock:
+            self._connect()
+
+    def _connect(self):
         sess = self.broker.sessions.get(self.client_id)
         if sess is None or self.clean_session:
             sess = _Session()
@@ -64,6 +75,10 @@ class MemoryTransport(Transport):
         sess.inbox.appendleft(Event("connected"))
 
     def subscribe(self, topic_filter, qos=1):
+        with self.broker.lock:
+            self._subscribe(topic_filter, qos)
+
+    def _subscribe(self, topic_filter, qos):
         self.session.subscriptions[topic_filter] = qos
         for topic, payload in sorted(self.broker.retained.items()):
             if topic_matches(topic_filter, topic):
@@ -75,13 +90,22 @@ class MemoryTransport(Transport):
         self.broker.publish(self.client_id, topic, bytes(payload), qos, retain)
 
     def poll(self, timeout=0.0):
-        if self.session is None or not self.session.connected:
-            return []
-        out = list(self.session.inbox)
-        self.session.inbox.clear()
-        return out
+        end = time.time() + timeout
+        while True:
+            with self.broker.lock:
+                if self.session is None or not self.session.connected:
+                    return []
+                out = list(self.session.inbox)
+                self.session.inbox.clear()
+            if out or time.time() >= end:
+                return out
+            time.sleep(min(0.01, timeout))
 
     def close(self):
+        with self.broker.lock:
+            self._close()
+
+    def _close(self):
         if self.session is not None:
             self.session.connected = False
             if self.clean_session:

@@ -1,0 +1,265 @@
+"""The aggregator as a pure round state machine: events in, actions out.
+
+``start(now)``, ``on_message(topic, payload, now)`` and ``tick(now)`` return lists of
+:class:`Publish` / :class:`Persist` actions; the serve loop (``edgefl.runtime.loops``) performs
+them. Nothing here touches the network, the disk or the clock.
+
+Sync mode: round r announces the global model (retained) and the clients sampled for it; it
+closes when every sampled client (or ``clients_per_round`` clients) has been accepted, or at the
+deadline once ``min_clients`` (the quorum) are in; below quorum it keeps waiting. Async mode
+(FedBuff): every accepted update is buffered; K = ``buffer_size`` updates (or the deadline with
+a quorum) produce a new version; updates based on one of the last ``max_staleness`` versions are
+accepted and weighted by staleness.
+
+State is persisted (a Persist action) after every accepted update and every round change, so a
+restart resumes the same round with the same accepted updates.
+"""
+
+import json
+from collections import OrderedDict, namedtuple
+from dataclasses import asdict, dataclass, field
+from typing import List, Optional
+
+import numpy as np
+
+from edgefl.runtime import strategies
+from edgefl.runtime.errors import EdgeRuntimeError, WireError
+from edgefl.runtime.codecs import CODECS
+from edgefl.runtime.transport import Topics
+from edgefl.runtime.validate import Expectation, validate_update
+from edgefl.runtime.wire import Message, decode_tensors, encode_message, encode_tensors, \
+    model_digest
+
+Publish = namedtuple("Publish", "topic payload qos retain")
+Persist = namedtuple("Persist", "payload")
+
+
+@dataclass
+class AggregatorConfig:
+    """Options of a federation's aggregator (JSON-friendly)."""
+
+    federation: str
+    mode: str = "sync"  # "sync" | "async"
+    strategy: str = "fedavg"
+    strategy_options: dict = field(default_factory=dict)
+    codec: str = "none"
+    codec_options: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)  # sent to agents: epochs, lr, batch_size, prox_mu
+    rounds: int = 10
+    min_clients: int = 1
+    clients_per_round: int = 0
+    clients: List[str] = field(default_factory=list)
+    deadline_s: float = 300.0
+    server_lr: float = 1.0
+    buffer_size: int = 4
+    max_staleness: int = 3
+    staleness_weight: str = strategies.DEFAULT_STALENESS
+    clip_norm: Optional[float] = None
+    max_norm: Optional[float] = None
+    max_update_bytes: int = 256 * 1024 * 1024
+    seed: int = 0
+
+    def check(self):
+        """Raise EdgeRuntimeError on an unusable option; returns self."""
+        problems = [
+            (self.mode not in ("sync", "async"), "mode must be 'sync' or 'async'"),
+            (self.strategy not in strategies.STRATEGIES, "strategy must be one of {}".format(
+                sorted(strategies.STRATEGIES))),
+            (self.codec not in CODECS, "codec must be one of {}".format(sorted(CODECS))),
+            (self.staleness_weight not in strategies.STALENESS,
+             "staleness_weight must be one of {}".format(sorted(strategies.STALENESS))),
+            (self.min_clients < 1, "min_clients must be >= 1"),
+            (self.buffer_size < 1, "buffer_size must be >= 1"),
+            (self.clients_per_round > len(self.clients) > 0,
+             "clients_per_round is larger than the clients list"),
+        ]
+        for bad, why in problems:
+            if bad:
+                raise EdgeRuntimeError("aggregator config: {} — fix the config".format(why))
+        return self
+
+
+def sample_clients(clients, k, seed, round_):
+    """Deterministic sample of k clients for a round (sorted), or None for 'anyone'."""
+    if not clients or k <= 0 or k >= len(clients):
+        return sorted(clients) if clients else None
+    rng = np.random.RandomState((seed * 1000003 + round_) % (2 ** 32))
+    return sorted(rng.choice(sorted(clients), size=k, replace=False).tolist())
+
+
+class AggregatorCore(object):
+    """Round state machine (see module docstring)."""
+
+    def __init__(self, config, global_model):
+        self.cfg = config.check()
+        self.topics = Topics(config.federation)
+        self.global_model = OrderedDict((n, np.array(v, np.float32))
+                                        for n, v in sorted(global_model.items()))
+        self.round = 0  # 0: not started
+        self.digest = model_digest(self.global_model)
+        self.versions = OrderedDict()  # digest -> version
+        self.accepted = OrderedDict()  # (client, version) -> (num_examples, tensors, metrics)
+        self.sampled = None
+        self.deadline = 0.0
+        self.done = False
+        self.history = []
+        self.rejected = 0
+        self.bytes_in = 0
+
+    # --- state machine ----------------------------------------------------------------------
+    def start(self, now):
+        """Open round 1, or re-announce the restored round."""
+        if self.round == 0:
+            return self._open_round(1, now)
+        return [self._announce(), self._persist()]
+
+    def on_message(self, topic, payload, now):
+        if self.done:
+            return []
+        client = self.topics.client_from_update_topic(topic)
+        if client is None or not payload:
+            return []
+        verdict = validate_update(payload, self._expectation(), topic_client=client)
+        if not verdict.ok:
+            self.rejected += 1
+            return [self._status(client, verdict.round, False, verdict.reason)]
+        version = self.round - verdict.staleness
+        self.accepted[(client, version)] = (verdict.num_examples, verdict.tensors,
+                                            verdict.metrics)
+        self.bytes_in += len(payload)
+        actions = [self._status(client, verdict.round, True, "")]
+        if self._ready(now):
+            return actions + self._close_round(now)
+        return actions + [self._persist()]
+
+    def tick(self, now):
+        if self.done or self.round == 0 or now < self.deadline:
+            return []
+        if len(self.accepted) >= self.cfg.min_clients:
+            return self._close_round(now)
+        return []
+
+    # --- helpers ----------------------------------------------------------------------------
+    def _expectation(self):
+        c = self.cfg
+        return Expectation(
+            federation=c.federation, round=self.round, versions=dict(self.versions),
+            shapes=OrderedDict((n, v.shape) for n, v in self.global_model.items()),
+            codec=c.codec, codec_options={}, accepted=frozenset(self.accepted),
+            sampled=frozenset(self.sampled) if self.sampled is not None and c.mode == "sync"
+            else None, max_bytes=c.max_update_bytes, max_norm=c.max_norm,
+            async_mode=c.mode == "async")
+
+    def _ready(self, now):
+        n = len(self.accepted)
+        if self.cfg.mode == "async":
+            return n >= self.cfg.buffer_size
+        if self.sampled is not None and len(self.sampled) > 0:
+            return n >= len(self.sampled)
+        return n >= max(self.cfg.clients_per_round, self.cfg.min_clients)
+
+    def _open_round(self, round_, now):
+        self.round = round_
+        self.digest = model_digest(self.global_model)
+        self.versions[self.digest] = round_
+        keep = self.cfg.max_staleness + 1 if self.cfg.mode == "async" else 1
+        while len(self.versions) > keep:
+            self.versions.popitem(last=False)
+        self.sampled = sample_clients(self.cfg.clients, self.cfg.clients_per_round,
+                                      self.cfg.seed, round_)
+        self.deadline = now + self.cfg.deadline_s
+        self.accepted = OrderedDict()
+        self.bytes_in = 0
+        self.rejected = 0
+        return [self._announce(), self._persist()]
+
+    def _close_round(self, now):
+        c = self.cfg
+        updates = [strategies.ClientUpdate(cid, n, t, self.round - v)
+                   for (cid, v), (n, t, _) in self.accepted.items()]
+        options = dict(c.strategy_options)
+        name = c.strategy
+        if c.mode == "async":
+            name, options = "fedbuff", {"staleness_weight": c.staleness_weight}
+        delta = strategies.aggregate(name, updates, clip_norm=c.clip_norm, **options)
+        for n in self.global_model:
+            self.global_model[n] = (self.global_model[n].astype(np.float64)
+                                    + c.server_lr * delta[n].astype(np.float64)).astype(np.float32)
+        self.history.append(self._round_summary(updates))
+        if c.rounds and self.round >= c.rounds:
+            self.done = True
+            self.round += 1
+            self.digest = model_digest(self.global_model)
+            self.accepted = OrderedDict()
+            return [self._announce(final=True), self._persist()]
+        return self._open_round(self.round + 1, now)
+
+    def _round_summary(self, updates):
+        total = float(sum(u.num_examples for u in updates)) or 1.0
+        keys = set()
+        for _, _, m in self.accepted.values():
+            keys.update(k for k, v in m.items() if isinstance(v, (int, float)))
+        metrics = {k: sum(m.get(k, 0.0) * n for n, _, m in self.accepted.values()) / total
+                   for k in sorted(keys)}
+        return {"round": self.round, "clients": sorted(u.client_id for u in updates),
+                "num_examples": int(total), "bytes_in": self.bytes_in,
+                "rejected": self.rejected, "client_metrics": metrics}
+
+    def _announce(self, final=False):
+        c = self.cfg
+        msg = Message(kind="round", federation=c.federation, round=self.round,
+                      base_digest=self.digest, encoding="none",
+                      metrics=self.history[-1] if self.history else {},
+                      params={"mode": c.mode, "codec": c.codec, "codec_options": c.codec_options,
+                              "sampled": self.sampled, "deadline": self.deadline,
+                              "train": c.train, "final": final},
+                      tensors=self.global_model)
+        return Publish(self.topics.round, encode_message(msg), 1, True)
+
+    def _status(self, client, round_, ok, reason):
+        msg = Message(kind="status", federation=self.cfg.federation, round=max(round_, 0),
+                      client_id=client, params={"accepted": ok, "reason": reason,
+                                                "current_round": self.round})
+        return Publish(self.topics.status(client), encode_message(msg), 1, False)
+
+    # --- persistence ------------------------------------------------------------------------
+    def _persist(self):
+        return Persist(self.to_bytes())
+
+    def to_bytes(self):
+        """The whole state as one safetensors blob (global model, accepted updates, JSON)."""
+        tensors = OrderedDict(("global/" + n, v) for n, v in self.global_model.items())
+        index = []
+        for i, ((cid, v), (n, t, m)) in enumerate(self.accepted.items()):
+            index.append({"client": cid, "version": v, "num_examples": n, "metrics": m})
+            tensors.update(("update/{}/{}".format(i, k), a) for k, a in t.items())
+        state = {"round": self.round, "digest": self.digest, "versions": list(self.versions.items()),
+                 "sampled": self.sampled, "deadline": self.deadline, "done": self.done,
+                 "history": self.history, "accepted": index, "rejected": self.rejected,
+                 "bytes_in": self.bytes_in, "config": asdict(self.cfg)}
+        return encode_tensors(tensors, {"edgefl.aggregator_state": json.dumps(state)})
+
+    @classmethod
+    def from_bytes(cls, blob, config=None):
+        """Restore a persisted state (``config`` overrides the stored one when given)."""
+        try:
+            tensors, meta = decode_tensors(blob)
+            state = json.loads(meta["edgefl.aggregator_state"])
+        except (WireError, KeyError, ValueError) as exc:
+            raise EdgeRuntimeError("aggregator state file is unreadable ({}) — delete it to start "
+                                   "over".format(exc))
+        cfg = config or AggregatorConfig(**state["config"])
+        model = OrderedDict((k[7:], np.array(v)) for k, v in tensors.items()
+                            if k.startswith("global/"))
+        core = cls(cfg, model)
+        core.round, core.digest = state["round"], state["digest"]
+        core.versions = OrderedDict((d, v) for d, v in state["versions"])
+        core.sampled, core.deadline, core.done = state["sampled"], state["deadline"], state["done"]
+        core.history, core.rejected = state["history"], state["rejected"]
+        core.bytes_in = state["bytes_in"]
+        for i, e in enumerate(state["accepted"]):
+            pre = "update/{}/".format(i)
+            t = OrderedDict((k[len(pre):], np.array(v)) for k, v in tensors.items()
+                            if k.startswith(pre))
+            core.accepted[(e["client"], e["version"])] = (e["num_examples"], t, e["metrics"])
+        return core

@@ -1,0 +1,120 @@
+"""Thin I/O loops around the aggregator and agent state machines.
+
+They connect the transport, feed events to the pure core, perform its actions (publish,
+persist atomically) and stop when the federation is done, ``stop()`` says so or time runs out.
+"""
+
+import time
+
+from edgefl.runtime.aggregator import AggregatorCore, Persist, Publish
+from edgefl.runtime.errors import EdgeRuntimeError
+from edgefl.runtime.persist import atomic_write, read_bytes
+
+
+def wait_connected(transport, timeout=30.0, clock=time.time):
+    """Poll until the transport reports ``connected``; returns the other events seen meanwhile."""
+    end = clock() + timeout
+    early = []
+    while clock() < end:
+        for ev in transport.poll(0.1):
+            if ev.kind == "connected":
+                return early
+            early.append(ev)
+    err = getattr(transport, "last_error", None)
+    raise EdgeRuntimeError("could not connect to the MQTT broker within {:.0f}s{} — check "
+                           "host, port, TLS and credentials".format(
+                               timeout, " ({})".format(err) if err else ""))
+
+
+def open_aggregator(config, global_model, state_path=None):
+    """A new core, or the one persisted at ``state_path`` (restart resumes the same round)."""
+    blob = read_bytes(state_path) if state_path else None
+    if blob:
+        return AggregatorCore.from_bytes(blob, config)
+    return AggregatorCore(config, global_model)
+
+
+def _perform(actions, transport, state_path):
+    # persist first: an "accepted" status is only sent once the update is on disk
+    for a in actions:
+        if isinstance(a, Persist) and state_path:
+            atomic_write(state_path, a.payload)
+    for a in actions:
+        if isinstance(a, Publish):
+            transport.publish(a.topic, a.payload, a.qos, a.retain)
+
+
+def serve_aggregator(core, transport, state_path=None, stop=None, timeout=None,
+                     on_round=None, clock=time.time, poll_s=0.2):
+    """Run the aggregator until the last round closes (or ``stop()``/``timeout``).
+
+    Args:
+        on_round: called with each new history entry (a dict) when a round closes.
+    Returns:
+        the core (its ``history`` and ``global_model`` hold the results).
+    """
+    transport.connect()
+    transport.subscribe(core.topics.updates, 1)
+    early = wait_connected(transport)
+    _perform(core.start(clock()), transport, state_path)
+    end = None if timeout is None else clock() + timeout
+    seen = len(core.history)
+    pending = early
+    while not core.done and not (stop and stop()) and (end is None or clock() < end):
+        for ev in pending + transport.poll(poll_s):
+            if ev.kind == "message":
+                _perform(core.on_message(ev.topic, ev.payload, clock()), transport, state_path)
+        pending = []
+        _perform(core.tick(clock()), transport, state_path)
+        while on_round and seen < len(core.history):
+            on_round(core.history[seen])
+            seen += 1
+    while on_round and seen < len(core.history):
+        on_round(core.history[seen])
+        seen += 1
+    transport.flush(10.0)
+    return core
+
+
+def run_agent(core, transport, trainer, state_path=None, stop=None, timeout=None,
+              max_rounds=None, log=None, clock=time.time, poll_s=0.2):
+    """Take part in rounds until the federation ends, ``max_rounds`` or ``stop()``/``timeout``.
+
+    Returns:
+        the number of updates published.
+    """
+    blob = read_bytes(state_path) if state_path else None
+    if blob:
+        core.restore(blob)
+    transport.connect()
+    for topic in core.subscriptions():
+        transport.subscribe(topic, 1)
+    pending = wait_connected(transport)
+    end = None if timeout is None else clock() + timeout
+    sent = 0
+    while not core.done and not (stop and stop()) and (end is None or clock() < end):
+        job = None
+        for ev in pending + transport.poll(poll_s):
+            if ev.kind == "message":
+                job = core.on_message(ev.topic, ev.payload) or job
+        pending = []
+        for line in core.log:
+            if log:
+                log(*line)
+        del core.log[:]
+        if job is None or job.round != core.current.round:
+            continue
+        result = trainer.train(job.global_model, job.options)
+        topic, payload = core.on_trained(job, result)
+        if state_path:
+            atomic_write(state_path, core.to_bytes())
+        transport.publish(topic, payload, 1, False)
+        transport.flush(30.0)
+        sent += 1
+        if log:
+            log("info", "round {}: sent {} bytes ({} examples)".format(
+                job.round, len(payload), result.num_examples))
+        if max_rounds and sent >= max_rounds:
+            break
+    transport.flush(10.0)
+    return sent
