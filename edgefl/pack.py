@@ -1,0 +1,226 @@
+"""`edgefl pack`: one tarball holding everything a device needs to run the agent.
+
+Layout of the archive (top folder ``edgefl-agent/``)::
+
+    edgefl/__init__.py          minimal package root (version only)
+    edgefl/runtime/...          the edge runtime (runtime/ of this repository)
+    bundle/...                  the exported model bundle (manifest.json, model.onnx, ...)
+    agent.json                  agent config (broker, federation, client id, bundle path)
+    PACK.json                   profile facts, pinned edge stack, sha256 of every file
+    install.sh, install.py      installer (Python part runs on the device's Python 3.6+)
+    first_start.py              first-start TensorRT engine build
+    edgefl-agent.service.in     systemd unit template (Restart=always)
+    README.txt
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from edgefl import __version__
+from edgefl.errors import EdgeflError
+
+PACK_FORMAT = "edgefl.pack"
+TOP = "edgefl-agent"
+TEMPLATES = ("install.sh", "install.py", "first_start.py", "edgefl-agent.service.in", "README.txt")
+EXECUTABLE = {"install.sh", "install.py", "first_start.py"}
+MINIMAL_INIT = '"""edgefl on the device: only the runtime is installed here."""\n\n__version__ = "{v}"\n'
+
+# profile pin key -> pip distribution name; onnxruntime is only pip-installed where the profile's
+# default engine is onnxruntime (JetPack boards use TensorRT and the device's own onnxruntime).
+PIN_DISTRIBUTIONS = {"numpy": "numpy", "paho_mqtt": "paho-mqtt", "onnxruntime": "onnxruntime"}
+
+
+@dataclass
+class PackResult:
+    """What was packed."""
+
+    path: Path
+    profile: str
+    pins: dict
+    files: dict = field(default_factory=dict)
+    size_bytes: int = 0
+    sha256: str = ""
+
+    def to_json(self) -> dict:
+        return {
+            "path": str(self.path),
+            "profile": self.profile,
+            "pins": self.pins,
+            "files": len(self.files),
+            "size_bytes": self.size_bytes,
+            "sha256": self.sha256,
+        }
+
+
+def pin_spec(version: str) -> str:
+    """Profile version → pip specifier: '1.19.5' → '==1.19.5', '2.2' → '==2.2.*', '' → '' (any)."""
+    version = version.strip()
+    if not version:
+        return ""
+    return f"=={version}" if version.count(".") >= 2 else f"=={version}.*"
+
+
+def pins_for_profile(profile) -> dict[str, str]:
+    """The pinned edge stack for a profile: pip distribution → specifier."""
+    pins = {}
+    for key, dist in PIN_DISTRIBUTIONS.items():
+        if dist == "onnxruntime" and profile.default_runtime != "onnxruntime":
+            continue
+        pins[dist] = pin_spec(str(profile.pins.get(key, "")))
+    if profile.python == "3.6":
+        pins["dataclasses"] = "==0.8"  # backport; stdlib from 3.7
+    return pins
+
+
+def read_bundle_manifest(bundle: Path) -> dict:
+    path = bundle / "manifest.json"
+    if not path.is_file():
+        raise EdgeflError(f"{bundle} is not a bundle (no manifest.json) — make one with `edgefl export`")
+    manifest = json.loads(path.read_text())
+    if manifest.get("format") != "edgefl.bundle":
+        raise EdgeflError(f"{path}: format is {manifest.get('format')!r}, not 'edgefl.bundle' — re-export")
+    for name, digest in (manifest.get("files") or {}).items():
+        f = bundle / name
+        if not f.is_file():
+            raise EdgeflError(f"bundle {bundle} lacks {name} named in its manifest — re-export the bundle")
+        if _sha256(f.read_bytes()) != digest:
+            raise EdgeflError(f"bundle file {name} does not match its sha256 in the manifest — re-export")
+    return manifest
+
+
+def check_bundle_profile(manifest: dict, profile) -> None:
+    exported_for = (manifest.get("profile") or {}).get("name")
+    if exported_for and exported_for != profile.name:
+        raise EdgeflError(
+            f"the bundle was exported for {exported_for}, not {profile.name} — "
+            f"re-export with `edgefl export ... --profile {profile.name}` "
+            f"or pack with --profile {exported_for}"
+        )
+
+
+def default_agent_config(manifest: dict, *, broker_url: str, federation: str, client_id: str) -> dict:
+    """Agent config pointing at the packed bundle; paths are relative to the install prefix."""
+    return {
+        "client_id": client_id,
+        "federation": federation,
+        "broker_url": broker_url,
+        "bundle": "bundle",
+        "state_dir": "state",
+        "model": manifest.get("model"),
+    }
+
+
+def runtime_source() -> Path:
+    import edgefl.runtime
+
+    return Path(edgefl.runtime.__file__).parent
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def collect_files(bundle: Path, agent_config: dict, pins: dict) -> dict[str, bytes]:
+    """archive path (below TOP) → bytes, everything but PACK.json."""
+    files: dict[str, bytes] = {"edgefl/__init__.py": MINIMAL_INIT.format(v=__version__).encode()}
+    src = runtime_source()
+    for f in sorted(src.rglob("*")):
+        if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".pyc":
+            files[f"edgefl/runtime/{f.relative_to(src).as_posix()}"] = f.read_bytes()
+    for f in sorted(bundle.rglob("*")):
+        if f.is_file():
+            files[f"bundle/{f.relative_to(bundle).as_posix()}"] = f.read_bytes()
+    templates = resources.files("edgefl.pack_templates")
+    for name in TEMPLATES:
+        files[name] = templates.joinpath(name).read_bytes()
+    files["agent.json"] = (json.dumps(agent_config, indent=1) + "\n").encode()
+    return files
+
+
+def pack_agent(
+    profile_name: str,
+    bundle: str | Path,
+    out: str | Path,
+    *,
+    broker_url: str = "mqtt://localhost:1883",
+    federation: str = "edgefl",
+    client_id: str = "agent-0",
+    agent_config: dict | None = None,
+) -> PackResult:
+    """Write the agent tarball for a device profile.
+
+    Args:
+        profile_name: device profile (e.g. 'jetson-tx2') — fixes the pinned edge stack.
+        bundle: exported bundle directory (`edgefl export`).
+        out: the .tar.gz to write.
+        broker_url, federation, client_id: written into the default agent config.
+        agent_config: a full agent config to ship instead of the default one.
+
+    Returns:
+        PackResult with the archive path, pins, file count and digest.
+    """
+    from edgefl.export.profiles import load_profile
+
+    profile = load_profile(profile_name)
+    bundle, out = Path(bundle), Path(out)
+    if not bundle.is_dir():
+        raise EdgeflError(f"bundle directory {bundle} not found — make one with `edgefl export`")
+    if not out.name.endswith((".tar.gz", ".tgz")):
+        raise EdgeflError(f"{out}: the pack is a gzip tarball — name it *.tar.gz")
+    manifest = read_bundle_manifest(bundle)
+    check_bundle_profile(manifest, profile)
+    pins = pins_for_profile(profile)
+    config = agent_config or default_agent_config(
+        manifest, broker_url=broker_url, federation=federation, client_id=client_id
+    )
+    files = collect_files(bundle, config, pins)
+    pack_doc = {
+        "format": PACK_FORMAT,
+        "version": 1,
+        "edgefl_version": __version__,
+        "profile": {
+            k: getattr(profile, k)
+            for k in ("name", "jetpack", "python", "tensorrt", "arch", "default_runtime", "default_precision")
+        },
+        "pins": pins,
+        "model": manifest.get("model"),
+        "files": {name: _sha256(data) for name, data in sorted(files.items())},
+    }
+    files["PACK.json"] = (json.dumps(pack_doc, indent=1) + "\n").encode()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_tarball(files, out)
+    data = out.read_bytes()
+    return PackResult(out, profile.name, pins, pack_doc["files"], len(data), _sha256(data))
+
+
+def write_tarball(files: dict[str, bytes], out: Path) -> None:
+    """Deterministic gzip tarball (sorted names, fixed mtime and owner)."""
+    with tarfile.open(out, "w:gz", format=tarfile.PAX_FORMAT) as tar:
+        dirs = sorted({"/".join(n.split("/")[:i]) for n in files for i in range(1, n.count("/") + 1)})
+        for d in [""] + dirs:
+            info = tarfile.TarInfo(f"{TOP}/{d}".rstrip("/"))
+            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
+            tar.addfile(info)
+        for name, data in sorted(files.items()):
+            info = tarfile.TarInfo(f"{TOP}/{name}")
+            info.size, info.mtime = len(data), 0
+            info.mode = 0o755 if name in EXECUTABLE else 0o644
+            tar.addfile(info, io.BytesIO(data))
+
+
+def unpack(archive: str | Path, dest: str | Path) -> Path:
+    """Extract a pack (refusing absolute or parent-relative member names); returns the pack folder."""
+    dest = Path(dest)
+    with tarfile.open(archive, "r:gz") as tar:
+        for m in tar.getmembers():
+            if m.name.startswith("/") or ".." in Path(m.name).parts or not (m.isfile() or m.isdir()):
+                raise EdgeflError(f"{archive}: unsafe member {m.name!r} — not an edgefl pack")
+        tar.extractall(dest, filter="data")
+    return dest / TOP

@@ -1,0 +1,275 @@
+"""One self-contained HTML page: sections built from a RunData, plots embedded as PNG data URIs."""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from collections.abc import Callable
+
+from edgefl.report import plots
+from edgefl.report.load import RunData
+
+CSS = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:980px;color:#222}
+h1{font-size:1.6em;margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.9em} td,th{border:1px solid #ddd;padding:.25em .6em}
+th{background:#f5f5f5;text-align:left} td.num{text-align:right;font-variant-numeric:tabular-nums}
+figure{margin:.8em 0} figure img{max-width:100%;border:1px solid #eee} figcaption{font-size:.85em;color:#555}
+.note{color:#777;font-size:.9em} .ok{color:#2a7} .bad{color:#c33}
+"""
+
+
+def esc(x) -> str:
+    return html.escape(str(x))
+
+
+def fmt(x) -> str:
+    if isinstance(x, bool) or x is None:
+        return esc(x)
+    if isinstance(x, int):
+        return f"{x:,}"
+    if isinstance(x, float):
+        if not math.isfinite(x):
+            return esc(x)
+        return f"{x:.4g}" if abs(x) < 1e4 else f"{x:,.0f}"
+    return esc(x)
+
+
+def table(headers: list[str], rows: list[list]) -> str:
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f'<td class="num">{fmt(v)}</td>'
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+            else f"<td>{fmt(v)}</td>"
+            for v in row
+        )
+        + "</tr>"
+        for row in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def figure(png: bytes, caption: str, key: str) -> str:
+    uri = "data:image/png;base64," + base64.b64encode(png).decode()
+    return (
+        f'<figure><img class="plot" data-plot="{esc(key)}" alt="{esc(caption)}" src="{uri}">'
+        f"<figcaption>{esc(caption)}</figcaption></figure>"
+    )
+
+
+# ------------------------------------------------------------------ sections
+
+
+def section_summary(run: RunData) -> str | None:
+    if not run.run:
+        return None
+    parts = []
+    summary = run.run.get("summary") or {}
+    if summary:
+        parts.append(table(["figure", "value"], [[k, v] for k, v in summary.items()]))
+    steps = run.run.get("steps") or []
+    if steps:
+        parts.append(
+            table(
+                ["step", "wall time (s)", "result"],
+                [[s.get("name"), s.get("seconds"), s.get("detail", "")] for s in steps],
+            )
+        )
+    return "".join(parts) or None
+
+
+def section_federation(run: RunData) -> str | None:
+    sim = run.simulation
+    if not sim or not sim.get("runs"):
+        return None
+    runs = sim["runs"]
+    target = sim.get("target_accuracy")
+    parts = [
+        figure(
+            plots.accuracy_curves(runs, "sim_time_s", "simulated time (h)", 3600.0, target),
+            "Global-model accuracy against simulated time (sync rounds with deadlines vs async buffered)",
+            "accuracy-vs-time",
+        ),
+        figure(
+            plots.accuracy_curves(runs, "version", "global model version (round)"),
+            "Accuracy against round / model version",
+            "accuracy-vs-round",
+        ),
+        figure(
+            plots.accuracy_curves(runs, "bytes_up", "bytes sent by satellites (MB)", 1e6, target),
+            "Accuracy against bytes sent by the satellites (updates on the downlink)",
+            "accuracy-vs-bytes",
+        ),
+    ]
+    rows = []
+    for mode, r in runs.items():
+        t = r.get("time_to_target_s")
+        rows.append(
+            [
+                mode,
+                r.get("label", ""),
+                r.get("versions", len(r.get("history", []))),
+                r.get("updates_received"),
+                r.get("final_accuracy"),
+                "not reached" if t is None else round(t / 3600.0, 2),
+                r.get("bytes_up"),
+                r.get("bytes_down"),
+            ]
+        )
+    parts.append(
+        table(
+            [
+                "mode",
+                "aggregation",
+                "model versions",
+                "updates",
+                "final accuracy",
+                f"hours to {target}" if target else "hours to target",
+                "bytes up",
+                "bytes down",
+            ],
+            rows,
+        )
+    )
+    cfg = sim.get("config") or {}
+    if cfg:
+        parts.append(
+            table(["setting", "value"], [[k, v] for k, v in cfg.items() if not isinstance(v, (dict, list))])
+        )
+    return "".join(parts)
+
+
+def section_contacts(run: RunData) -> str | None:
+    if run.schedule is None:
+        return None
+    sched = run.schedule
+    windows = {s: [(c.start_s, c.end_s) for c in sched.for_satellite(s)] for s in sched.satellites}
+    events = []
+    for r in (run.simulation or {}).get("runs", {}).values():
+        events = r.get("events") or []
+        if events:
+            break
+    summary = sched.summary()
+    return figure(
+        plots.contact_timeline(windows, events),
+        f"Contact windows per satellite ({summary['contacts']} passes over "
+        f"{', '.join(sched.stations)}; mean pass {summary['mean_contact_s'] / 60:.1f} min)",
+        "contact-timeline",
+    ) + table(["figure", "value"], [[k, v] for k, v in summary.items()])
+
+
+def section_compression(run: RunData) -> str | None:
+    comp = run.compression
+    if not comp or not comp.get("layers"):
+        return None
+    layers = comp["layers"]
+    names = [layer["name"] for layer in layers]
+    parts = [
+        figure(
+            plots.layer_bars(names, [layer["w_bits"] for layer in layers], "weight bits"),
+            f"Per-layer weight bits ({comp.get('method', '?')})",
+            "layer-bits",
+        ),
+        figure(
+            plots.layer_bars(
+                names, [max(1, layer["bops"]) for layer in layers], "BOPs", log=True, colour="#fd8d3c"
+            ),
+            "Per-layer BOPs (MACs × weight bits × activation bits)",
+            "layer-bops",
+        ),
+    ]
+    summary = comp.get("summary") or {}
+    if summary:
+        parts.append(table(["figure", "value"], [[k, v] for k, v in summary.items()]))
+    parts.append(
+        table(
+            ["layer", "kind", "MACs", "params", "w bits", "a bits", "BOPs"],
+            [
+                [
+                    r["name"],
+                    r.get("kind"),
+                    r.get("macs"),
+                    r.get("params"),
+                    r["w_bits"],
+                    r.get("a_bits"),
+                    r["bops"],
+                ]
+                for r in layers
+            ],
+        )
+    )
+    return "".join(parts)
+
+
+def section_export(run: RunData) -> str | None:
+    m = run.manifest
+    if not m:
+        return None
+    profile = m.get("profile") or {}
+    facts = [
+        ["model", m.get("model")],
+        ["profile", profile.get("name", profile)],
+        ["precision", m.get("precision")],
+        ["opset", m.get("opset")],
+        ["inputs", ", ".join(f"{i.get('name')} {i.get('shape')}" for i in m.get("inputs", []))],
+    ]
+    parity = m.get("parity") or {}
+    flat = [[k, v] for k, v in parity.items() if not isinstance(v, (dict, list))]
+    for k, v in parity.items():
+        if isinstance(v, dict):
+            flat += [[f"{k}.{kk}", vv] for kk, vv in v.items() if not isinstance(vv, (dict, list))]
+    return table(["bundle", "value"], facts) + (
+        table(["parity check", "value"], flat)
+        if flat
+        else '<p class="note">no parity figures in the manifest</p>'
+    )
+
+
+def section_latency(run: RunData) -> str | None:
+    lat = run.latency
+    if not lat:
+        return None
+    label = f"{lat.get('engine', '?')}, batch {lat.get('batch', 1)}"
+    parts = []
+    if lat.get("samples_ms"):
+        parts.append(
+            figure(
+                plots.latency_histogram(lat["samples_ms"], label), f"Inference latency ({label})", "latency"
+            )
+        )
+    parts.append(table(["figure", "value"], [[k, v] for k, v in lat.items() if k != "samples_ms"]))
+    return "".join(parts)
+
+
+SECTIONS: list[tuple[str, Callable[[RunData], str | None]]] = [
+    ("Summary", section_summary),
+    ("Federation in orbit", section_federation),
+    ("Contact windows", section_contacts),
+    ("Compression", section_compression),
+    ("Export parity", section_export),
+    ("Latency", section_latency),
+]
+
+
+def html_from_run(run: RunData, title: str = "edgefl run report") -> str:
+    """The whole page; sections without data are listed as absent."""
+    body, absent = [], []
+    for name, build in SECTIONS:
+        content = build(run)
+        if content:
+            body.append(
+                f'<section id="{esc(name.lower().replace(" ", "-"))}"><h2>{esc(name)}</h2>{content}</section>'
+            )
+        else:
+            absent.append(name)
+    notes = run.notes + ([f"not in this run: {', '.join(absent)}"] if absent else [])
+    note_html = "".join(f'<p class="note">{esc(n)}</p>' for n in notes)
+    created = (run.run or {}).get("created", "")
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
+        f"<style>{CSS}</style></head><body><h1>{esc(title)}</h1>"
+        f'<p class="note">{esc(run.root.name)} {esc(created)}</p>{"".join(body)}{note_html}</body></html>'
+    )

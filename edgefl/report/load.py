@@ -1,0 +1,86 @@
+"""Find and read what a run directory holds (every part is optional; the report shows what exists).
+
+Run directory layout (written by `edgefl demo`, `edgefl simulate --out`, or by hand):
+
+    run.json                      steps with wall times and a summary (demo)
+    compression.json              method, per-layer bits/BOPs, summary
+    bundle/manifest.json          export: profile, opset, precision, parity
+    latency.json                  {"engine", "batch", "samples_ms": [...], "p50_ms", "p95_ms"}
+    sim/simulation.json           federation histories per mode (sync, async)
+    sim/schedule.json             contact windows
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgefl.errors import EdgeflError
+
+
+@dataclass
+class RunData:
+    root: Path
+    run: dict | None = None
+    compression: dict | None = None
+    manifest: dict | None = None
+    latency: dict | None = None
+    simulation: dict | None = None
+    schedule: object | None = None  # edgefl.sim.schedule.Schedule
+    notes: list[str] = field(default_factory=list)
+
+    def empty(self) -> bool:
+        return not any((self.run, self.compression, self.manifest, self.latency, self.simulation))
+
+
+def _read_json(path: Path, notes: list[str]) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        notes.append(f"{path.name} skipped: not valid JSON ({exc.msg})")
+        return None
+
+
+def find_manifest(root: Path) -> Path | None:
+    for candidate in [root / "bundle" / "manifest.json", *sorted(root.glob("*/manifest.json"))]:
+        if candidate.is_file():
+            try:
+                if json.loads(candidate.read_text()).get("format") == "edgefl.bundle":
+                    return candidate
+            except json.JSONDecodeError:
+                continue
+    return None
+
+
+def load_run(run_dir: str | Path) -> RunData:
+    """Read every known artefact of a run directory."""
+    root = Path(run_dir)
+    if not root.is_dir():
+        raise EdgeflError(
+            f"run directory {root} not found — pass the --out folder of `edgefl demo` or `simulate`"
+        )
+    data = RunData(root)
+    data.run = _read_json(root / "run.json", data.notes)
+    data.compression = _read_json(root / "compression.json", data.notes)
+    data.latency = _read_json(root / "latency.json", data.notes)
+    manifest = find_manifest(root)
+    data.manifest = _read_json(manifest, data.notes) if manifest else None
+    sim_dir = root / "sim" if (root / "sim" / "simulation.json").is_file() else root
+    data.simulation = _read_json(sim_dir / "simulation.json", data.notes)
+    schedule_path = sim_dir / "schedule.json"
+    if schedule_path.is_file():
+        from edgefl.sim.schedule import read_schedule
+
+        try:
+            data.schedule = read_schedule(schedule_path)
+        except EdgeflError as exc:
+            data.notes.append(f"schedule skipped: {exc}")
+    if data.empty():
+        raise EdgeflError(
+            f"{root} holds nothing to report (no run.json, simulation.json, compression.json, "
+            "bundle/manifest.json or latency.json) — run `edgefl demo --out DIR` first"
+        )
+    return data
