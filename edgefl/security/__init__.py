@@ -1,6 +1,6 @@
 """Federation security on the host: PKI, Mosquitto credentials/ACL/config, `federation init`."""
 
-from edgefl.security.acl import Topics, acl_text
+from edgefl.security.acl import acl_text
 from edgefl.security.federation import FederationLayout, init_federation
 from edgefl.security.mosquitto_conf import BrokerFiles, mosquitto_conf_text
 from edgefl.security.passwords import check_password_line, password_file_text, password_line
@@ -10,7 +10,6 @@ __all__ = [
     "BrokerFiles",
     "FederationLayout",
     "KeyPair",
-    "Topics",
     "acl_text",
     "check_password_line",
     "init_federation",

@@ -1,40 +1,26 @@
-"""Mosquitto ACL for a federation: each board writes only its own update topic and reads only
-the round/global topics and its own status topic; the aggregator reads every update and writes
-the global, round and status topics.
+"""Mosquitto ACL for a federation: each board writes only its own update (and liveness) topic
+and reads only the round topic (global model) and its own status topic; the aggregator reads
+and writes everything under the federation root.
 
-Topics (the runtime's layout, see ``edgefl.runtime.wire`` / DESIGN.md "The wire")::
+Topics (the runtime's layout, ``edgefl.runtime.transport.Topics``)::
 
     edgefl/{federation}/update/{client_id}   client -> aggregator (one topic per client)
     edgefl/{federation}/status/{client_id}   aggregator -> client (accept / reject + reason)
-    edgefl/{federation}/global, .../round    aggregator -> all (retained)
+    edgefl/{federation}/round                aggregator -> all (retained: round + global model)
+    edgefl/{federation}/online/{client_id}   client liveness (retained, last will)
+
+Chunked payloads travel on ``{topic}/~chunk/{i}``, hence the ``/#`` twins.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from edgefl.runtime.transport import Topics
 
 
-@dataclass(frozen=True)
-class Topics:
-    """Topic names of one federation."""
-
-    federation: str
-
-    @property
-    def root(self) -> str:
-        return f"edgefl/{self.federation}"
-
-    def update(self, client_id: str) -> str:
-        return f"{self.root}/update/{client_id}"
-
-    def status(self, client_id: str) -> str:
-        return f"{self.root}/status/{client_id}"
-
-    @property
-    def broadcast_reads(self) -> list[str]:
-        """Topics every client may read: the round announcement and the global model (and
-        their chunk sub-topics)."""
-        return [f"{self.root}/global", f"{self.root}/global/#", f"{self.root}/round", f"{self.root}/round/#"]
+def broadcast_reads(topics: Topics) -> list[str]:
+    """Topics every client may read: the round announcement with the global model (and its
+    chunk sub-topics)."""
+    return [topics.round, topics.round + "/#"]
 
 
 def validate_id(name: str, what: str) -> str:
@@ -55,8 +41,9 @@ def acl_text(federation: str, clients: list[str], aggregator: str = "aggregator"
         lines.append(f"user {cid}")
         lines.append(f"topic write {topics.update(cid)}")
         lines.append(f"topic write {topics.update(cid)}/#")
+        lines.append(f"topic write {topics.online(cid)}")
         lines.append(f"topic read {topics.status(cid)}")
         lines.append(f"topic read {topics.status(cid)}/#")
-        lines += [f"topic read {t}" for t in topics.broadcast_reads]
+        lines += [f"topic read {t}" for t in broadcast_reads(topics)]
         lines.append("")
     return "\n".join(lines)

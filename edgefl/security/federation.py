@@ -21,7 +21,8 @@ from pathlib import Path
 
 from edgefl.errors import EdgeflError
 from edgefl.runtime.signing import generate_key
-from edgefl.security.acl import Topics, acl_text, validate_id
+from edgefl.runtime.transport import Topics
+from edgefl.security.acl import acl_text, validate_id
 from edgefl.security.mosquitto_conf import BrokerFiles, mosquitto_conf_text
 from edgefl.security.passwords import generate_password, password_file_text
 from edgefl.security.pki import KeyPair, issue_cert, make_ca

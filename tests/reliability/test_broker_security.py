@@ -11,7 +11,7 @@ import pytest
 
 from edgefl.errors import EdgeflError
 from edgefl.security import init_federation
-from edgefl.security.acl import Topics
+from edgefl.runtime.transport import Topics
 
 FED = "orbit"
 T = Topics(FED)
@@ -119,10 +119,10 @@ def test_client_cannot_publish_as_another_or_as_the_aggregator(fed, recorders):
     agg = _connect(recorders, fed, "aggregator")
     agg.subscribe(f"{T.root}/#")
     b = _connect(recorders, fed, "client-001")
-    b.subscribe(f"{T.root}/global")
+    b.subscribe(f"{T.root}/round")
     a = _connect(recorders, fed, "client-000")
     a.publish(T.update("client-001"), b"forged update")  # B's topic
-    a.publish(f"{T.root}/global", b"forged global model")
+    a.publish(f"{T.root}/round", b"forged global model")
     a.publish(T.status("client-001"), b"forged status")
     a.publish(T.update("client-000"), b"own update")
     got = agg.drain(1.0)
