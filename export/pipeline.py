@@ -27,7 +27,14 @@ from edgefl.export.graph_checks import (
 from edgefl.export.precision import ExportSettings, resolve_export_settings
 from edgefl.export.quantize import has_qdq, qdq_summary, quantize_static_qdq
 from edgefl.export.samples import load_samples
-from edgefl.export.torch_export import INPUT_NAME, OUTPUT_NAMES, onnx_from_module, prepare_for_export
+from edgefl.export.torch_export import (
+    INPUT_NAME,
+    OUTPUT_NAMES,
+    add_metadata,
+    export_metadata,
+    onnx_from_module,
+    prepare_for_export,
+)
 from edgefl.export.verify import raise_on_failure, run_parity
 
 
@@ -55,8 +62,25 @@ class ExportResult:
     settings: ExportSettings
 
 
-def _noop(_stage: str) -> None:
-    return None
+class _Stages:
+    """Adapts the edgefl.progress seam to named stages (one bar step per stage)."""
+
+    def __init__(self, progress, total: int):
+        self._task = progress.task("export", total=total) if progress is not None else None
+        self._started = False
+
+    def __call__(self, name: str) -> None:
+        if self._task is None:
+            return
+        if self._started:
+            self._task.advance()
+        self._started = True
+        self._task.update(stage=name)
+
+    def done(self) -> None:
+        if self._task is not None:
+            self._task.advance()
+            self._task.update(stage="done")
 
 
 def _trt_major(version: str) -> int:
@@ -91,12 +115,12 @@ def _engine_step(
     return {"build_on_device": False, **plan, **built}
 
 
-def export_checkpoint(request: ExportRequest, on_stage=_noop) -> ExportResult:
+def export_checkpoint(request: ExportRequest, progress=None) -> ExportResult:
     """Export a checkpoint to a verified bundle directory.
 
     Args:
         request: what to export, for which profile, where.
-        on_stage: called with a short stage name before each stage (progress display).
+        progress: an ``edgefl.progress`` object (RichProgress / NullProgress) or None.
 
     Returns:
         ExportResult with the bundle path, the manifest as written and the resolved settings.
@@ -114,6 +138,7 @@ def export_checkpoint(request: ExportRequest, on_stage=_noop) -> ExportResult:
         raise EdgeflError(f"--batch must be ≥ 1, got {request.batch}")
     profile = load_profile(request.profile)
     resolve_export_settings(profile, request.precision, request.format)  # refuse before any heavy work
+    on_stage = _Stages(progress, 6 if (request.precision, request.format) == ("int8", "onnx") else 5)
     on_stage("load checkpoint")
     checkpoint = load_checkpoint(request.checkpoint)
     config = checkpoint.config
@@ -121,10 +146,12 @@ def export_checkpoint(request: ExportRequest, on_stage=_noop) -> ExportResult:
     if len(input_shape) != 3:
         raise EdgeflError(f"input shape {input_shape} is not C,H,W — pass --input-shape C,H,W")
     torch.set_num_threads(1)
-    model = prepare_for_export(checkpoint.model).eval()
+    reference = checkpoint.model.eval()  # parity is judged against the model as trained
+    model = prepare_for_export(reference).eval()
 
     on_stage(f"torch → ONNX (opset {profile.max_opset})")
     proto = onnx_from_module(model, input_shape, profile.max_opset, request.batch, request.dynamic_batch)
+    add_metadata(proto, export_metadata(model))
     quantized_model = has_qdq(proto)
     settings = resolve_export_settings(profile, request.precision, request.format, quantized_model)
     samples = load_samples(
@@ -150,7 +177,7 @@ def export_checkpoint(request: ExportRequest, on_stage=_noop) -> ExportResult:
         check_model_full(model_path)
 
         on_stage(f"parity on {len(samples.parity)} real samples")
-        parity = run_parity(model, model_path, samples.parity, settings.parity_checks)
+        parity = run_parity(reference, model_path, samples.parity, settings.parity_checks)
         raise_on_failure(parity)
 
         weight = model.classifier.weight.detach().float().numpy()
@@ -197,6 +224,7 @@ def export_checkpoint(request: ExportRequest, on_stage=_noop) -> ExportResult:
         )
         bundle_io.write_manifest(staging, manifest)
         _publish(staging, out)
+        on_stage.done()
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

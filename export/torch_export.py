@@ -59,6 +59,26 @@ def prepare_for_export(model):
     return hook(model) if callable(hook) else model
 
 
+def export_metadata(model) -> dict:
+    """Per-layer bit widths from ``edgefl.compress.export_metadata`` when present (else {})."""
+    try:
+        import edgefl.compress as compress
+    except ImportError:
+        return {}
+    hook = getattr(compress, "export_metadata", None)
+    return dict(hook(model)) if callable(hook) else {}
+
+
+def add_metadata(model: onnx.ModelProto, entries: dict) -> None:
+    """Set ONNX ``metadata_props`` (string key/values) in place."""
+    existing = {p.key: p for p in model.metadata_props}
+    for key, value in sorted(entries.items()):
+        if key in existing:
+            existing[key].value = str(value)
+        else:
+            model.metadata_props.add(key=str(key), value=str(value))
+
+
 def onnx_from_module(
     model, input_shape, opset: int, batch: int = 1, dynamic_batch: bool = False
 ) -> onnx.ModelProto:

@@ -133,11 +133,11 @@ def run_parity(model, model_path, x: np.ndarray, checks, fp16_samples: int = 128
             sub = x[:fp16_samples]
             ref = {k: v[:fp16_samples] for k, v in reference.items()}
             figures = compare_outputs(ref, torch_outputs(model, sub, half=True))
-            runner = "torch-fp16-emulation vs torch"
+            runner = "torch fp16 (emulated) vs torch"
         else:
             onnx_out = onnx_out if onnx_out is not None else onnxruntime_outputs(model_path, x)
             figures = compare_outputs(reference, onnx_out)
-            runner = "onnxruntime vs torch"
+            runner = "ORT vs torch"
         results[check] = {"runner": runner, **figures, **gate(figures, check)}
     return results
 
