@@ -91,7 +91,8 @@ def command(
     settings = result.settings
     console.print(
         table(
-            f"parity — {manifest['model']} for {settings.profile} (opset {manifest['opset']}, {settings.precision})",
+            f"parity — {manifest['model']} for {settings.profile} "
+            f"(opset {manifest['opset']}, {settings.precision})",
             ["check", "runner", "samples", "max |Δ|", "cosine", "top-1 agree", "gate", "result"],
             parity_rows(manifest["parity"]),
         )
@@ -101,8 +102,8 @@ def command(
         err_console.print(
             f"[yellow]TensorRT engine not built here[/] ({engine['reason']}); the bundle is prepared for the "
             f"on-device build ({engine['precision']}, TensorRT {engine['expected_tensorrt']}): run "
-            f"`python -m edgefl.runtime build-engine {result.bundle_dir}` on the device, or let the agent build "
-            "it at first start.",
+            f"`python -m edgefl.runtime build-engine {result.bundle_dir}` on the device, "
+            "or let the agent build it at first start.",
             highlight=False,
         )
     elif engine:
