@@ -1,0 +1,105 @@
+"""JSON configs for ``python -m edgefl.runtime agent|aggregate`` and the pieces they build.
+
+Aggregator config::
+
+    {"aggregator": {...AggregatorConfig fields...}, "mqtt": {...MqttOptions fields...},
+     "model": "init.safetensors | checkpoint dir | bundle dir (its head)",
+     "state_path": "agg_state.safetensors", "output": "final.safetensors",
+     "max_payload": 1048576, "timeout_s": null, "client_id": "aggregator-<federation>"}
+
+Agent config (head mode, the edge path; the host CLI adds a torch trainer)::
+
+    {"federation": "demo", "client_id": "sat-1", "mqtt": {...},
+     "bundle": "bundle dir", "backend": "auto", "data": "local.npz (x, y; no pickle)",
+     "state_path": "agent_state.safetensors", "max_payload": 1048576, "max_rounds": 0,
+     "timeout_s": null, "seed": 0}
+"""
+
+import json
+import os
+from collections import OrderedDict
+
+import numpy as np
+
+from edgefl.runtime.errors import EdgeRuntimeError
+from edgefl.runtime.persist import atomic_write
+from edgefl.runtime.transport.chunking import ChunkingTransport
+from edgefl.runtime.transport.paho_mqtt import MqttOptions, PahoTransport
+from edgefl.runtime.wire import decode_tensors, encode_tensors
+
+HEAD_NAMES = {"weight": "classifier.weight", "bias": "classifier.bias"}
+
+
+def load_json(path):
+    try:
+        with open(path) as f:
+            cfg = json.load(f)
+    except (IOError, OSError) as exc:
+        raise EdgeRuntimeError("cannot read config {} ({}) — check the path".format(path, exc))
+    except ValueError as exc:
+        raise EdgeRuntimeError("config {} is not valid JSON ({})".format(path, exc))
+    if not isinstance(cfg, dict):
+        raise EdgeRuntimeError("config {} must be a JSON object".format(path))
+    return cfg
+
+
+def build_dataclass(cls, values, what):
+    """``cls(**values)`` with a clear error naming unknown keys."""
+    values = dict(values or {})
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise EdgeRuntimeError("bad {} section: {} — see {} fields".format(what, exc,
+                                                                          cls.__name__))
+
+
+def make_transport(client_id, mqtt=None, max_payload=1024 * 1024):
+    """A chunking paho transport for ``client_id`` from an ``mqtt`` config section."""
+    opts = mqtt if isinstance(mqtt, MqttOptions) else build_dataclass(MqttOptions, mqtt, "mqtt")
+    return ChunkingTransport(PahoTransport(client_id, opts), max_payload=int(max_payload))
+
+
+def read_safetensors(path):
+    with open(path, "rb") as f:
+        blob = f.read()
+    tensors, _ = decode_tensors(blob)
+    return tensors
+
+
+def load_model_tensors(path):
+    """Float tensors of a federation's initial model.
+
+    ``path`` is a .safetensors file, a checkpoint directory (model.safetensors) or a bundle
+    directory (head.safetensors, renamed to classifier.weight / classifier.bias). Integer
+    buffers (e.g. BatchNorm counters) are not federated and are left out.
+    """
+    if os.path.isdir(path):
+        if os.path.isfile(os.path.join(path, "model.safetensors")):
+            path = os.path.join(path, "model.safetensors")
+        elif os.path.isfile(os.path.join(path, "head.safetensors")):
+            tensors = read_safetensors(os.path.join(path, "head.safetensors"))
+            return OrderedDict((HEAD_NAMES.get(n, n), np.array(v, np.float32))
+                               for n, v in sorted(tensors.items()))
+        else:
+            raise EdgeRuntimeError("{} holds neither model.safetensors nor head.safetensors — "
+                                   "pass a checkpoint, a bundle or a .safetensors file".format(path))
+    if not os.path.isfile(path):
+        raise EdgeRuntimeError("model {} not found — pass a checkpoint, bundle or .safetensors"
+                               .format(path))
+    tensors = read_safetensors(path)
+    return OrderedDict((n, np.array(v, np.float32)) for n, v in sorted(tensors.items())
+                       if v.dtype.kind == "f")
+
+
+def save_model_tensors(path, tensors, metadata=None):
+    atomic_write(path, encode_tensors(tensors, metadata or {}))
+
+
+def load_npz_data(path):
+    """(x, y) from an .npz without pickle."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return np.asarray(z["x"]), np.asarray(z["y"]).astype(np.int64)
+    except (IOError, OSError, KeyError, ValueError) as exc:
+        raise EdgeRuntimeError("cannot load local data {} ({}) — it must be an .npz with x and y"
+                               .format(path, exc))
