@@ -1,0 +1,1 @@
+"""The `edgefl` command line: a thin adapter over library calls."""

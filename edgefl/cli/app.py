@@ -1,0 +1,107 @@
+"""The `edgefl` Typer root. Commands live one per module and are mounted from the tables below.
+
+A command whose module fails to import (an optional dependency missing) becomes a stub that says what
+is missing, so one broken extra never breaks the whole CLI.
+"""
+
+import importlib
+import sys
+
+import typer
+
+from edgefl.errors import EdgeflError
+
+# command name → (module, attribute): attribute is a function (a command) or a typer.Typer (a group)
+COMMANDS = {
+    "train": ("edgefl.cli.train", "command"),
+    "profiles": ("edgefl.cli.profiles", "app"),
+    "export": ("edgefl.cli.export", "command"),
+    "bench": ("edgefl.cli.bench", "command"),
+    "detect": ("edgefl.cli.detect", "command"),
+    "pack": ("edgefl.cli.pack", "command"),
+    "aggregate": ("edgefl.cli.aggregate", "command"),
+    "agent": ("edgefl.cli.agent", "command"),
+    "broker": ("edgefl.cli.broker", "command"),
+    "federation": ("edgefl.cli.federation", "app"),
+    "simulate": ("edgefl.cli.simulate", "command"),
+    "report": ("edgefl.cli.report", "command"),
+    "demo": ("edgefl.cli.demo", "command"),
+}
+# `edgefl compress METHOD`
+COMPRESS = {
+    "picpq": ("edgefl.cli.compress_picpq", "command"),
+    "ghost": ("edgefl.cli.compress_ghost", "command"),
+    "stad": ("edgefl.cli.compress_stad", "command"),
+}
+HELP = {
+    "compress": "Compress a checkpoint: PIC-PQ, GHOST, or STAD distillation.",
+}
+
+
+def _stub(name: str, reason: str):
+    def stub():
+        raise EdgeflError(f"`edgefl {name}` is unavailable here ({reason}) — install edgefl[host] and retry")
+
+    stub.__doc__ = f"(unavailable: {reason})"
+    return stub
+
+
+def _load(module: str, attr: str, name: str):
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except ModuleNotFoundError as e:
+        if e.name and module.startswith(e.name):
+            return _stub(name, "not built yet")
+        return _stub(name, f"missing dependency {e.name}")
+    except AttributeError:
+        return _stub(name, f"{module} has no {attr}")
+
+
+def _mount(app: typer.Typer, table: dict, prefix: str = "") -> None:
+    for name, (module, attr) in table.items():
+        target = _load(module, attr, f"{prefix}{name}")
+        if isinstance(target, typer.Typer):
+            app.add_typer(target, name=name)
+        else:
+            app.command(name, help=target.__doc__)(target)
+
+
+def build_app() -> typer.Typer:
+    app = typer.Typer(help="edgefl: train, compress, export and federate models for Jetson-class edge devices.",
+                      no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+    _mount(app, COMMANDS)
+    compress = typer.Typer(help=HELP["compress"], no_args_is_help=True)
+    _mount(compress, COMPRESS, "compress ")
+    app.add_typer(compress, name="compress")
+    return app
+
+
+def main(argv=None) -> int:
+    """Entry point: EdgeflError becomes one red line on stderr and exit code 2."""
+    from rich.console import Console
+
+    app = build_app()
+    try:
+        app(args=argv, standalone_mode=False)
+    except EdgeflError as e:
+        Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        return 2
+    except typer.Abort:
+        Console(stderr=True).print("[red]aborted[/]")
+        return 130
+    except KeyboardInterrupt:
+        return 130
+    except SystemExit as e:
+        return int(e.code or 0)
+    except Exception as e:  # click usage errors carry their own exit codes
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            return e.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""Helpers shared by CLI commands: JSON output, tables, progress choice."""
+
+import json
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def emit_json(obj) -> None:
+    """Print one JSON document on stdout (numpy scalars and paths become plain JSON)."""
+    sys.stdout.write(json.dumps(obj, indent=2, default=_plain) + "\n")
+
+
+def _plain(o):
+    if hasattr(o, "item"):
+        return o.item()
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    return str(o)
+
+
+def table(title: str, columns, rows) -> Table:
+    t = Table(title=title)
+    for i, c in enumerate(columns):
+        t.add_column(str(c), overflow="fold", no_wrap=i == 0)
+    for r in rows:
+        t.add_row(*[_cell(v) for v in r])
+    return t
+
+
+def _cell(v) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "" if v is None else str(v)
+
+
+def key_value_table(title: str, mapping: dict) -> Table:
+    return table(title, ["field", "value"], [(k, v) for k, v in mapping.items()])

@@ -1,0 +1,30 @@
+"""Name → model class. Every classifier has `features(x)` (flattened penultimate activations) and a
+final `classifier` nn.Linear, so the device can fine-tune the head on features from the engine."""
+
+import importlib
+
+from edgefl.errors import EdgeflError
+
+# name → "module:callable" (imported on use, so an optional family never breaks the others)
+MODELS = {
+    "small_cnn": "edgefl.models.small_cnn:SmallCNN",
+    "resnet20": "edgefl.models.resnet:resnet20",
+    "resnet32": "edgefl.models.resnet:resnet32",
+    "resnet56": "edgefl.models.resnet:resnet56",
+}
+
+
+def model_names() -> list:
+    return sorted(MODELS)
+
+
+def build_model(name: str, **args):
+    """Build a registered model by name with keyword arguments (e.g. in_channels, num_classes)."""
+    if name not in MODELS:
+        raise EdgeflError(f"unknown model '{name}' — choose one of: {', '.join(model_names())}")
+    module, attr = MODELS[name].split(":")
+    builder = getattr(importlib.import_module(module), attr)
+    try:
+        return builder(**args)
+    except TypeError as e:
+        raise EdgeflError(f"model '{name}' does not accept these arguments ({e}) — check --model-arg") from None

@@ -1,0 +1,1 @@
+"""edgefl.export: torch → ONNX per device profile, verification, bundles, TensorRT preparation."""

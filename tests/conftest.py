@@ -1,0 +1,139 @@
+"""Shared fixtures. Kept Python-3.6 compatible: the runtime tests also run under the edge stack.
+
+`mosquitto` starts a real Mosquitto broker on a free loopback port. Where Mosquitto is absent the tests
+that need it are skipped, except in CI (CI=true), where its absence is an error.
+"""
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_for_port(host, port, timeout=10.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection((host, port), 0.2).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def mosquitto_binary():
+    return shutil.which("mosquitto") or next(
+        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.path.exists(p)), None)
+
+
+def require(thing, why):
+    """Skip when `thing` is missing locally; fail in CI, where everything must be installed."""
+    if thing:
+        return thing
+    if IN_CI:
+        pytest.fail("{} is required in CI".format(why))
+    pytest.skip("{} not installed".format(why))
+
+
+class MosquittoBroker(object):
+    """A real Mosquitto process on 127.0.0.1:port; `restart()` keeps its persistence file."""
+
+    def __init__(self, binary, workdir, port=None, extra_conf="", persistence=True):
+        self.binary, self.workdir = binary, workdir
+        self.host, self.port = "127.0.0.1", port or free_port()
+        self.conf = os.path.join(workdir, "mosquitto.conf")
+        lines = ["listener {} 127.0.0.1".format(self.port), "allow_anonymous true",
+                 "max_queued_messages 10000", "message_size_limit 0"]
+        if persistence:
+            lines += ["persistence true", "persistence_location {}/".format(workdir), "autosave_interval 1"]
+        with open(self.conf, "w") as f:
+            f.write("\n".join(lines) + "\n" + extra_conf)
+        self.proc = None
+        self.log = os.path.join(workdir, "mosquitto.log")
+
+    @property
+    def url(self):
+        return "mqtt://{}:{}".format(self.host, self.port)
+
+    def start(self):
+        self._logf = open(self.log, "ab")
+        self.proc = subprocess.Popen([self.binary, "-c", self.conf], stdout=self._logf, stderr=subprocess.STDOUT)
+        if not wait_for_port(self.host, self.port):
+            self.stop()
+            raise RuntimeError("mosquitto did not start; log: " + open(self.log).read()[-2000:])
+        return self
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def restart(self, down_seconds=0.0):
+        self.stop()
+        time.sleep(down_seconds)
+        return self.start()
+
+
+@pytest.fixture
+def mosquitto():
+    """A fresh Mosquitto broker (persistence on) for one test."""
+    binary = require(mosquitto_binary(), "mosquitto (apt-get install mosquitto)")
+    workdir = tempfile.mkdtemp(prefix="edgefl-mosq-")
+    broker = MosquittoBroker(binary, workdir).start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def mosquitto_factory():
+    """Start Mosquitto brokers with custom config lines (TLS, ACL...): factory(extra_conf, persistence)."""
+    binary = require(mosquitto_binary(), "mosquitto (apt-get install mosquitto)")
+    brokers, dirs = [], []
+
+    def make(extra_conf="", persistence=True, port=None, anonymous=True):
+        workdir = tempfile.mkdtemp(prefix="edgefl-mosq-")
+        dirs.append(workdir)
+        b = MosquittoBroker(binary, workdir, port=port, extra_conf=extra_conf, persistence=persistence)
+        if not anonymous:
+            with open(b.conf) as f:
+                text = f.read().replace("allow_anonymous true", "allow_anonymous false")
+            with open(b.conf, "w") as f:
+                f.write(text)
+        brokers.append(b)
+        return b
+
+    try:
+        yield make
+    finally:
+        for b in brokers:
+            b.stop()
+        for d in dirs:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def python36():
+    """Path to a Python 3.6 interpreter with the edge stack (EDGEFL_PY36, else /tmp/venv36)."""
+    path = os.environ.get("EDGEFL_PY36") or "/tmp/venv36/bin/python"
+    return require(path if os.path.exists(path) else None, "Python 3.6 edge venv (EDGEFL_PY36)")
