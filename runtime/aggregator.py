@@ -105,6 +105,9 @@ class AggregatorCore(object):
         self.history = []
         self.rejected = 0
         self.bytes_in = 0
+        self.keyring = None  # signing.Keyring: set it to require HMAC-signed updates
+        self.log = []  # (level, text) lines for the loop to print
+        self.rejections = {}  # reason code -> count, over the aggregator's life
 
     # --- state machine ----------------------------------------------------------------------
     def start(self, now):
@@ -122,6 +125,10 @@ class AggregatorCore(object):
         verdict = validate_update(payload, self._expectation(), topic_client=client)
         if not verdict.ok:
             self.rejected += 1
+            code = verdict.reason.split(":", 1)[0]
+            self.rejections[code] = self.rejections.get(code, 0) + 1
+            self.log.append(("warn", "round {}: rejected update on {} ({} bytes): {}".format(
+                self.round, topic, len(payload), verdict.reason)))
             return [self._status(client, verdict.round, False, verdict.reason)]
         version = self.round - verdict.staleness
         self.accepted[(client, version)] = (verdict.num_examples, verdict.tensors,
@@ -148,7 +155,7 @@ class AggregatorCore(object):
             codec=c.codec, codec_options={}, accepted=frozenset(self.accepted),
             sampled=frozenset(self.sampled) if self.sampled is not None and c.mode == "sync"
             else None, max_bytes=c.max_update_bytes, max_norm=c.max_norm,
-            async_mode=c.mode == "async")
+            async_mode=c.mode == "async", keyring=self.keyring)
 
     def _ready(self, now):
         n = len(self.accepted)

@@ -12,6 +12,7 @@ import numpy as np
 
 from edgefl.runtime.codecs import CODECS, make_codec
 from edgefl.runtime.errors import EdgeRuntimeError, WireError
+from edgefl.runtime.signing import verify_message
 from edgefl.runtime.strategies import update_norm
 from edgefl.runtime.wire import Limits, decode_message
 
@@ -38,6 +39,7 @@ class Expectation:
     max_norm: Optional[float] = None
     max_examples: int = 10 ** 9
     async_mode: bool = False
+    keyring: Optional[object] = None  # signing.Keyring: when set, every update must be signed
 
 
 @dataclass
@@ -127,6 +129,10 @@ def validate_update(payload, exp, topic_client=None):
         if norm > exp.max_norm:
             return _reject("norm-bound", "update norm {:.4g} > bound {:.4g}".format(
                 norm, exp.max_norm), **who)
+    if exp.keyring is not None:  # last, so a malformed update is reported for what is wrong
+        bad_signature = verify_message(exp.keyring, msg)
+        if bad_signature:
+            return _reject("signature", bad_signature, **who)
     version = exp.versions[msg.base_digest]
     return Verdict(True, "", client_id=msg.client_id, round=msg.round,
                    num_examples=msg.num_examples, staleness=exp.round - version,
