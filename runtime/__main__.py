@@ -28,11 +28,16 @@ def aggregate_main(cfg):
     if "model" not in cfg:
         raise EdgeRuntimeError("aggregate config needs \"model\" (initial weights)")
     core = open_aggregator(acfg, load_model_tensors(cfg["model"]), cfg.get("state_path"))
+    keyring = (cfg.get("signing") or {}).get("keyring")
+    if keyring:  # {"signing": {"keyring": "keyring.json"}}: only HMAC-signed updates count
+        from edgefl.runtime.signing import Keyring
+
+        core.keyring = Keyring.from_file(keyring)
     transport = make_transport(cfg.get("client_id", "aggregator-" + acfg.federation),
                                cfg.get("mqtt"), cfg.get("max_payload", 1024 * 1024))
     try:
         serve_aggregator(core, transport, state_path=cfg.get("state_path"),
-                         timeout=cfg.get("timeout_s"),
+                         timeout=cfg.get("timeout_s"), log=_log,
                          on_round=lambda h: _log("info", "round {round} closed: {n} clients, "
                                                  "{bytes_in} bytes in, {rejected} rejected".format(
                                                      n=len(h["clients"]), **h)))

@@ -44,12 +44,22 @@ def _perform(actions, transport, state_path):
             transport.publish(a.topic, a.payload, a.qos, a.retain)
 
 
+def _drain_log(core, log):
+    lines = getattr(core, "log", None)
+    if lines:
+        for line in lines:
+            if log:
+                log(*line)
+        del lines[:]
+
+
 def serve_aggregator(core, transport, state_path=None, stop=None, timeout=None,
-                     on_round=None, clock=time.time, poll_s=0.2):
+                     on_round=None, clock=time.time, poll_s=0.2, log=None):
     """Run the aggregator until the last round closes (or ``stop()``/``timeout``).
 
     Args:
         on_round: called with each new history entry (a dict) when a round closes.
+        log: called as ``log(level, text)`` for each line the core logs (rejected updates).
     Returns:
         the core (its ``history`` and ``global_model`` hold the results).
     """
@@ -66,6 +76,7 @@ def serve_aggregator(core, transport, state_path=None, stop=None, timeout=None,
                 _perform(core.on_message(ev.topic, ev.payload, clock()), transport, state_path)
         pending = []
         _perform(core.tick(clock()), transport, state_path)
+        _drain_log(core, log)
         while on_round and seen < len(core.history):
             on_round(core.history[seen])
             seen += 1

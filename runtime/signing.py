@@ -133,9 +133,18 @@ class Keyring(object):
 
     @classmethod
     def from_file(cls, path):
-        with open(path, "r") as fh:
-            data = json.load(fh)
-        return cls.from_hex(data.get("keys", data))
+        """From a keyring JSON file ({"keys": {client_id: hex}}); EdgeRuntimeError if unusable."""
+        from edgefl.runtime.errors import EdgeRuntimeError
+
+        try:
+            with open(path, "r") as fh:
+                data = json.load(fh)
+            return cls.from_hex(data.get("keys", data))
+        except (IOError, OSError, ValueError, AttributeError) as exc:
+            raise EdgeRuntimeError(
+                "cannot use signing keyring {} ({}) — pass the keyring.json written by "
+                "`edgefl federation init`".format(path, exc)
+            )
 
     def key_for(self, client_id):
         return self._keys.get(client_id)
