@@ -228,7 +228,8 @@ def mask_plan(model: nn.Module, plan: dict) -> nn.Module:
 def layer_l1_ratio(original: nn.Module, pruned: nn.Module, names) -> dict[str, float]:
     """s_l = Σ|W_pruned| / Σ|W_orig| for each named conv (PIC-PQ's bit rule input)."""
     a, b = dict(original.named_modules()), dict(pruned.named_modules())
-    return {n: float(b[n].weight.abs().sum() / a[n].weight.abs().sum().clamp_min(1e-12)) for n in names}
+    return {n: float(b[n].weight.detach().abs().sum() / a[n].weight.detach().abs().sum().clamp_min(1e-12))
+            for n in names}
 
 
 def layer_spatial(model: nn.Module, input_shape) -> dict[str, int]:
