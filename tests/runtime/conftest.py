@@ -1,0 +1,45 @@
+"""Fixtures for the runtime tests (Python 3.6 compatible: these also run on the edge stack)."""
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+
+from edgefl.runtime.agent import TrainResult, Trainer
+
+
+class ShiftTrainer(Trainer):
+    """Deterministic 'training': local = global + shift (so aggregates are hand-computable)."""
+
+    def __init__(self, shift, num_examples):
+        self.shift, self.num_examples = float(shift), int(num_examples)
+        self.calls = 0
+
+    def train(self, global_model, options):
+        self.calls += 1
+        out = OrderedDict((n, v + np.float32(self.shift)) for n, v in global_model.items())
+        return TrainResult(out, self.num_examples, {"loss": self.shift})
+
+
+@pytest.fixture
+def shift_trainer():
+    return ShiftTrainer
+
+
+@pytest.fixture
+def small_model():
+    rng = np.random.RandomState(0)
+    return OrderedDict([("conv.weight", rng.randn(4, 2, 3, 3).astype(np.float32)),
+                        ("fc.bias", rng.randn(5).astype(np.float32)),
+                        ("fc.weight", rng.randn(5, 8).astype(np.float32))])
+
+
+@pytest.fixture
+def random_delta():
+    def make(seed=0, scale=1e-2):
+        rng = np.random.RandomState(seed)
+        return OrderedDict([("conv.weight", (rng.standard_t(3, (16, 8, 3, 3)) * scale)
+                             .astype(np.float32)),
+                            ("fc.bias", (rng.randn(10) * scale).astype(np.float32)),
+                            ("fc.weight", (rng.standard_t(3, (10, 300)) * scale)
+                             .astype(np.float32))])
+    return make
