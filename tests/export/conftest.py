@@ -32,7 +32,7 @@ def briefly_trained_resnet20(samples=512, seed=0):
     model.train()
     with torch.no_grad():
         for start in range(0, 256, 64):
-            model(x[start:start + 64])
+            model(x[start : start + 64])
         model.eval()
         feats = model.features(x).double().numpy()
     onehot = np.eye(10)[train.y[:samples]]
@@ -45,9 +45,19 @@ def briefly_trained_resnet20(samples=512, seed=0):
 
 
 def save_resnet20(path, model):
-    return save_checkpoint(path, model, {
-        "model": "resnet20", "model_args": MODEL_ARGS, "input_shape": [1, 28, 28], "num_classes": 10,
-        "labels": [str(i) for i in range(10)], "preprocessing": MNIST_PREPROCESSING, "data": "mnist"})
+    return save_checkpoint(
+        path,
+        model,
+        {
+            "model": "resnet20",
+            "model_args": MODEL_ARGS,
+            "input_shape": [1, 28, 28],
+            "num_classes": 10,
+            "labels": [str(i) for i in range(10)],
+            "preprocessing": MNIST_PREPROCESSING,
+            "data": "mnist",
+        },
+    )
 
 
 @pytest.fixture(scope="session")

@@ -16,9 +16,24 @@ from edgefl.errors import EdgeflError
 from edgefl.export.bundle import verify_bundle
 from edgefl.export.graph_checks import check_model_full, max_opset, trt8_int64_hazards
 
-MANIFEST_KEYS = {"format", "version", "edgefl_version", "model", "model_file", "inputs", "outputs",
-                 "preprocessing", "labels", "profile", "precision", "opset", "compression", "parity", "files",
-                 "head"}
+MANIFEST_KEYS = {
+    "format",
+    "version",
+    "edgefl_version",
+    "model",
+    "model_file",
+    "inputs",
+    "outputs",
+    "preprocessing",
+    "labels",
+    "profile",
+    "precision",
+    "opset",
+    "compression",
+    "parity",
+    "files",
+    "head",
+}
 
 
 def test_file_says_opset_13_and_passes_full_checker(tx2_bundle):
@@ -49,8 +64,10 @@ def test_parity_on_the_whole_test_split(tx2_bundle):
 def test_independent_recheck_against_the_checkpoint(tx2_bundle, resnet20_checkpoint, mnist_test_inputs):
     """Not the oracle: onnxruntime directly vs the checkpoint model reloaded from disk."""
     x = mnist_test_inputs[:200]
-    session = ort.InferenceSession(str(tx2_bundle.bundle_dir / "model.onnx"), providers=["CPUExecutionProvider"])
-    logits = np.concatenate([session.run(["logits"], {"input": x[i:i + 1]})[0] for i in range(len(x))])
+    session = ort.InferenceSession(
+        str(tx2_bundle.bundle_dir / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    logits = np.concatenate([session.run(["logits"], {"input": x[i : i + 1]})[0] for i in range(len(x))])
     model = load_checkpoint(resnet20_checkpoint).model
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy()
@@ -108,13 +125,26 @@ sys.stdout.write("%s %s" % (sys.version_info[:2], ort.__version__))
 """
 
 
-def test_loads_in_onnxruntime_1_10_under_python_3_6(tx2_bundle, resnet20_checkpoint, mnist_test_inputs,
-                                                      python36, tmp_path):
+def test_loads_in_onnxruntime_1_10_under_python_3_6(
+    tx2_bundle, resnet20_checkpoint, mnist_test_inputs, python36, tmp_path
+):
     x = mnist_test_inputs[:100]
     np.save(str(tmp_path / "x.npy"), x, allow_pickle=False)
-    proc = subprocess.run([python36, "-c", EDGE_SCRIPT, str(tx2_bundle.bundle_dir / "model.onnx"),
-                           str(tmp_path / "x.npy"), str(tmp_path / "logits.npy"), str(tmp_path / "feats.npy")],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120, check=False)
+    proc = subprocess.run(
+        [
+            python36,
+            "-c",
+            EDGE_SCRIPT,
+            str(tx2_bundle.bundle_dir / "model.onnx"),
+            str(tmp_path / "x.npy"),
+            str(tmp_path / "logits.npy"),
+            str(tmp_path / "feats.npy"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     assert proc.stdout.decode().startswith("(3, 6) 1.10")
     logits, feats = np.load(str(tmp_path / "logits.npy")), np.load(str(tmp_path / "feats.npy"))

@@ -8,8 +8,13 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgefl.errors import EdgeflError
 from edgefl.export.fold import clean_for_deployment, fold_constants
-from edgefl.export.graph_checks import (check_opset, int64_weights, ir_version_for_opset, max_opset,
-                                        trt8_int64_hazards)
+from edgefl.export.graph_checks import (
+    check_opset,
+    int64_weights,
+    ir_version_for_opset,
+    max_opset,
+    trt8_int64_hazards,
+)
 
 INT64_MAX = np.iinfo(np.int64).max
 
@@ -18,11 +23,20 @@ def _slice_pad_model(opset=13):
     """x[:, :, ::2, ::2] then channel zero-pad built from a Constant shape sub-graph (like F.pad exports)."""
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 2, 2])
-    inits = [numpy_helper.from_array(np.array(v, np.int64), n) for n, v in
-             [("starts", [0, 0]), ("ends", [INT64_MAX, INT64_MAX]), ("axes", [2, 3]), ("steps", [2, 2])]]
+    inits = [
+        numpy_helper.from_array(np.array(v, np.int64), n)
+        for n, v in [
+            ("starts", [0, 0]),
+            ("ends", [INT64_MAX, INT64_MAX]),
+            ("axes", [2, 3]),
+            ("steps", [2, 2]),
+        ]
+    ]
     nodes = [
         helper.make_node("Slice", ["x", "starts", "ends", "axes", "steps"], ["s"]),
-        helper.make_node("Constant", [], ["half"], value=numpy_helper.from_array(np.array([0, 1, 0, 0], np.int64))),
+        helper.make_node(
+            "Constant", [], ["half"], value=numpy_helper.from_array(np.array([0, 1, 0, 0], np.int64))
+        ),
         helper.make_node("Concat", ["half", "half"], ["pads"], axis=0),  # foldable: constant inputs only
         helper.make_node("Identity", ["s"], ["s2"]),
         helper.make_node("Pad", ["s2", "pads"], ["y"]),
@@ -34,7 +48,9 @@ def _slice_pad_model(opset=13):
 
 
 def _run(model, x):
-    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"x": x}
+    )[0]
 
 
 def test_cleanup_folds_shape_math_and_keeps_results_identical():
@@ -62,7 +78,7 @@ def test_slice_indices_become_int32_and_no_trt8_hazards_remain():
 def test_out_of_range_int64_on_int64_only_input_is_a_hazard():
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
-    shape = numpy_helper.from_array(np.array([1, 2 ** 40], np.int64), "shape")
+    shape = numpy_helper.from_array(np.array([1, 2**40], np.int64), "shape")
     graph = helper.make_graph([helper.make_node("Reshape", ["x", "shape"], ["y"])], "g", [x], [y], [shape])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     assert [h["name"] for h in trt8_int64_hazards(model)] == ["shape"]

@@ -31,7 +31,7 @@ def test_rule_table(name, precision, fmt, expected):
     if expected is not None and expected.startswith("refused: "):
         with pytest.raises(EdgeflError) as info:
             resolve_export_settings(profile, precision, fmt)
-        assert expected[len("refused: "):] in str(info.value)
+        assert expected[len("refused: ") :] in str(info.value)
         assert "\n" not in str(info.value)
         return
     settings = resolve_export_settings(profile, precision, fmt)
@@ -81,8 +81,9 @@ def test_quantized_checkpoints_need_int8_and_skip_recalibration():
     assert resolve_export_settings(orin, "int8", "onnx", quantized_model=True).calibration == "none"
 
 
-@pytest.mark.parametrize("precision,fmt,needle", [("int4", "onnx", "unknown precision"),
-                                                   ("fp32", "tflite", "unknown format")])
+@pytest.mark.parametrize(
+    "precision,fmt,needle", [("int4", "onnx", "unknown precision"), ("fp32", "tflite", "unknown format")]
+)
 def test_unknown_values_list_the_choices(precision, fmt, needle):
     with pytest.raises(EdgeflError, match=needle):
         resolve_export_settings(load_profile("jetson-tx2"), precision, fmt)
