@@ -67,6 +67,14 @@ def agent_main(cfg):
     core = AgentCore(AgentConfig(cfg["federation"], cfg["client_id"], int(cfg.get("seed", 0))))
     transport = make_transport(cfg["client_id"], cfg.get("mqtt"),
                                cfg.get("max_payload", 1024 * 1024))
+    key = (cfg.get("signing") or {}).get("key")
+    if key:  # {"signing": {"key": HEX}}: sign every update (the aggregator holds the keyring)
+        from edgefl.runtime.signing import SigningTransport, key_from_hex
+
+        try:
+            transport = SigningTransport(transport, key_from_hex(key))
+        except ValueError as exc:
+            raise EdgeRuntimeError(str(exc))
     try:
         sent = run_agent(core, transport, trainer, state_path=cfg.get("state_path"),
                          timeout=cfg.get("timeout_s"), max_rounds=cfg.get("max_rounds") or None,

@@ -33,6 +33,7 @@ KEY_BYTES = 32
 __all__ = [
     "SIGNATURE_FIELD",
     "Keyring",
+    "SigningTransport",
     "canonical_bytes",
     "generate_key",
     "key_from_hex",
@@ -207,3 +208,32 @@ def verify_message(keyring, msg):
     fields = _message_fields(msg)
     fields[SIGNATURE_FIELD] = msg.params.get(SIGNATURE_FIELD)
     return verify_metadata(keyring, fields, msg.tensors, client_id=msg.client_id)
+
+
+class SigningTransport(object):
+    """Wraps a transport (see ``edgefl.runtime.transport.Transport``) and signs every update
+    message it publishes with the client's key; everything else passes through unchanged.
+
+    Put it outside the chunking layer so the whole message is signed once::
+
+        transport = SigningTransport(make_transport(client_id, mqtt), key_from_hex(cfg_key))
+    """
+
+    def __init__(self, inner, key):
+        self.inner, self.key = inner, key
+        self.client_id = getattr(inner, "client_id", "")
+
+    def publish(self, topic, payload, qos=1, retain=False):
+        from edgefl.runtime.errors import WireError
+        from edgefl.runtime.wire import decode_message, encode_message
+
+        try:
+            msg = decode_message(payload)
+        except WireError:
+            msg = None
+        if msg is not None and msg.kind == "update":
+            payload = encode_message(sign_message(self.key, msg))
+        return self.inner.publish(topic, payload, qos, retain)
+
+    def __getattr__(self, name):  # connect, subscribe, poll, flush, close, last_error ...
+        return getattr(self.inner, name)

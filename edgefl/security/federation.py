@@ -9,6 +9,10 @@ Layout written under ``out``::
     aggregator/aggregator.json  aggregator/keyring.json  aggregator/{ca.crt,client.crt,client.key}
     clients/<id>/agent.json  clients/<id>/{ca.crt,client.crt,client.key}
 
+The JSON configs are in the runtime's format (``python -m edgefl.runtime aggregate|agent
+--config``): add the aggregator's "model" and each agent's "bundle" and "data". Paths in them are
+absolute on this machine; rewrite them when copying a client folder onto its board.
+
 Private keys, passwords and HMAC keys are written with mode 0600.
 """
 
@@ -21,7 +25,6 @@ from pathlib import Path
 
 from edgefl.errors import EdgeflError
 from edgefl.runtime.signing import generate_key
-from edgefl.runtime.transport import Topics
 from edgefl.security.acl import acl_text, validate_id
 from edgefl.security.mosquitto_conf import BrokerFiles, mosquitto_conf_text
 from edgefl.security.passwords import generate_password, password_file_text
@@ -79,14 +82,15 @@ def _write_identity(folder: Path, ca: KeyPair, ident: KeyPair) -> dict:
     }
 
 
-def _broker_section(host: str, port: int, username: str, password: str, tls: dict) -> dict:
+def _mqtt_section(host: str, port: int, username: str, password: str, tls: dict) -> dict:
+    """The ``mqtt`` section of a runtime config (``edgefl.runtime.transport.paho_mqtt.MqttOptions``)."""
     return {
         "host": host,
         "port": port,
         "username": username,
         "password": password,
-        "tls": tls,
-        "client_id": username,
+        "tls": True,
+        **tls,
         "clean_session": False,
     }
 
@@ -163,16 +167,18 @@ def init_federation(
     )
 
     keys = {cid: generate_key() for cid in ids}
-    topics = Topics(name)
     agg_dir = out / "aggregator"
     agg_tls = _write_identity(agg_dir, ca, issue_cert(ca, AGGREGATOR_ID, server=False))
     keyring = _write(agg_dir / "keyring.json", json.dumps({"keys": keys}, indent=2), secret=True)
+    # The runtime's config format (``python -m edgefl.runtime aggregate|agent --config``); the
+    # aggregator still needs "model" (initial weights), each agent "bundle" and "data".
     agg_cfg = {
-        "federation": name,
-        "clients": ids,
-        "topic_root": topics.root,
-        "broker": _broker_section(host, port, AGGREGATOR_ID, passwords[AGGREGATOR_ID], agg_tls),
-        "signing": {"keyring": str(keyring), "required": True},
+        "aggregator": {"federation": name, "clients": ids, "min_clients": max(1, len(ids) // 2)},
+        "mqtt": _mqtt_section(host, port, AGGREGATOR_ID, passwords[AGGREGATOR_ID], agg_tls),
+        "client_id": AGGREGATOR_ID,
+        "signing": {"keyring": str(keyring)},
+        "state_path": str(agg_dir / "aggregator_state.safetensors"),
+        "output": str(agg_dir / "final.safetensors"),
     }
     layout = FederationLayout(
         name,
@@ -189,11 +195,9 @@ def init_federation(
         cfg = {
             "federation": name,
             "client_id": cid,
-            "topic_root": topics.root,
-            "update_topic": topics.update(cid),
-            "status_topic": topics.status(cid),
-            "broker": _broker_section(host, port, cid, passwords[cid], tls),
+            "mqtt": _mqtt_section(host, port, cid, passwords[cid], tls),
             "signing": {"key": keys[cid]},
+            "state_path": "agent_state.safetensors",
         }
         layout.agent_configs[cid] = _write(cdir / "agent.json", json.dumps(cfg, indent=2), secret=True)
     return layout

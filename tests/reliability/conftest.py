@@ -5,15 +5,18 @@ Everything started here is stopped in the fixture finalizers, whatever the test 
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -93,7 +96,7 @@ def plain_conf(port: int, data_dir: Path) -> str:
 
 
 @pytest.fixture
-def mosquitto_factory(tmp_path):
+def broker_factory(tmp_path):
     """Start brokers: ``factory(conf_text_or_None, port=None) -> MosquittoProcess``; with no
     text, a plain persistent anonymous broker on a free loopback port."""
     started: list[MosquittoProcess] = []
@@ -121,9 +124,9 @@ def free_tcp_port() -> int:
 
 
 @pytest.fixture
-def broker(mosquitto_factory) -> MosquittoProcess:
+def broker(broker_factory) -> MosquittoProcess:
     """A plain persistent Mosquitto on a free loopback port."""
-    return mosquitto_factory()
+    return broker_factory()
 
 
 class Recorder:
@@ -198,3 +201,133 @@ def recorders():
             rec.close()
         except Exception:  # teardown of a client whose broker is already gone
             pass
+
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="session")
+def flkit():
+    """tests/reliability/flkit.py (trainer, reference run, agent process script) as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("edgefl_reliability_flkit", HERE / "flkit.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def wait_until(predicate, timeout: float, what: str, every: float = 0.05):
+    """Poll ``predicate()`` until it returns something truthy; fail the test naming ``what``."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+class FedRun:
+    """A federation of real processes through a real broker: the aggregator is
+    ``python -m edgefl.runtime aggregate`` (state file, output model), agents are
+    ``flkit.py agent`` processes. Every process is SIGKILLed at teardown if still alive."""
+
+    def __init__(self, tmp_path: Path, broker: MosquittoProcess, flkit):
+        self.dir, self.broker, self.flkit = tmp_path, broker, flkit
+        self.procs: list[subprocess.Popen] = []
+        self.state_path = tmp_path / "agg_state.safetensors"
+        self.output = tmp_path / "final.safetensors"
+        self.model_path = tmp_path / "init.safetensors"
+        self.markers = tmp_path / "markers"
+        self.markers.mkdir(exist_ok=True)
+        from edgefl.runtime.wire import encode_tensors
+
+        self.model_path.write_bytes(encode_tensors(flkit.init_model()))
+
+    @property
+    def mqtt(self) -> dict:
+        return {"host": "127.0.0.1", "port": self.broker.port, "keepalive": 5}
+
+    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
+        log = open(self.dir / f"{name}.log", "ab")
+        proc = subprocess.Popen(argv, cwd=self.dir, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        self.procs.append(proc)
+        return proc
+
+    def start_aggregator(self, aggregator: dict) -> subprocess.Popen:
+        cfg = {
+            "aggregator": aggregator,
+            "mqtt": self.mqtt,
+            "model": str(self.model_path),
+            "state_path": str(self.state_path),
+            "output": str(self.output),
+            "client_id": "aggregator",
+            "timeout_s": 60,
+        }
+        path = self.dir / "aggregator.json"
+        path.write_text(json.dumps(cfg))
+        return self._spawn(
+            "aggregator", [sys.executable, "-m", "edgefl.runtime", "aggregate", "--config", str(path)]
+        )
+
+    def start_agent(self, client_id: str, **options) -> subprocess.Popen:
+        cfg = {
+            "federation": options.pop("federation", "rel"),
+            "client_id": client_id,
+            "mqtt": self.mqtt,
+            "state_path": str(self.dir / f"{client_id}.state"),
+            "marker_dir": str(self.markers),
+            "timeout_s": 60,
+            **options,
+        }
+        path = self.dir / f"{client_id}.json"
+        path.write_text(json.dumps(cfg))
+        return self._spawn(client_id, [sys.executable, str(HERE / "flkit.py"), "agent", str(path)])
+
+    def state(self):
+        """The aggregator's persisted state (an AggregatorCore), or None before the first write."""
+        from edgefl.runtime.aggregator import AggregatorCore
+
+        blob = self.state_path.read_bytes() if self.state_path.exists() else b""
+        return AggregatorCore.from_bytes(blob) if blob else None
+
+    def training_started(self, client_id: str) -> int:
+        marker = self.markers / f"{client_id}.training"
+        return len(marker.read_text().split()) if marker.exists() else 0
+
+    def wait_exit(self, proc: subprocess.Popen, timeout: float = 60) -> int:
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"process {proc.args} did not finish in {timeout}s; logs in {self.dir}")
+
+    def final_model(self):
+        from edgefl.runtime.wire import decode_tensors
+
+        tensors, meta = decode_tensors(self.output.read_bytes())
+        return {n: np.array(v) for n, v in tensors.items()}, meta
+
+    def log(self, name: str) -> str:
+        path = self.dir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def cleanup(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+@pytest.fixture
+def fedrun(tmp_path, broker, flkit):
+    run = FedRun(tmp_path, broker, flkit)
+    yield run
+    run.cleanup()
+
+
+@pytest.fixture
+def wait():
+    """``wait(predicate, timeout, what)``: poll until truthy, else fail naming ``what``."""
+    return wait_until

@@ -18,7 +18,7 @@ T = Topics(FED)
 
 
 @pytest.fixture
-def fed(tmp_path, mosquitto_factory, free_tcp_port):
+def fed(tmp_path, broker_factory, free_tcp_port):
     """A 3-client federation and its broker (TLS, passwords, ACL) on a loopback port."""
     layout = init_federation(
         FED,
@@ -29,17 +29,18 @@ def fed(tmp_path, mosquitto_factory, free_tcp_port):
         bind="127.0.0.1",
         broker_user=getpass.getuser() if os.geteuid() == 0 else None,
     )
-    mosquitto_factory(layout.broker_conf.read_text(), port=free_tcp_port, name="tls")
+    broker_factory(layout.broker_conf.read_text(), port=free_tcp_port, name="tls")
     return layout
 
 
 def _cfg(layout, who):
     path = layout.aggregator_config if who == "aggregator" else layout.agent_configs[who]
-    return json.loads(path.read_text())["broker"]
+    return json.loads(path.read_text())["mqtt"]
 
 
-def _tls(broker_cfg, **override):
-    tls = dict(broker_cfg["tls"], cert_reqs=ssl.CERT_REQUIRED)
+def _tls(mqtt_cfg, **override):
+    tls = {k: mqtt_cfg[k] for k in ("ca_certs", "certfile", "keyfile")}
+    tls["cert_reqs"] = ssl.CERT_REQUIRED
     tls.update(override)
     return tls
 
@@ -89,7 +90,7 @@ def test_password_of_another_client_is_refused(fed, recorders):
 
 def test_missing_client_certificate_is_refused(fed, recorders):
     cfg = _cfg(fed, "client-000")
-    tls = {"ca_certs": cfg["tls"]["ca_certs"], "cert_reqs": ssl.CERT_REQUIRED}
+    tls = {"ca_certs": cfg["ca_certs"], "cert_reqs": ssl.CERT_REQUIRED}
     rec = recorders(fed.port, "client-000", username="client-000", password=cfg["password"], tls=tls)
     assert _no_session(rec)
 

@@ -1,0 +1,62 @@
+"""kill -9 of the aggregator mid-round and of an agent mid-training, with real processes
+(``python -m edgefl.runtime aggregate`` and agent processes) through a real Mosquitto."""
+
+import signal
+
+CLIENTS = ["c0", "c1", "c2", "c3"]
+
+
+def test_aggregator_kill9_mid_round_resumes_and_ends_with_the_uninterrupted_model(fedrun, flkit, wait):
+    # Prepare: 3 rounds, every round waits for all 4 clients; c2 and c3 train slowly so each
+    # round has a window where exactly c0 and c1 are accepted.
+    agg = dict(federation="rel", clients=CLIENTS, min_clients=4, rounds=3, deadline_s=60.0)
+    expected = flkit.reference_run(flkit.aggregator_config(**agg), flkit.init_model(), [CLIENTS] * 3)
+    aggregator = fedrun.start_aggregator(agg)
+    for cid in CLIENTS:
+        fedrun.start_agent(cid, delay_s=1.5 if cid in ("c2", "c3") else 0.0)
+
+    # Execute: kill -9 once round 2 holds exactly the fast clients' updates on disk.
+    def mid_round_two():
+        state = fedrun.state()
+        return state if state and state.round == 2 and len(state.accepted) == 2 else None
+
+    before = wait(mid_round_two, 30, "round 2 with 2 accepted updates")
+    aggregator.send_signal(signal.SIGKILL)
+    aggregator.wait(timeout=10)
+    after_kill = fedrun.state()
+    restarted = fedrun.start_aggregator(agg)
+    assert fedrun.wait_exit(restarted) == 0, fedrun.log("aggregator")
+
+    # Assert: the restart resumed round 2 with both accepted updates (nothing lost), every round
+    # has all four clients, and the final model is bitwise the uninterrupted run's.
+    assert sorted(before.accepted) == [("c0", 2), ("c1", 2)]
+    assert after_kill.round == 2 and sorted(after_kill.accepted) == sorted(before.accepted)
+    final, meta = fedrun.final_model()
+    state = fedrun.state()
+    assert [h["clients"] for h in state.history] == [CLIENTS] * 3
+    assert [h["clients"] for h in state.history] == [h["clients"] for h in expected.history]
+    assert flkit.models_equal(final, expected.global_model)
+    assert not flkit.models_equal(final, flkit.init_model())
+
+
+def test_agent_killed_mid_training_rejoins_next_round_and_round_closes_at_deadline(fedrun, flkit, wait):
+    # Prepare: round 1 closes at its 3 s deadline with the quorum of 3 it has once c3 is killed.
+    agg = dict(federation="rel", clients=CLIENTS, min_clients=3, rounds=2, deadline_s=3.0)
+    expected = flkit.reference_run(flkit.aggregator_config(**agg), flkit.init_model(), [CLIENTS[:3], CLIENTS])
+    aggregator = fedrun.start_aggregator(agg)
+    agents = {cid: fedrun.start_agent(cid, delays={"1": 30.0} if cid == "c3" else {}) for cid in CLIENTS}
+
+    # Execute: kill -9 c3 while it trains round 1; restart it once round 2 is open.
+    wait(lambda: fedrun.training_started("c3") >= 1, 30, "c3 to start training round 1")
+    agents["c3"].send_signal(signal.SIGKILL)
+    agents["c3"].wait(timeout=10)
+    wait(lambda: getattr(fedrun.state(), "round", 0) >= 2, 30, "round 2 to open")
+    fedrun.start_agent("c3")
+    assert fedrun.wait_exit(aggregator) == 0, fedrun.log("aggregator")
+
+    # Assert: round 1 closed with the three that answered, c3 took part in round 2, and the
+    # final model is the reference run with that participation.
+    state = fedrun.state()
+    assert [h["clients"] for h in state.history] == [CLIENTS[:3], CLIENTS]
+    final, _ = fedrun.final_model()
+    assert flkit.models_equal(final, expected.global_model)
