@@ -49,7 +49,9 @@ def recon_score(model, x: np.ndarray, use_stf: bool = True) -> np.ndarray:
 def graph_score(model, x: np.ndarray, use_stf: bool = True) -> np.ndarray:
     """Forward-only score graph of a student (the device path) on a normalised C×H×W cube → H×W."""
     if not hasattr(model, "block1"):
-        raise EdgeflError("the forward-only score graph exists for the STAD student only — use path 'gradient'")
+        raise EdgeflError(
+            "the forward-only score graph exists for the STAD student only — use path 'gradient'"
+        )
     graph = StudentScoreGraph(model, use_stf=use_stf).eval()
     with torch.no_grad():
         return graph(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None])[0].numpy()
@@ -66,8 +68,17 @@ class Detection:
     metrics: dict
 
 
-def detect_cube(model, cube_hwb: np.ndarray, channels: int, band_mode: str, *, gt=None, path: str = "gradient",
-                use_stf: bool = True, scene: str = "scene") -> Detection:
+def detect_cube(
+    model,
+    cube_hwb: np.ndarray,
+    channels: int,
+    band_mode: str,
+    *,
+    gt=None,
+    path: str = "gradient",
+    use_stf: bool = True,
+    scene: str = "scene",
+) -> Detection:
     """Run a STAD network on a raw H×W×B cube (band selection + normalisation included).
 
     Args:
@@ -89,5 +100,8 @@ def path_agreement(reference: np.ndarray, other: np.ndarray) -> dict:
     a, b = np.asarray(reference, np.float64).ravel(), np.asarray(other, np.float64).ravel()
     diff = np.abs(a - b)
     corr = float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else float("nan")
-    return {"max_abs_diff": float(diff.max()), "max_rel_diff": float(diff.max() / max(np.abs(a).max(), 1e-30)),
-            "pearson": corr}
+    return {
+        "max_abs_diff": float(diff.max()),
+        "max_rel_diff": float(diff.max() / max(np.abs(a).max(), 1e-30)),
+        "pearson": corr,
+    }

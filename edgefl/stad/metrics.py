@@ -31,7 +31,9 @@ def _check(score: np.ndarray, gt: np.ndarray):
     score = np.asarray(score, dtype=np.float64).ravel()
     gt = np.asarray(gt).ravel()
     if score.shape != gt.shape:
-        raise EdgeflError(f"score map has {score.size} pixels but the ground truth {gt.size} — shapes must match")
+        raise EdgeflError(
+            f"score map has {score.size} pixels but the ground truth {gt.size} — shapes must match"
+        )
     if not np.isfinite(score).all():
         raise EdgeflError("score map contains NaN/Inf — check the detector input")
     pos = gt.astype(bool)
@@ -84,7 +86,9 @@ def had_metrics(score: np.ndarray, gt: np.ndarray, n_thresholds: int = N_THRESHO
         "auc_df_grid": auc_df_grid,
         "auc_ftau": auc_ftau,
         "auc_dtau": auc_dtau,
-        "snpr_db": float(10.0 * np.log10(auc_dtau / max(auc_ftau, _FTAU_FLOOR))) if auc_dtau > 0 else float("-inf"),
+        "snpr_db": float(10.0 * np.log10(auc_dtau / max(auc_ftau, _FTAU_FLOOR)))
+        if auc_dtau > 0
+        else float("-inf"),
         "auc_td": auc_df + auc_dtau,
         "auc_bs": auc_df - auc_ftau,
         "auc_tdbs": auc_dtau - auc_ftau,
@@ -134,10 +138,14 @@ def save_detection_map(score: np.ndarray, path, gt=None, title: str = "anomaly s
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [(normalize_score(score), title)] + ([(np.asarray(gt), "ground truth")] if gt is not None else [])
+    panels = [(normalize_score(score), title)] + (
+        [(np.asarray(gt), "ground truth")] if gt is not None else []
+    )
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.4), squeeze=False)
-    images = [ax.imshow(img, cmap="inferno" if i == 0 else "gray", vmin=0.0, vmax=1.0)
-              for i, (ax, (img, _)) in enumerate(zip(axes[0], panels))]
+    images = [
+        ax.imshow(img, cmap="inferno" if i == 0 else "gray", vmin=0.0, vmax=1.0)
+        for i, (ax, (img, _)) in enumerate(zip(axes[0], panels))
+    ]
     for ax, (_, name) in zip(axes[0], panels):
         ax.set_title(name)
         ax.axis("off")

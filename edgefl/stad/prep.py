@@ -37,7 +37,9 @@ def band_indices(n_bands: int, channels: int, mode: str = "uniform", scene: str 
         int64 array of length `channels`, strictly increasing.
     """
     if mode not in BAND_SELECTORS:
-        raise EdgeflError(f"unknown band selection {mode!r} — choose one of: {', '.join(sorted(BAND_SELECTORS))}")
+        raise EdgeflError(
+            f"unknown band selection {mode!r} — choose one of: {', '.join(sorted(BAND_SELECTORS))}"
+        )
     if channels < 2:
         raise EdgeflError(f"STAD needs at least 2 bands, got channels={channels} — use --channels 10 or more")
     if n_bands < channels:
@@ -52,7 +54,9 @@ def select_bands(cube: np.ndarray, channels: int, mode: str = "uniform", scene: 
     """H×W×B cube → H×W×C float32 cube of the selected bands."""
     if cube.ndim != 3:
         raise EdgeflError(f"scene {scene}: cube must be rows × cols × bands, got shape {cube.shape}")
-    return np.ascontiguousarray(cube[:, :, band_indices(cube.shape[2], channels, mode, scene)], dtype=np.float32)
+    return np.ascontiguousarray(
+        cube[:, :, band_indices(cube.shape[2], channels, mode, scene)], dtype=np.float32
+    )
 
 
 def minmax_normalize(cube: np.ndarray, scene: str = "scene") -> np.ndarray:

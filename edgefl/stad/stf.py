@@ -33,14 +33,16 @@ def rescale01(a: np.ndarray) -> np.ndarray:
     return (a - a.min()) / span if span > 0 else np.zeros_like(a)
 
 
-def bilateral_cross(f: np.ndarray, sigma_color: float = SIGMA_COLOR, sigma_space: float = SIGMA_SPACE) -> np.ndarray:
+def bilateral_cross(
+    f: np.ndarray, sigma_color: float = SIGMA_COLOR, sigma_space: float = SIGMA_SPACE
+) -> np.ndarray:
     """Bilateral filter over the pixel and its 4 neighbours (OpenCV d=3), border reflect-101."""
     h, w = f.shape
     p = np.pad(f, 1, mode="reflect")
     num, den = f.copy(), np.ones_like(f)
     spatial = np.exp(-1.0 / (2.0 * sigma_space**2))
     for dy, dx in _NEIGHBOURS:
-        n = p[1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
+        n = p[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
         wt = spatial * np.exp(-((n - f) ** 2) / (2.0 * sigma_color**2))
         num += wt * n
         den += wt

@@ -25,8 +25,12 @@ class StadStudent(nn.Module):
     @staticmethod
     def _block(c: int, hidden: int) -> nn.Sequential:
         return nn.Sequential(
-            nn.Conv2d(c, hidden, 3, padding=1), nn.BatchNorm2d(hidden), nn.ReLU(),
-            nn.ConvTranspose2d(hidden, c, 3, stride=1, padding=1), nn.BatchNorm2d(c), nn.ReLU(),
+            nn.Conv2d(c, hidden, 3, padding=1),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU(),
+            nn.ConvTranspose2d(hidden, c, 3, stride=1, padding=1),
+            nn.BatchNorm2d(c),
+            nn.ReLU(),
         )
 
     def forward(self, x: torch.Tensor) -> list:

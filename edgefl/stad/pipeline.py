@@ -1,0 +1,140 @@
+"""Train a STAD teacher + student from scenes, save them as edgefl checkpoints, load them back.
+
+Checkpoints are ordinary edgefl checkpoint directories (registry names ``stad_teacher`` /
+``stad_student``); the STAD-specific facts (band count and selection, score definition) are recorded under
+config["stad"], so a checkpoint can never be applied with the wrong C (spec pitfall).
+"""
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from edgefl.errors import EdgeflError
+from edgefl.stad.blobs import anomaly_free
+from edgefl.stad.prep import prepare_cube
+from edgefl.stad.config import StadConfig
+from edgefl.stad.train import train_teacher
+
+TEACHER_DIR, STUDENT_DIR = "teacher", "student"
+SCORE_DEFINITION = (
+    "max_c |d/dx mean(w * sum_k (o_k - x)^2)|, w = STF(x), x = global min-max of selected bands"
+)
+
+
+@dataclasses.dataclass
+class StadModels:
+    teacher: object
+    student: object
+    config: StadConfig
+    history: dict
+
+
+def training_cubes(scenes: list, cfg: StadConfig) -> list:
+    """Normalised, band-selected, anomaly-free C×H×W cubes of the training scenes."""
+    if not scenes:
+        raise EdgeflError("no training scenes — pass at least one with --scenes")
+    cubes = []
+    for s in scenes:
+        x = prepare_cube(s.cube, cfg.channels, cfg.band_mode, s.name)
+        if min(x.shape[1:]) < cfg.crop:
+            raise EdgeflError(
+                f"scene {s.name} is {x.shape[1]}×{x.shape[2]}, smaller than the {cfg.crop}-pixel "
+                "training crop — use a larger scene or a smaller --crop"
+            )
+        cubes.append(anomaly_free(x, s.gt))
+    return cubes
+
+
+def train_stad(scenes: list, cfg: StadConfig, on_step=None) -> StadModels:
+    """Teacher training then distillation.
+
+    Args:
+        scenes: edgefl.data.HSIScene list (ground-truth anomalies, where given, are in-painted away).
+        cfg: StadConfig.
+        on_step: optional callback(stage, step, total, loss) with stage "teacher" or "student".
+    """
+    from edgefl.stad.distill import distill_student
+
+    cubes = training_cubes(scenes, cfg)
+    teacher, th = train_teacher(cubes, cfg, (lambda *a: on_step("teacher", *a)) if on_step else None)
+    student, sh = distill_student(
+        teacher, cubes, cfg, (lambda *a: on_step("student", *a)) if on_step else None
+    )
+    return StadModels(teacher, student, cfg, {**th, **sh, "scenes": [s.name for s in scenes]})
+
+
+def parameter_count(model) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+def _checkpoint_config(kind: str, model, cfg: StadConfig, history: dict) -> dict:
+    args = (
+        {
+            "channels": cfg.channels,
+            "ffn": cfg.teacher_ffn,
+            "tile": cfg.teacher_tile,
+            "norm_first": cfg.teacher_norm_first,
+        }
+        if kind == "teacher"
+        else {"channels": cfg.channels, "hidden": cfg.student_hidden}
+    )
+    return {
+        "model": f"stad_{kind}",
+        "model_args": args,
+        "input_shape": [cfg.channels, None, None],
+        "num_classes": None,
+        "data": history.get("scenes"),
+        "metrics": {
+            "final_loss": history[f"{kind}_loss"][-1] if history.get(f"{kind}_loss") else None,
+            "parameters": parameter_count(model),
+        },
+        "stad": {
+            "role": kind,
+            "channels": cfg.channels,
+            "band_mode": cfg.band_mode,
+            "score": SCORE_DEFINITION,
+            "training": cfg.to_dict(),
+            "blob_restoration": history.get("blob_restoration"),
+        },
+    }
+
+
+def save_stad(out_dir, models: StadModels) -> dict:
+    """Write out_dir/teacher and out_dir/student checkpoints; returns {role: path}."""
+    from edgefl.checkpoint import save_checkpoint
+
+    out = Path(out_dir)
+    return {
+        kind: str(
+            save_checkpoint(out / sub, model, _checkpoint_config(kind, model, models.config, models.history))
+        )
+        for kind, sub, model in (
+            ("teacher", TEACHER_DIR, models.teacher),
+            ("student", STUDENT_DIR, models.student),
+        )
+    }
+
+
+def load_stad(path):
+    """Load a STAD checkpoint directory (or a `compress stad` output dir → its student).
+
+    Returns:
+        (model in eval mode, config["stad"] dict).
+    """
+    from edgefl.checkpoint import load_checkpoint
+
+    path = Path(path)
+    if (path / STUDENT_DIR / "config.json").is_file():
+        path = path / STUDENT_DIR
+    ckpt = load_checkpoint(path)
+    stad = ckpt.config.get("stad")
+    if not stad:
+        raise EdgeflError(
+            f"{path} is not a STAD checkpoint (no 'stad' section) — train one with `edgefl compress stad`"
+        )
+    return ckpt.model, stad
+
+
+def eval_scene_cube(scene, cfg: StadConfig) -> np.ndarray:
+    return prepare_cube(scene.cube, cfg.channels, cfg.band_mode, scene.name)
