@@ -1,0 +1,99 @@
+"""Run an aggregator or an agent from a config dict (the JSON files of ``edgefl.runtime.config``).
+
+Shared by ``python -m edgefl.runtime`` on the device and the host CLI (``edgefl aggregate``,
+``edgefl agent``), which may pass its own trainer (torch) and log function.
+"""
+
+import sys
+import time
+
+from edgefl.runtime.errors import EdgeRuntimeError
+
+
+def stderr_log(level, text):
+    sys.stderr.write("[{}] {} {}\n".format(time.strftime("%H:%M:%S"), level, text))
+    sys.stderr.flush()
+
+
+def _round_line(h):
+    return "round {} closed: {} clients, {} bytes in, {} rejected".format(
+        h["round"], len(h["clients"]), h["bytes_in"], h["rejected"])
+
+
+def head_trainer_from_config(cfg):
+    """HeadTrainer on the bundle engine's features of the local .npz data (the TX2 mode)."""
+    from edgefl.runtime.config import load_npz_data
+    from edgefl.runtime.engine import open_engine, preprocess
+    from edgefl.runtime.head_trainer import HeadTrainer, features_from_engine
+
+    engine = open_engine(cfg["bundle"], cfg.get("backend", "auto"))
+    x, y = load_npz_data(cfg["data"])
+    name = engine.manifest["inputs"][0]["name"]
+    feats = features_from_engine(engine, preprocess(x, engine.manifest.get("preprocessing")),
+                                 input_name=name)
+    engine.close()
+    return HeadTrainer(feats, y, seed=int(cfg.get("seed", 0)))
+
+
+def run_aggregator_from_config(cfg, log=stderr_log, on_round=None):
+    """Serve a federation until its last round; returns a summary dict."""
+    from edgefl.runtime.aggregator import AggregatorConfig
+    from edgefl.runtime.config import (build_dataclass, load_model_tensors, make_transport,
+                                       save_model_tensors)
+    from edgefl.runtime.loops import open_aggregator, serve_aggregator
+
+    acfg = build_dataclass(AggregatorConfig, cfg.get("aggregator"), "aggregator")
+    if "model" not in cfg:
+        raise EdgeRuntimeError("aggregate config needs \"model\" (initial weights)")
+    core = open_aggregator(acfg, load_model_tensors(cfg["model"]), cfg.get("state_path"))
+    keyring = (cfg.get("signing") or {}).get("keyring")
+    if keyring:  # {"signing": {"keyring": "keyring.json"}}: only HMAC-signed updates count
+        from edgefl.runtime.signing import Keyring
+
+        core.keyring = Keyring.from_file(keyring)
+    transport = make_transport(cfg.get("client_id", "aggregator-" + acfg.federation),
+                               cfg.get("mqtt"), cfg.get("max_payload", 1024 * 1024))
+    try:
+        serve_aggregator(core, transport, state_path=cfg.get("state_path"),
+                         timeout=cfg.get("timeout_s"), log=log,
+                         on_round=on_round or (lambda h: log("info", _round_line(h))))
+    finally:
+        transport.close()
+    if cfg.get("output"):
+        save_model_tensors(cfg["output"], core.global_model, {"round": str(core.round)})
+    return {"round": core.round, "done": core.done, "history": core.history}
+
+
+def run_agent_from_config(cfg, log=stderr_log, trainer=None):
+    """Take part in a federation; head mode (numpy, engine features) unless ``trainer`` is given."""
+    from edgefl.runtime.agent import AgentConfig, AgentCore
+    from edgefl.runtime.config import make_transport
+    from edgefl.runtime.loops import run_agent
+
+    needed = ("federation", "client_id") + (() if trainer else ("bundle", "data"))
+    for key in needed:
+        if key not in cfg:
+            raise EdgeRuntimeError("agent config needs {!r}".format(key))
+    if trainer is None:
+        trainer = head_trainer_from_config(cfg)
+    core = AgentCore(AgentConfig(cfg["federation"], cfg["client_id"], int(cfg.get("seed", 0))))
+    transport = make_transport(cfg["client_id"], cfg.get("mqtt"),
+                               cfg.get("max_payload", 1024 * 1024))
+    key = (cfg.get("signing") or {}).get("key")
+    if key:  # {"signing": {"key": HEX}}: sign every update (the aggregator holds the keyring)
+        from edgefl.runtime.signing import SigningTransport, key_from_hex
+
+        try:
+            transport = SigningTransport(transport, key_from_hex(key))
+        except ValueError as exc:
+            raise EdgeRuntimeError(str(exc))
+    try:
+        sent = run_agent(core, transport, trainer, state_path=cfg.get("state_path"),
+                         timeout=cfg.get("timeout_s"), max_rounds=cfg.get("max_rounds") or None,
+                         log=log)
+    finally:
+        transport.close()
+    return {"client_id": cfg["client_id"], "updates_sent": sent, "last_round": core.last_round,
+            "statuses": core.statuses}
+
+
