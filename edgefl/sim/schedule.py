@@ -112,8 +112,17 @@ def schedule_from_orbits(
     for w in contact_windows(orbits, stations, duration_s, step_s, min_duration_s):
         link = link_for_window(w, link_model)
         contacts.append(
-            Contact(w.satellite, w.station, w.start_s, w.end_s, link.ground_to_sat_bps,
-                    link.sat_to_ground_bps, link.latency_s, w.max_elevation_deg, w.min_range_km)
+            Contact(
+                w.satellite,
+                w.station,
+                w.start_s,
+                w.end_s,
+                link.ground_to_sat_bps,
+                link.sat_to_ground_bps,
+                link.latency_s,
+                w.max_elevation_deg,
+                w.min_range_km,
+            )
         )
     source = {
         "kind": "orbits",
@@ -197,8 +206,10 @@ def write_json(schedule: Schedule, path: Path) -> None:
         "satellites": schedule.satellites,
         "stations": schedule.stations,
         "source": schedule.source,
-        "contacts": [{k: (_json_number(v) if isinstance(v, float) else v) for k, v in asdict(c).items()}
-                     for c in schedule.contacts],
+        "contacts": [
+            {k: (_json_number(v) if isinstance(v, float) else v) for k, v in asdict(c).items()}
+            for c in schedule.contacts
+        ],
     }
     path.write_text(json.dumps(doc, indent=1))
 

@@ -1,0 +1,110 @@
+"""What the constellation learns: features of the shipped MNIST split non-IID across satellites.
+
+The federation trains the classifier head (softmax regression) with the runtime's numpy head
+trainer — the TX2 path. Features are either the normalised pixels (no model needed; fast for
+tests and benches) or the penultimate activations of an exported bundle, computed with the
+runtime's inference engine exactly as a device computes them.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgefl.errors import EdgeflError
+
+
+@dataclass
+class Workload:
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    parts: list[np.ndarray]
+    num_classes: int
+    source: str
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.train_x.shape[1])
+
+
+def pixel_features(x: np.ndarray) -> np.ndarray:
+    from edgefl.data import MNIST_PREPROCESSING, normalize
+
+    return normalize(x, MNIST_PREPROCESSING).reshape(len(x), -1).astype(np.float32)
+
+
+def bundle_features(x: np.ndarray, bundle: str | Path) -> np.ndarray:
+    from edgefl.runtime.engine import open_engine, preprocess
+    from edgefl.runtime.head_trainer import features_from_engine
+
+    engine = open_engine(str(bundle), "onnxruntime")
+    try:
+        name = engine.manifest["inputs"][0]["name"]
+        return features_from_engine(engine, preprocess(x, engine.manifest.get("preprocessing")), 256, name)
+    finally:
+        engine.close()
+
+
+def make_workload(
+    n_satellites: int, features: str = "pixels", alpha: float = 0.5, seed: int = 0, max_per_satellite: int = 0
+) -> Workload:
+    """Split the shipped MNIST into a test set and one non-IID (Dirichlet α) share per satellite.
+
+    Args:
+        features: "pixels" or the path of an exported bundle (its ``features`` output is used).
+        max_per_satellite: cap each share (0 = no cap) to keep runs light.
+    """
+    from edgefl.data import load_mnist, partition_dirichlet, train_test_split
+
+    train, test = train_test_split(load_mnist(), test_fraction=0.2, seed=seed)
+    if features == "pixels":
+        fx = pixel_features
+    elif Path(features).is_dir():
+
+        def fx(x):
+            return bundle_features(x, features)
+    else:
+        raise EdgeflError(f"features {features!r}: use 'pixels' or an exported bundle directory")
+    parts = partition_dirichlet(train.y, n_satellites, alpha, seed=seed)
+    if max_per_satellite:
+        parts = [p[:max_per_satellite] for p in parts]
+    return Workload(
+        fx(train.x),
+        train.y.astype(np.int64),
+        fx(test.x),
+        test.y.astype(np.int64),
+        [np.asarray(p) for p in parts],
+        int(train.y.max()) + 1,
+        features,
+    )
+
+
+def initial_head(work: Workload) -> OrderedDict:
+    """A zero classifier head: the federation learns it from scratch in orbit."""
+    return OrderedDict(
+        [
+            ("classifier.bias", np.zeros(work.num_classes, np.float32)),
+            ("classifier.weight", np.zeros((work.num_classes, work.feature_dim), np.float32)),
+        ]
+    )
+
+
+def head_accuracy(tensors: dict, x: np.ndarray, y: np.ndarray) -> float:
+    logits = x @ np.asarray(tensors["classifier.weight"]).T + np.asarray(tensors["classifier.bias"])
+    return float((logits.argmax(axis=1) == y).mean())
+
+
+def write_shares(work: Workload, names: list[str], folder: Path) -> dict[str, Path]:
+    """One npz (x = features, y) per satellite; no pickle."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for name, idx in zip(names, work.parts):
+        path = folder / f"{name}.npz"
+        np.savez(path, x=work.train_x[idx], y=work.train_y[idx])
+        out[name] = path
+    return out
