@@ -1,0 +1,117 @@
+"""PIC-PQ vs baselines on ResNet-20 and the shipped MNIST split (seeded).
+
+Rows: FP32 reference, PIC-PQ, L1-magnitude pruning + uniform QAT at PIC-PQ's BOPs, uniform 8-bit and
+4-bit QAT (same fine-tune + QAT epoch budget). Columns: BOPs ratio, size ratio, accuracy, drop.
+Prints a rich table and writes bench/results/picpq.json.
+
+    python bench/picpq.py                  # defaults: minutes on 2 cores
+    python bench/picpq.py --fp-epochs 5 --generations 16
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results" / "picpq.json"
+
+
+def _row(name, result, seconds):
+    t = result.totals
+    return {"method": name, "bops_g": t["bops"] / 1e9, "bops_ratio": t["bops_ratio"], "size_kib": t["size_bytes"] / 1024,
+            "size_ratio": t["size_ratio"], "accuracy": t["accuracy_after"], "drop_points": t["accuracy_drop_points"],
+            "seconds": round(seconds, 1)}
+
+
+def _rms_bits(result) -> int:
+    rows = [r for r in result.layers if r["w_bits"] < 32]
+    return max(2, round(math.sqrt(sum(r["bops"] for r in rows) / sum(r["macs"] for r in rows))))
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fp-epochs", type=int, default=3)
+    p.add_argument("--flops-target", type=float, default=0.5)
+    p.add_argument("--max-bits", default="32,8,6,4")
+    p.add_argument("--generations", type=int, default=8)
+    p.add_argument("--population", type=int, default=8)
+    p.add_argument("--tau-hat", type=int, default=20)
+    p.add_argument("--ft-epochs", type=int, default=1)
+    p.add_argument("--qat-epochs", type=int, default=2)
+    p.add_argument("--out", type=Path, default=RESULTS)
+    args = p.parse_args(argv)
+
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    from edgefl.compress.baselines import run_magnitude, run_uniform
+    from edgefl.compress.picpq import PicpqSettings, run_picpq
+    from edgefl.data import MNIST_PREPROCESSING, load_mnist, train_test_split
+    from edgefl.models import build_model
+    from edgefl.progress import progress_for
+    from edgefl.train import seed_everything, train_classifier
+
+    torch.set_num_threads(args.threads)
+    train, test = train_test_split(load_mnist(), 0.2, args.seed)
+    prep, shape = dict(MNIST_PREPROCESSING), (1, 28, 28)
+    budget = args.ft_epochs + args.qat_epochs
+    rows, console = [], Console(stderr=True)
+    with progress_for(True) as progress:
+        seed_everything(args.seed)
+        fp = build_model("resnet20", in_channels=1, num_classes=10)
+        t0 = time.perf_counter()
+        fp_metrics = train_classifier(fp, train, test, epochs=args.fp_epochs, lr=0.1, seed=args.seed,
+                                      preprocessing=prep, progress=progress)
+        fp_seconds = time.perf_counter() - t0
+        settings = PicpqSettings(flops_target=args.flops_target, max_bits=tuple(int(b) for b in args.max_bits.split(",")),
+                                 generations=args.generations, population=args.population, tau_hat=args.tau_hat,
+                                 ft_epochs=args.ft_epochs, qat_epochs=args.qat_epochs, seed=args.seed)
+        t0 = time.perf_counter()
+        picpq = run_picpq(fp, train, test, prep, shape, settings, progress)
+        rows.append(_row("PIC-PQ", picpq, time.perf_counter() - t0))
+        bits = _rms_bits(picpq)
+        t0 = time.perf_counter()
+        mag = run_magnitude(fp, train, test, prep, shape, picpq.totals["bops"], bits, args.ft_epochs, args.qat_epochs,
+                            seed=args.seed, progress=progress)
+        rows.append(_row(f"L1 magnitude + uniform {mag.extra['bits']}-bit", mag, time.perf_counter() - t0))
+        for b in (8, 4):
+            t0 = time.perf_counter()
+            uni = run_uniform(fp, train, test, prep, shape, b, budget, seed=args.seed, progress=progress)
+            rows.append(_row(f"uniform {b}-bit QAT", uni, time.perf_counter() - t0))
+    fp_acc = fp_metrics["test_accuracy"]
+    rows.insert(0, {"method": "FP32 ResNet-20", "bops_g": picpq.totals["bops_ref"] / 1e9, "bops_ratio": 1.0,
+                    "size_kib": picpq.totals["size_bytes_ref"] / 1024, "size_ratio": 1.0, "accuracy": fp_acc,
+                    "drop_points": 0.0, "seconds": round(fp_seconds, 1)})
+    bar = {"picpq_bops_ratio_ge_50": picpq.totals["bops_ratio"] >= 50,
+           "picpq_drop_le_0_5_points": picpq.totals["accuracy_drop_points"] <= 0.5,
+           "picpq_at_least_magnitude_accuracy": picpq.totals["accuracy_after"] >= mag.totals["accuracy_after"],
+           "magnitude_bops_le_picpq": mag.totals["bops"] <= picpq.totals["bops"]}
+    out = {"benchmark": "picpq", "model": "resnet20", "data": "mnist (shipped t10k, train_test_split 0.2 seed %d)" % args.seed,
+           "train_examples": len(train), "test_examples": len(test), "torch_threads": args.threads,
+           "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()},
+           "fp_epochs": args.fp_epochs, "rows": rows, "bar": bar,
+           "picpq_layers": picpq.layers, "picpq_search": picpq.extra["search"], "picpq_totals": picpq.totals,
+           "size_definition": picpq.totals["size_definition"],
+           "bops_definition": "sum MACs*w_bits*a_bits, own bits (PIC-PQ); stem conv and classifier FP32 (32x32)"}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2))
+
+    table = Table(title="PIC-PQ on ResNet-20 / MNIST")
+    for c in ("method", "BOPs (G)", "BOPs ratio", "size (KiB)", "size ratio", "accuracy %", "drop (pts)", "time s"):
+        table.add_column(c)
+    for r in rows:
+        table.add_row(r["method"], f"{r['bops_g']:.3f}", f"{r['bops_ratio']:.1f}x", f"{r['size_kib']:.1f}",
+                      f"{r['size_ratio']:.1f}x", f"{100 * r['accuracy']:.2f}", f"{r['drop_points']:.2f}", f"{r['seconds']}")
+    Console().print(table)
+    Console().print({k: ("PASS" if v else "FAIL") for k, v in bar.items()})
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""`edgefl compress picpq CHECKPOINT`: PIC-PQ pruning-quantization joint learning."""
+
+from pathlib import Path
+
+import typer
+
+from edgefl.cli.common import console, emit_json, key_value_table, table
+from edgefl.errors import EdgeflError
+from edgefl.progress import progress_for
+
+LAYER_COLUMNS = ["layer", "out", "in", "s_l1", "w_bits", "a_bits", "macs", "bops"]
+
+
+def _bits(text: str) -> tuple:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise EdgeflError(f"--max-bits {text!r} must be comma-separated integers, e.g. 32,8,6,4 "
+                          "(stem, then one per stage)") from None
+
+
+def command(
+    checkpoint: Path = typer.Argument(..., help="Float checkpoint directory (from `edgefl train`)."),
+    flops_target: float = typer.Option(0.5, help="Fraction of FLOPs to keep (PIC-PQ prune_away = 1 - this)."),
+    max_bits: str = typer.Option("32,8,6,4", help="Maximum bits: stem, then one per stage (32 = FP)."),
+    data: str = typer.Option(None, help="Dataset name/path (default: the checkpoint's)."),
+    out: Path = typer.Option(Path("runs/picpq"), help="Compressed checkpoint directory to write."),
+    lam: float = typer.Option(1 / 6, help="Penalty factor lambda of the bit rule."),
+    safeguard: float = typer.Option(0.1, help="Minimum kept fraction per layer."),
+    generations: int = typer.Option(8, min=0, help="Evolution generations (paper: 400)."),
+    population: int = typer.Option(8, min=1, help="Evolution population (paper: 64)."),
+    tau_hat: int = typer.Option(20, min=0, help="SGD steps per fitness evaluation (paper: 200)."),
+    ft_epochs: int = typer.Option(1, min=0, help="Fine-tuning epochs after pruning."),
+    qat_epochs: int = typer.Option(2, min=0, help="Quantization-aware training epochs."),
+    lr: float = typer.Option(0.01, help="Fine-tune / QAT learning rate."),
+    weight_quantizer: str = typer.Option("symmetric", help="'symmetric' (per-channel) or 'dorefa_zero' (paper)."),
+    paper: bool = typer.Option(False, help="Use the paper's search and schedule sizes (hours)."),
+    seed: int = typer.Option(0),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON document."),
+):
+    """Prune filters by the physics-inspired criterion, assign per-layer bits, fine-tune and QAT."""
+    from edgefl.compress.picpq import PicpqSettings, compress_checkpoint_picpq
+
+    if weight_quantizer not in ("symmetric", "dorefa_zero"):
+        raise EdgeflError(f"--weight-quantizer {weight_quantizer!r} is unknown — use symmetric or dorefa_zero")
+    chosen = dict(flops_target=flops_target, max_bits=_bits(max_bits), lam=lam, safeguard=safeguard, seed=seed,
+                  weight_quantizer=weight_quantizer)
+    if paper:
+        settings = PicpqSettings.paper(**chosen)
+    else:
+        settings = PicpqSettings(generations=generations, population=population, sample=max(1, min(3, population)),
+                                 tau_hat=tau_hat, ft_epochs=ft_epochs, qat_epochs=qat_epochs, lr=lr, **chosen)
+    with progress_for(not as_json) as progress:
+        result = compress_checkpoint_picpq(checkpoint, out, settings, data, progress)
+    if as_json:
+        emit_json(result)
+        return
+    rows = [[r.get(c) for c in LAYER_COLUMNS] for r in result["layers"]]
+    console.print(table("PIC-PQ per layer", LAYER_COLUMNS, rows))
+    t = result["totals"]
+    console.print(key_value_table("PIC-PQ totals", {
+        "checkpoint": result["checkpoint"],
+        "params": f"{t['params']:,} (was {t['params_ref']:,})",
+        "size": f"{t['size_bytes'] / 1024:.1f} KiB (was {t['size_bytes_ref'] / 1024:.1f} KiB, {t['size_ratio']:.1f}x)",
+        "BOPs": f"{t['bops'] / 1e9:.3f} G (was {t['bops_ref'] / 1e9:.2f} G)",
+        "BOPs ratio": f"{t['bops_ratio']:.1f}x",
+        "FLOPs kept": f"{100 * t['flops_kept']:.1f} %",
+        "accuracy before": f"{100 * t['accuracy_before']:.2f} %",
+        "accuracy after": f"{100 * t['accuracy_after']:.2f} %  (drop {t['accuracy_drop_points']:.2f} points)",
+        "search": f"best loss {result['search']['best_loss']:.4f} vs identity {result['search']['identity_loss']:.4f}",
+        "size definition": t["size_definition"],
+    }))
