@@ -45,6 +45,19 @@ def _new_client(mqtt, client_id, clean_session):
                        protocol=mqtt.MQTTv311)
 
 
+def _acked(info):
+    """Whether a QoS>0 publish was acknowledged.
+
+    A publish made while disconnected stays queued in paho and goes out after the reconnect,
+    but its MessageInfo keeps rc=MQTT_ERR_NO_CONN, so ``is_published()`` raises RuntimeError
+    forever (paho 1.6 and 2.x): read the acknowledgement flag instead.
+    """
+    try:
+        return info.is_published()
+    except RuntimeError:
+        return bool(getattr(info, "_published", False))
+
+
 def _failed(rc):
     """True when a connect result (int in paho 1.x, ReasonCode in 2.x) is a failure."""
     if hasattr(rc, "is_failure"):
@@ -119,7 +132,7 @@ class PahoTransport(Transport):
     def publish(self, topic, payload, qos=1, retain=False):
         info = self._client.publish(topic, bytes(payload), qos=qos, retain=retain)
         if qos > 0:
-            self._pending = [i for i in self._pending if not i.is_published()] + [info]
+            self._pending = [i for i in self._pending if not _acked(i)] + [info]
 
     def poll(self, timeout=0.0):
         out = []
@@ -136,7 +149,7 @@ class PahoTransport(Transport):
         """Wait until every QoS>0 publish was acknowledged (True) or ``timeout`` passes."""
         deadline = time.time() + timeout
         while time.time() < deadline:
-            self._pending = [i for i in self._pending if not i.is_published()]
+            self._pending = [i for i in self._pending if not _acked(i)]
             if not self._pending:
                 return True
             time.sleep(0.02)
