@@ -20,19 +20,26 @@ def _round_line(h):
         h["round"], len(h["clients"]), h["bytes_in"], h["rejected"])
 
 
-def head_trainer_from_config(cfg):
-    """HeadTrainer on the bundle engine's features of the local .npz data (the TX2 mode)."""
-    from edgefl.runtime.config import load_npz_data
+def head_trainer_from_arrays(bundle, x, y, backend="auto", seed=0):
+    """HeadTrainer on the bundle engine's features of local data x (NCHW), labels y."""
     from edgefl.runtime.engine import open_engine, preprocess
     from edgefl.runtime.head_trainer import HeadTrainer, features_from_engine
 
-    engine = open_engine(cfg["bundle"], cfg.get("backend", "auto"))
-    x, y = load_npz_data(cfg["data"])
+    engine = open_engine(bundle, backend)
     name = engine.manifest["inputs"][0]["name"]
     feats = features_from_engine(engine, preprocess(x, engine.manifest.get("preprocessing")),
                                  input_name=name)
     engine.close()
-    return HeadTrainer(feats, y, seed=int(cfg.get("seed", 0)))
+    return HeadTrainer(feats, y, seed=seed)
+
+
+def head_trainer_from_config(cfg):
+    """Head mode (the TX2 mode): local .npz data through the bundle's engine."""
+    from edgefl.runtime.config import load_npz_data
+
+    x, y = load_npz_data(cfg["data"])
+    return head_trainer_from_arrays(cfg["bundle"], x, y, cfg.get("backend", "auto"),
+                                    int(cfg.get("seed", 0)))
 
 
 def run_aggregator_from_config(cfg, log=stderr_log, on_round=None):
