@@ -30,6 +30,7 @@ PACK_FORMAT = "edgefl.pack"
 TOP = "edgefl-agent"
 TEMPLATES = ("install.sh", "install.py", "first_start.py", "edgefl-agent.service.in", "README.txt")
 EXECUTABLE = {"install.sh", "install.py", "first_start.py"}
+DATA_PATH = "data/local.npz"
 MINIMAL_INIT = '"""edgefl on the device: only the runtime is installed here."""\n\n__version__ = "{v}"\n'
 
 # profile pin key -> pip distribution name; onnxruntime is only pip-installed where the profile's
@@ -105,16 +106,40 @@ def check_bundle_profile(manifest: dict, profile) -> None:
         )
 
 
-def default_agent_config(manifest: dict, *, broker_url: str, federation: str, client_id: str) -> dict:
-    """Agent config pointing at the packed bundle; paths are relative to the install prefix."""
+def default_agent_config(*, broker_url: str, federation: str, client_id: str, seed: int = 0) -> dict:
+    """Config for ``python -m edgefl.runtime agent``; paths are relative to the install prefix.
+
+    Without credentials in the URL the username is the client id: brokers such as amqtt keep a
+    persistent session (and the messages queued while the device is out of contact) only for
+    clients that give one.
+    """
+    from edgefl.sim.brokers import mqtt_options_from_url
+
+    mqtt = mqtt_options_from_url(broker_url)
+    mqtt.setdefault("username", client_id)
     return {
-        "client_id": client_id,
         "federation": federation,
-        "broker_url": broker_url,
+        "client_id": client_id,
+        "mqtt": mqtt,
         "bundle": "bundle",
-        "state_dir": "state",
-        "model": manifest.get("model"),
+        "backend": "auto",
+        "data": DATA_PATH,
+        "state_path": "agent_state.safetensors",
+        "max_payload": 1024 * 1024,
+        "seed": seed,
     }
+
+
+def check_local_data(path: Path) -> None:
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            x, y = z["x"], z["y"]
+    except (OSError, KeyError, ValueError) as exc:
+        raise EdgeflError(f"--data {path}: not an .npz with arrays x and y ({exc})") from None
+    if len(x) != len(y) or len(y) == 0:
+        raise EdgeflError(f"--data {path}: x and y must hold the same non-zero number of samples")
 
 
 def runtime_source() -> Path:
@@ -127,7 +152,7 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def collect_files(bundle: Path, agent_config: dict, pins: dict) -> dict[str, bytes]:
+def collect_files(bundle: Path, agent_config: dict, data: Path | None) -> dict[str, bytes]:
     """archive path (below TOP) → bytes, everything but PACK.json."""
     files: dict[str, bytes] = {"edgefl/__init__.py": MINIMAL_INIT.format(v=__version__).encode()}
     src = runtime_source()
@@ -141,6 +166,8 @@ def collect_files(bundle: Path, agent_config: dict, pins: dict) -> dict[str, byt
     for name in TEMPLATES:
         files[name] = templates.joinpath(name).read_bytes()
     files["agent.json"] = (json.dumps(agent_config, indent=1) + "\n").encode()
+    if data is not None:
+        files[DATA_PATH] = data.read_bytes()
     return files
 
 
@@ -152,6 +179,7 @@ def pack_agent(
     broker_url: str = "mqtt://localhost:1883",
     federation: str = "edgefl",
     client_id: str = "agent-0",
+    data: str | Path | None = None,
     agent_config: dict | None = None,
 ) -> PackResult:
     """Write the agent tarball for a device profile.
@@ -161,6 +189,8 @@ def pack_agent(
         bundle: exported bundle directory (`edgefl export`).
         out: the .tar.gz to write.
         broker_url, federation, client_id: written into the default agent config.
+        data: the device's labelled samples (.npz with x, y) for local rounds, shipped as
+            data/local.npz; without it the device must provide that file before the agent starts.
         agent_config: a full agent config to ship instead of the default one.
 
     Returns:
@@ -178,9 +208,12 @@ def pack_agent(
     check_bundle_profile(manifest, profile)
     pins = pins_for_profile(profile)
     config = agent_config or default_agent_config(
-        manifest, broker_url=broker_url, federation=federation, client_id=client_id
+        broker_url=broker_url, federation=federation, client_id=client_id
     )
-    files = collect_files(bundle, config, pins)
+    data = Path(data) if data else None
+    if data is not None:
+        check_local_data(data)
+    files = collect_files(bundle, config, data)
     pack_doc = {
         "format": PACK_FORMAT,
         "version": 1,
@@ -191,6 +224,7 @@ def pack_agent(
         },
         "pins": pins,
         "model": manifest.get("model"),
+        "local_data": DATA_PATH if data is not None else None,
         "files": {name: _sha256(data) for name, data in sorted(files.items())},
     }
     files["PACK.json"] = (json.dumps(pack_doc, indent=1) + "\n").encode()

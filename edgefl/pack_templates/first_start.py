@@ -6,6 +6,7 @@ bundle/ENGINE_BUILD_FAILED (delete it to retry) and does not stop the agent.
 """
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -33,6 +34,10 @@ def main(argv=None):
     if has_engine(args.bundle):
         print("engine present in %s" % args.bundle)
         return 0
+    with open(os.path.join(args.bundle, "manifest.json")) as fh:
+        if not json.load(fh).get("engine"):
+            print("the bundle has no TensorRT engine plan (exported --format onnx): using onnxruntime")
+            return 0
     if not tensorrt_available():
         print("TensorRT not importable: the agent runs the ONNX model with onnxruntime")
         return 0

@@ -23,7 +23,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 UNIT_NAME = "edgefl-agent.service"
-PAYLOAD = ("edgefl", "bundle", "agent.json", "first_start.py", "PACK.json")
+PAYLOAD = ("edgefl", "bundle", "data", "agent.json", "first_start.py", "PACK.json")
 
 # distribution name -> import name (the version comes from the installed metadata)
 MODULES = {"numpy": "numpy", "paho-mqtt": "paho.mqtt.client", "dataclasses": "dataclasses",
@@ -144,6 +144,8 @@ def copy_payload(pack_dir, prefix):
         os.makedirs(prefix)
     for name in PAYLOAD:
         src, dst = os.path.join(pack_dir, name), os.path.join(prefix, name)
+        if not os.path.exists(src):
+            continue
         if os.path.isdir(dst):
             shutil.rmtree(dst)
         if os.path.isdir(src):

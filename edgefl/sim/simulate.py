@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgefl.errors import EdgeflError
+from edgefl.progress import NullProgress
 from edgefl.sim.brokers import broker_session
 from edgefl.sim.clock import start_clock
 from edgefl.sim.schedule import Schedule, read_schedule, schedule_from_orbits, write_schedule
@@ -152,7 +153,7 @@ def simulate(cfg: SimConfig, out: str | Path, progress=None) -> dict:
     Args:
         cfg: settings.
         out: run directory; results go to OUT/sim/.
-        progress: optional callable(sim_time_s, duration_s, text) called about once a wall second.
+        progress: the progress seam (edgefl.progress); one task advancing in simulated minutes.
 
     Returns:
         the simulation document also written to OUT/sim/simulation.json.
@@ -279,7 +280,8 @@ def _observe(transport, topics, clock, procs, work, duration, progress) -> dict:
     from edgefl.sim.workload import head_accuracy
 
     seen: dict[str, dict[int, dict]] = {m: {} for m in topics.values()}
-    last_tick = 0.0
+    last_tick, shown = 0.0, 0
+    task = (progress or NullProgress()).task("in-orbit federation (sim min)", int(duration // 60))
     deadline_wall = clock.wall_at(duration) + 30.0
     try:
         while time.time() < deadline_wall:
@@ -300,12 +302,12 @@ def _observe(transport, topics, clock, procs, work, duration, progress) -> dict:
             now = clock.now()
             if now > duration and procs.running() == 0:
                 break
-            if progress and time.time() - last_tick > 1.0:
+            if time.time() - last_tick > 0.5:
                 last_tick = time.time()
-                best = {m: max((r["accuracy"] for r in s.values()), default=0.0) for m, s in seen.items()}
-                progress(
-                    min(now, duration), duration, " ".join(f"{m} {100 * a:.1f}%" for m, a in best.items())
-                )
+                minutes = int(min(max(now, 0.0), duration) // 60)
+                latest = {m: s[max(s)]["accuracy"] for m, s in seen.items() if s}
+                task.advance(minutes - shown, **{m: f"{100 * a:.1f}%" for m, a in latest.items()})
+                shown = minutes
     finally:
         for t in topics:  # leave no retained model behind on a shared broker
             transport.publish(t, b"", 1, True)
