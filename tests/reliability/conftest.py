@@ -331,3 +331,33 @@ def fedrun(tmp_path, broker, flkit):
 def wait():
     """``wait(predicate, timeout, what)``: poll until truthy, else fail naming ``what``."""
     return wait_until
+
+
+@pytest.fixture
+def live(broker, flkit):
+    """Make in-process aggregators (thread) and manual agents on the test's broker; all are
+    stopped and disconnected at teardown."""
+    made = []
+    mqtt = {"host": "127.0.0.1", "port": broker.port, "keepalive": 5}
+
+    class Live:
+        def aggregator(self, config, model, keyring=None):
+            agg = flkit.AggregatorThread(config, model, mqtt, keyring)
+            made.append(agg)
+            return agg
+
+        def agent(self, client_id):
+            agent = flkit.ManualAgent(client_id, mqtt).connect()
+            made.append(agent)
+            return agent
+
+    yield Live()
+    for thing in made:
+        try:
+            if isinstance(thing, flkit.AggregatorThread):
+                thing.stop()
+                thing.transport.close()
+            elif thing.transport is not None:
+                thing.disconnect()
+        except Exception:  # teardown after a failure: keep closing the rest
+            pass

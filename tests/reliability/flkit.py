@@ -109,6 +109,113 @@ def status_of(payload):
     return msg.round, bool(msg.params.get("accepted")), str(msg.params.get("reason", ""))
 
 
+class ManualAgent(object):
+    """An in-process agent the test drives step by step over a real broker (the runtime's
+    AgentCore and transport): connect, wait for a round's job, train, publish, drop out of
+    contact, come back. Every payload it publishes is recorded in ``sent``."""
+
+    def __init__(self, client_id, mqtt, federation="rel"):
+        self.client_id, self.mqtt = client_id, mqtt
+        self.core = AgentCore(AgentConfig(federation, client_id))
+        self.trainer = TargetTrainer(client_id)
+        self.transport, self.pending, self.sent = None, [], []
+        self.jobs = {}  # round -> TrainJob, as announcements arrive
+
+    def connect(self):
+        from edgefl.runtime.config import make_transport
+        from edgefl.runtime.loops import wait_connected
+
+        self.transport = make_transport(self.client_id, self.mqtt)
+        for topic in self.core.subscriptions():
+            self.transport.subscribe(topic, 1)
+        self.transport.connect()
+        self.pending = wait_connected(self.transport, 10)
+        return self
+
+    def _feed(self, timeout):
+        events, self.pending = self.pending + self.transport.poll(timeout), []
+        for ev in events:
+            if ev.kind == "message":
+                job = self.core.on_message(ev.topic, ev.payload)
+                if job is not None:
+                    self.jobs[job.round] = job
+
+    def job(self, round_, timeout=15.0):
+        """Wait for the announcement of ``round_`` and return its TrainJob."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if round_ in self.jobs:
+                return self.jobs[round_]
+            self._feed(0.05)
+        raise AssertionError(
+            "{}: no job for round {} (at {})".format(self.client_id, round_, self.core.last_round)
+        )
+
+    def train(self, job):
+        """(topic, payload) of this agent's update for ``job``."""
+        return self.core.on_trained(job, self.trainer.train(job.global_model, job.options))
+
+    def publish(self, update):
+        topic, payload = update
+        self.transport.publish(topic, payload, 1, False)
+        assert self.transport.flush(10), "publish not acknowledged"
+        self.sent.append(update)
+
+    def status(self, n, timeout=15.0):
+        """Wait until ``n`` statuses arrived; returns the n-th (round, accepted, reason)."""
+        end = time.monotonic() + timeout
+        while len(self.core.statuses) < n and time.monotonic() < end:
+            self._feed(0.05)
+        assert len(self.core.statuses) >= n, "{}: no status #{}".format(self.client_id, n)
+        return self.core.statuses[n - 1]
+
+    def disconnect(self):
+        self.transport.close()
+        self.transport = None
+
+
+class AggregatorThread(object):
+    """The runtime's serve loop around an AggregatorCore, in a thread, over a real broker."""
+
+    def __init__(self, config, model, mqtt, keyring=None):
+        import threading
+
+        from edgefl.runtime.config import make_transport
+        from edgefl.runtime.loops import serve_aggregator
+
+        self.core = AggregatorCore(config, model)
+        self.core.keyring = keyring
+        self.lines = []
+        self._stop = False
+        self.transport = make_transport("aggregator", mqtt)
+        self.thread = threading.Thread(
+            target=serve_aggregator,
+            args=(self.core, self.transport),
+            kwargs=dict(
+                stop=lambda: self._stop, timeout=120, poll_s=0.02, log=lambda *line: self.lines.append(line)
+            ),
+            daemon=True,
+        )
+        self.thread.start()
+
+    def wait_round(self, round_, timeout=15.0):
+        end = time.monotonic() + timeout
+        while self.core.round < round_ and time.monotonic() < end:
+            time.sleep(0.02)
+        assert self.core.round >= round_, "aggregator stuck at round {}".format(self.core.round)
+
+    def join(self, timeout=30.0):
+        self.thread.join(timeout)
+        if self.thread.is_alive():
+            self.stop()
+            raise AssertionError("aggregator did not finish")
+        self.transport.close()
+
+    def stop(self):
+        self._stop = True
+        self.thread.join(10)
+
+
 def agent_main(cfg):
     """One agent process (the deterministic trainer, the runtime's agent loop and transport)."""
     from edgefl.runtime.config import make_transport
