@@ -7,8 +7,9 @@ Two implementations of the same definition:
   figure in the STF check.
 * ``stf_weights_torch`` — torch ops only (mean, matmul, an unrolled sweep-operator inverse, slices,
   a bisection median), so it lives *inside* the exported score graph and the device needs no numpy
-  port, no OpenCV and no scipy. Σ gets a tiny ridge (1e-6 · trace/C) so the unpivoted sweep never divides
-  by zero; for the shipped scenes the two implementations agree to ~1e-5 (tests/stad/test_stf.py).
+  port, no OpenCV and no scipy. Σ gets a tiny ridge (1e-10 · trace/C) so the unpivoted sweep never divides
+  by zero. RX runs in float64 inside the graph too (Σ can be ill-conditioned; in float32 onnxruntime and
+  torch drift apart by ~1e-4), so the graph matches the numpy reference to ~1e-6 (tests/stad/test_stf.py).
 
 Choices (documented deviations from the official code): RX is rescaled to [0, 1] (not [0, 255]) with the
 colour sigma scaled the same way (80/255), which gives the same filter; the bilateral filter is OpenCV's
@@ -23,7 +24,7 @@ from edgefl.stad.rx import rx_scores
 
 SIGMA_COLOR = 80.0 / 255.0
 SIGMA_SPACE = 1.0
-RIDGE = 1e-6
+RIDGE = 1e-10
 MEDIAN_BISECTIONS = 32
 _NEIGHBOURS = ((-1, 0), (1, 0), (0, -1), (0, 1))
 
@@ -86,13 +87,14 @@ def rx_scores_torch(x):
     import torch
 
     n, c = x.shape[0], x.shape[1]
-    flat = x.reshape(n, c, -1)
+    flat = x.reshape(n, c, -1).to(torch.float64)  # Σ can be ill-conditioned: float64 keeps engines in step
     count = torch.ones_like(flat[:, :1, :]).sum(dim=2, keepdim=True)  # a tensor, so H·W stays dynamic
     xc = flat - flat.mean(dim=2, keepdim=True)
     cov = torch.matmul(xc, xc.transpose(1, 2)) / (count - 1.0)
-    trace = (cov * torch.eye(c, dtype=x.dtype)).sum(dim=(1, 2), keepdim=True)
-    cov = cov + RIDGE * trace / c * torch.eye(c, dtype=x.dtype)
-    return (torch.matmul(sweep_inverse(cov), xc) * xc).sum(dim=1)
+    eye = torch.eye(c, dtype=torch.float64)
+    trace = (cov * eye).sum(dim=(1, 2), keepdim=True)
+    cov = cov + RIDGE * trace / c * eye
+    return (torch.matmul(sweep_inverse(cov), xc) * xc).sum(dim=1).to(x.dtype)
 
 
 def _bilateral_cross_torch(f):
