@@ -31,7 +31,9 @@ from edgefl.runtime.wire import Message, decode_tensors, encode_message, encode_
     model_digest
 
 Publish = namedtuple("Publish", "topic payload qos retain")
-Persist = namedtuple("Persist", "payload")
+# ``snapshot()`` serialises the state at the moment it is called (lazily: a loop without a state
+# file never pays for it); perform Persist actions in the order they come.
+Persist = namedtuple("Persist", "snapshot")
 
 
 @dataclass
@@ -231,7 +233,7 @@ class AggregatorCore(object):
 
     # --- persistence ------------------------------------------------------------------------
     def _persist(self):
-        return Persist(self.to_bytes())
+        return Persist(self.to_bytes)
 
     def to_bytes(self):
         """The whole state as one safetensors blob (global model, accepted updates, JSON)."""

@@ -38,7 +38,7 @@ def _perform(actions, transport, state_path):
     # persist first: an "accepted" status is only sent once the update is on disk
     for a in actions:
         if isinstance(a, Persist) and state_path:
-            atomic_write(state_path, a.payload)
+            atomic_write(state_path, a.snapshot())
     for a in actions:
         if isinstance(a, Publish):
             transport.publish(a.topic, a.payload, a.qos, a.retain)
