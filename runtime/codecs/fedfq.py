@@ -13,9 +13,10 @@ licence). Per tensor with d entries and ``x = |delta + residual|``:
 3. Constraint-guided simulated annealing (T0 1000, alpha 0.95, T_min 1e-8, 100 iterations),
    vectorised: a neighbour moves 2 bits from m random entries with b > 0 to m random entries
    with b < 8 and is considered only if the budget still holds; Metropolis acceptance; the best
-   solution seen is kept. Deviation: m ~ U{1, min(d/2, max_moves)} (default 4096) so one
-   iteration is O(m), not O(d). From the water-filling init the annealing cannot improve J
-   (it is already optimal); it matters for ``init="spec"``.
+   solution seen is kept. Deviation: m ~ U{1, min(d/2, max_moves)} (default 256) so one
+   iteration is O(m), not O(d); and it stops after ``patience`` (20) iterations without a new
+   best. From the water-filling init the annealing cannot improve J (it is already optimal), so
+   it stops after 20 iterations; it matters for ``init="spec"``.
 4. Unbiased stochastic rounding per width group with one fp32 scale (the group's max |x|).
    Deviation: a b-bit code holds the SIGN TOO (levels s = 2^(b-1) - 1, codes in [0, 2s]), so
    the budget counts every bit sent; the spec's s = 2^b plus separate signs needs b + 1 bits.
@@ -40,6 +41,7 @@ from edgefl.runtime.errors import CodecError
 WIDTHS = (2, 4, 6, 8)
 _GROUP = struct.Struct("<IBfI")  # count, rice k, scale, unary stream bytes
 _LOG16 = np.log(16.0)
+_POW4 = 4.0 ** -np.arange(9)  # 4^-b for b = 0..8, indexed by width
 
 
 def waterfill_bits(x2, steps):
@@ -50,8 +52,8 @@ def waterfill_bits(x2, steps):
     if steps == 0:
         return b
     with np.errstate(divide="ignore"):
-        lg = np.log(x2.astype(np.float64))
-    gains = (lg[None, :] - np.arange(4)[:, None] * _LOG16).ravel()  # step-major
+        lg = np.log(x2).astype(np.float32)
+    gains = (lg[None, :] - (np.arange(4, dtype=np.float32) * np.float32(_LOG16))[:, None]).ravel()
     top = np.argpartition(gains, gains.size - steps)[gains.size - steps:]
     return (2 * np.bincount(top % d, minlength=d)).astype(np.int8)
 
@@ -69,19 +71,25 @@ def spec_init_bits(x2, steps):
 
 
 def objective(x2, b):
-    return float(np.sum(x2 * np.power(4.0, -b.astype(np.float64))))
+    return float(np.dot(x2, _POW4[b]))
 
 
-def cgsa_refine(x2, b, rng, iters=100, t0=1000.0, alpha=0.95, t_min=1e-8, max_moves=4096):
-    """Constraint-guided simulated annealing over bit widths (vectorised neighbour moves)."""
+def cgsa_refine(x2, b, rng, iters=100, t0=1000.0, alpha=0.95, t_min=1e-8, max_moves=256,
+                patience=None):
+    """Constraint-guided simulated annealing over bit widths (vectorised neighbour moves).
+
+    ``patience``: stop after that many iterations without a new best (None: run ``iters``).
+    """
     d = b.size
     cur, best = b.copy(), b.copy()
     cur_j = best_j = objective(x2, b)
     temp = t0
     mmax = max(1, min(d // 2, max_moves))
+    since_best = 0
     for _ in range(iters):
-        if temp < t_min or d < 2:
+        if temp < t_min or d < 2 or (patience is not None and since_best >= patience):
             break
+        since_best += 1
         m = rng.randint(1, mmax + 1)
         src, dst = rng.randint(0, d, m), rng.randint(0, d, m)
         ok = (cur[src] > 0) & (cur[dst] < 8) & (src != dst)
@@ -98,12 +106,13 @@ def cgsa_refine(x2, b, rng, iters=100, t0=1000.0, alpha=0.95, t_min=1e-8, max_mo
         if new.sum() != old.sum():  # only neighbours that keep the budget
             continue
         xs = x2[idx]
-        dj = float(np.sum(xs * (np.power(4.0, -new) - np.power(4.0, -old))))
+        dj = float(np.dot(xs, _POW4[new] - _POW4[old]))
         if dj < 0 or rng.random_sample() < np.exp(-dj / temp):
             cur[idx] = new
             cur_j += dj
             if cur_j < best_j:
                 best, best_j = cur.copy(), cur_j
+                since_best = 0
     return best
 
 
@@ -128,26 +137,28 @@ class FedFQCodec(Codec):
 
     name = "fedfq"
 
-    def __init__(self, rate=0.032, init="waterfill", anneal_iters=100, max_moves=4096,
-                 error_feedback=True):
+    def __init__(self, rate=0.032, init="waterfill", anneal_iters=100, max_moves=256,
+                 patience=20, error_feedback=True):
         if not 0.0 < rate <= 0.25:
             raise TypeError("rate must be in (0, 0.25] (0.25 = 8 bits/param)")
         if init not in ("waterfill", "spec"):
             raise TypeError("init must be 'waterfill' or 'spec'")
         self.rate, self.init = float(rate), init
         self.anneal_iters, self.max_moves = int(anneal_iters), int(max_moves)
+        self.patience = None if patience is None else int(patience)
         self.error_feedback = bool(error_feedback)
 
     def config(self):
         return {"rate": self.rate, "init": self.init, "anneal_iters": self.anneal_iters,
-                "max_moves": self.max_moves, "error_feedback": self.error_feedback}
+                "max_moves": self.max_moves, "patience": self.patience, "error_feedback": self.error_feedback}
 
     def allocate(self, x2, rng):
         """Bit widths for one tensor (flattened squared magnitudes)."""
         steps = int(np.ceil(x2.size * 32 * self.rate)) // 2
         b = (waterfill_bits if self.init == "waterfill" else spec_init_bits)(x2, steps)
         if self.anneal_iters:
-            b = cgsa_refine(x2, b, rng, iters=self.anneal_iters, max_moves=self.max_moves)
+            b = cgsa_refine(x2, b, rng, iters=self.anneal_iters, max_moves=self.max_moves,
+                            patience=self.patience)
         return b
 
     def _encode_tensor(self, flat, rng):
