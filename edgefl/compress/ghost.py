@@ -80,7 +80,10 @@ class GhostConfig:
             (self.tau > 0, f"tau {self.tau} — use a positive threshold such as 0.1"),
             (self.epochs >= 1, f"epochs {self.epochs} — use at least 1"),
             (self.batch_size >= 2, f"batch size {self.batch_size} — use at least 2 (the SCM uses BatchNorm)"),
-            (self.gate_mode in ("scm", "open", "closed"), f"gate mode {self.gate_mode!r} — use scm, open, closed"),
+            (
+                self.gate_mode in ("scm", "open", "closed"),
+                f"gate mode {self.gate_mode!r} — use scm, open, closed",
+            ),
             (self.kd_weight >= 0 and self.task_weight > 0, "loss weights — use kd >= 0 and task > 0"),
         ]
         for ok, what in checks:
@@ -174,6 +177,7 @@ class GhostResult:
         state: the checkpoint ``compression`` state.
         metrics: accuracy before/after, size, BOPs, ratios, mean bits.
         history: per-epoch losses, accuracy and per-layer gate open rates.
+        ost: the trained OST/SCM module (None without distillation); not part of the checkpoint.
     """
 
     model: nn.Module
@@ -182,6 +186,7 @@ class GhostResult:
     state: dict
     metrics: dict
     history: list[dict]
+    ost: nn.Module | None = None
 
 
 def ghost_compress(
@@ -222,7 +227,7 @@ def ghost_compress(
     bits, tau = hybrid_bits(teacher, config)
     student = quantized_twin(teacher, bits)
     names = _resolve_feature_layers(teacher, feature_layers)
-    history = train_student(
+    history, ost = train_student(
         student, teacher, train, test, names, preprocessing=preprocessing, config=config, progress=progress
     )
     student.eval()
@@ -236,7 +241,7 @@ def ghost_compress(
         **size_and_bops(teacher, student, shape),
     }
     state = compression_state(bits, tau, config, metrics=metrics, feature_layers=names)
-    return GhostResult(student, bits, tau, state, metrics, history)
+    return GhostResult(student, bits, tau, state, metrics, history, ost)
 
 
 def _convs(model: nn.Module) -> dict[str, nn.Module]:
@@ -259,3 +264,59 @@ def _resolve_feature_layers(model: nn.Module, feature_layers) -> list[str]:
             "model.named_modules() (e.g. the residual blocks)"
         )
     return names
+
+
+def compress_checkpoint_ghost(
+    checkpoint, out, config: GhostConfig, data: str | None = None, progress=None, feature_layers=None
+) -> dict:
+    """Load an FP checkpoint, run GHOST on its seeded data split, write the compressed checkpoint.
+
+    Args:
+        checkpoint: float checkpoint directory.
+        out: compressed checkpoint directory to write.
+        config: GhostConfig.
+        data: dataset name/path (default: the checkpoint's).
+        progress: an ``edgefl.progress`` object.
+        feature_layers: see ``ghost_compress``.
+
+    Returns:
+        JSON-ready summary: checkpoint path, bits, tau, totals, per-layer rows, history.
+    """
+    from edgefl.checkpoint import load_checkpoint
+    from edgefl.compress.ghost_report import layer_rows
+    from edgefl.compress.pipeline import CompressionResult, save_compressed
+    from edgefl.data import load_dataset, train_test_split
+
+    ckpt = load_checkpoint(checkpoint)
+    if ckpt.config.get("compression"):
+        method = ckpt.config["compression"].get("method")
+        raise EdgeflError(f"{checkpoint} is already compressed ({method}) — start from the float checkpoint")
+    data = data or ckpt.config.get("data")
+    if not data:
+        raise EdgeflError("the checkpoint does not name its data — pass --data (e.g. mnist)")
+    dataset, _ = load_dataset(data)
+    metrics = ckpt.config.get("metrics") or {}
+    train, test = train_test_split(dataset, metrics.get("test_fraction", 0.2), metrics.get("seed", 0))
+    shape = ckpt.config["input_shape"]
+    result = ghost_compress(
+        ckpt.model,
+        train,
+        test,
+        preprocessing=ckpt.config.get("preprocessing"),
+        config=config,
+        feature_layers=feature_layers,
+        input_shape=shape,
+        progress=progress,
+    )
+    totals = dict(result.metrics)
+    totals["accuracy_drop_points"] = round(100 * (totals["accuracy_before"] - totals["accuracy_after"]), 4)
+    rows = layer_rows(result.model, shape)
+    path = save_compressed(out, CompressionResult(result.model, result.state, rows, totals), ckpt.config)
+    return {
+        "checkpoint": path,
+        "bits": result.bits,
+        "tau": result.tau,
+        "totals": totals,
+        "layers": rows,
+        "history": result.history,
+    }

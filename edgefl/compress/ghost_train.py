@@ -85,7 +85,9 @@ def build_ost(teacher: nn.Module, student: nn.Module, names, sample, config) -> 
         )
 
 
-def train_student(student, teacher, train, test, names, *, preprocessing, config, progress=None) -> list[dict]:
+def train_student(
+    student, teacher, train, test, names, *, preprocessing, config, progress=None
+) -> list[dict]:
     """QAT of ``student`` (in place) with ``task_weight · CE + kd_weight · OST(student, teacher)``.
 
     Args:
@@ -98,7 +100,8 @@ def train_student(student, teacher, train, test, names, *, preprocessing, config
         progress: an ``edgefl.progress`` object (None = silent).
 
     Returns:
-        per-epoch history: train loss, test accuracy, mean OST value, per-layer gate open rate.
+        (per-epoch history: train loss, test accuracy, mean OST value, per-layer gate open rate;
+        the trained OSTLoss module or None when not distilling).
     """
     from edgefl.data.arrays import normalize
     from edgefl.train import train_classifier
@@ -137,7 +140,7 @@ def train_student(student, teacher, train, test, names, *, preprocessing, config
     finally:
         s_tap.remove()
         t_tap.remove()
-    return _history(metrics["history"], steps, math.ceil(len(train) / config.batch_size))
+    return _history(metrics["history"], steps, math.ceil(len(train) / config.batch_size)), ost
 
 
 def _history(rows: list[dict], steps: list[dict], per_epoch: int) -> list[dict]:
@@ -149,6 +152,8 @@ def _history(rows: list[dict], steps: list[dict], per_epoch: int) -> list[dict]:
         if chunk:
             layers = len(chunk[0]["open_rate"])
             row["ost"] = sum(s["ost"] for s in chunk) / len(chunk)
-            row["gate_open_rate"] = [sum(s["open_rate"][j] for s in chunk) / len(chunk) for j in range(layers)]
+            row["gate_open_rate"] = [
+                sum(s["open_rate"][j] for s in chunk) / len(chunk) for j in range(layers)
+            ]
         out.append(row)
     return out

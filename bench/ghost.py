@@ -1,0 +1,207 @@
+"""GHOST vs its ablations on ResNet-20 and the shipped MNIST split (seeded).
+
+Rows (same teacher, same QAT epochs, batch, learning rate and seed):
+  FP32 teacher · GHOST (HQ bits + GQSD with OST/SCM) · the same HQ bits without distillation ·
+  uniform 4-bit QAT without distillation.
+Columns: accuracy, drop vs FP (points), mean bits, size, size ratio, BOPs, BOPs ratio, gate open rate.
+Prints a rich table and writes bench/results/ghost.json.
+
+    python bench/ghost.py                          # trains the teacher, then the three QAT rows
+    python bench/ghost.py --teacher CKPT_DIR       # reuse an FP checkpoint (edgefl train ... --out)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results" / "ghost.json"
+
+
+def _teacher(args, train, test, preprocessing):
+    import torch
+
+    from edgefl.checkpoint import load_checkpoint, save_checkpoint
+    from edgefl.models import build_model
+    from edgefl.train import seed_everything, train_classifier
+
+    if args.teacher:
+        return load_checkpoint(args.teacher).model, 0.0
+    seed_everything(args.seed)
+    model = build_model("resnet20", in_channels=1, num_classes=10)
+    start = time.perf_counter()
+    train_classifier(
+        model,
+        train,
+        test,
+        epochs=args.fp_epochs,
+        lr=0.1,
+        batch_size=128,
+        seed=args.seed,
+        preprocessing=preprocessing,
+    )
+    seconds = time.perf_counter() - start
+    if args.save_teacher:
+        config = {
+            "model": "resnet20",
+            "model_args": {"in_channels": 1, "num_classes": 10},
+            "input_shape": [1, 28, 28],
+            "num_classes": 10,
+            "preprocessing": preprocessing,
+            "data": "mnist",
+        }
+        save_checkpoint(args.save_teacher, model, config)
+    torch.manual_seed(args.seed)
+    return model.eval(), seconds
+
+
+def _row(name, result, seconds, fp_acc):
+    m = result.metrics
+    open_rates = [r for h in result.history for r in h.get("gate_open_rate", [])]
+    return {
+        "method": name,
+        "accuracy": m["accuracy_after"],
+        "drop_points": 100 * (fp_acc - m["accuracy_after"]),
+        "mean_bits": m["mean_bits"],
+        "size_kib": m["size_bytes"] / 1024,
+        "size_ratio": m["size_ratio"],
+        "bops_g": m["bops"] / 1e9,
+        "bops_ratio": m["bops_ratio"],
+        "gate_open_rate": sum(open_rates) / len(open_rates) if open_rates else None,
+        "seconds": round(seconds, 1),
+    }
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--teacher", help="FP resnet20 checkpoint dir to reuse (else one is trained)")
+    p.add_argument("--save-teacher", help="write the trained teacher checkpoint here")
+    p.add_argument("--fp-epochs", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=2, help="QAT epochs of every quantized row")
+    p.add_argument("--lr", type=float, default=0.02)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--tau", type=float, default=120.0, help="HQ threshold (see README in the JSON)")
+    p.add_argument("--target-bits", type=float, default=None, help="pick tau for this mean bit width")
+    p.add_argument("--min-bits", type=int, default=2)
+    p.add_argument("--kd-weight", type=float, default=400.0)
+    p.add_argument("--gate-margin", type=float, default=1.0)
+    p.add_argument("--uniform-bits", type=int, default=4)
+    p.add_argument("--rows", default="ghost,hq,uniform", help="subset of ghost,hq,uniform")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    args = p.parse_args(argv)
+
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    from edgefl.compress.ghost import GhostConfig, ghost_compress
+    from edgefl.data import MNIST_PREPROCESSING, load_mnist, train_test_split
+    from edgefl.train import evaluate
+
+    torch.set_num_threads(args.threads)
+    train, test = train_test_split(load_mnist(), 0.2, args.seed)
+    teacher, fp_seconds = _teacher(args, train, test, MNIST_PREPROCESSING)
+    fp_acc = evaluate(teacher, test, MNIST_PREPROCESSING)["accuracy"]
+    common = dict(
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        kd_weight=args.kd_weight,
+        gate_margin=args.gate_margin,
+        tau=args.tau,
+        target_mean_bits=args.target_bits,
+        bit_range=(args.min_bits, 8),
+    )
+    variants = {
+        "ghost": ("GHOST (HQ + OST/SCM)", GhostConfig(**common)),
+        "hq": ("HQ, no distillation", GhostConfig(**common, distill=False)),
+        "uniform": (
+            f"uniform {args.uniform_bits}-bit QAT",
+            GhostConfig(**common, distill=False, uniform_bits=args.uniform_bits),
+        ),
+    }
+    rows = [
+        {
+            "method": "FP32 teacher",
+            "accuracy": fp_acc,
+            "drop_points": 0.0,
+            "mean_bits": 32.0,
+            "size_ratio": 1.0,
+            "bops_ratio": 1.0,
+            "seconds": round(fp_seconds, 1),
+        }
+    ]
+    details = {}
+    for key in args.rows.split(","):
+        name, config = variants[key]
+        start = time.perf_counter()
+        result = ghost_compress(teacher, train, test, preprocessing=MNIST_PREPROCESSING, config=config)
+        rows.append(_row(name, result, time.perf_counter() - start, fp_acc))
+        details[key] = {
+            "bits": result.bits,
+            "tau": result.tau,
+            "metrics": result.metrics,
+            "history": result.history,
+        }
+        Console(stderr=True).print(
+            f"[dim]{name}: {rows[-1]['accuracy']:.4f} in {rows[-1]['seconds']} s[/dim]"
+        )
+
+    table = Table(title=f"GHOST on ResNet-20 / MNIST split (seed {args.seed}, {args.epochs} QAT epochs)")
+    cols = [
+        "method",
+        "accuracy",
+        "drop_points",
+        "mean_bits",
+        "size_kib",
+        "size_ratio",
+        "bops_g",
+        "bops_ratio",
+        "gate_open_rate",
+        "seconds",
+    ]
+    for c in cols:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*[f"{r[c]:.4g}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in cols])
+    Console().print(table)
+
+    by = {r["method"]: r for r in rows}
+    ghost = rows[1] if args.rows.startswith("ghost") else None
+    checks = {}
+    if ghost:
+        checks = {
+            "bops_ratio>=30": ghost["bops_ratio"] >= 30,
+            "size_ratio>=8": ghost["size_ratio"] >= 8,
+            "drop<=1pt": ghost["drop_points"] <= 1.0,
+            **{f"beats {r['method']}": ghost["accuracy"] > r["accuracy"] for r in rows[2:]},
+        }
+        Console().print({k: ("PASS" if v else "FAIL") for k, v in checks.items()})
+    out = {
+        "bench": "ghost",
+        "model": "resnet20",
+        "data": "mnist (shipped t10k split, train_test_split 0.2 seed %d)" % args.seed,
+        "settings": vars(args) | {"out": str(args.out)},
+        "definitions": {
+            "bops": "sum MACs*w_bits*a_bits; a_bits = bits of the input quantizer (= previous conv's), "
+            "first conv input and FP32 classifier at 32",
+            "size": "weights*w_bits + biases and BN affine at 32 bits (theoretical)",
+        },
+        "torch_threads": torch.get_num_threads(),
+        "rows": rows,
+        "checks": checks,
+        "details": details,
+        "by_method": list(by),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2, default=str))
+    return out
+
+
+if __name__ == "__main__":
+    main()
