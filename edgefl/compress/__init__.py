@@ -21,7 +21,7 @@ RESTORERS = {
     "picpq": "edgefl.compress.restore:restore_pruned_quantized",
     "uniform": "edgefl.compress.restore:restore_pruned_quantized",
     "magnitude": "edgefl.compress.restore:restore_pruned_quantized",
-    "ghost": "edgefl.compress.restore:restore_pruned_quantized",
+    "ghost": "edgefl.compress.ghost_restore:restore",
 }
 
 __all__ = ["RESTORERS", "export_metadata", "prepare_for_export", "restore_model"]
