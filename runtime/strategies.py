@@ -34,8 +34,10 @@ def _weighted_sum(updates, weights):
     out = OrderedDict()
     for n in _names(updates):
         acc = np.zeros(np.shape(updates[0].tensors[n]), np.float64)
+        tmp = np.empty_like(acc)
         for u, w in zip(updates, weights):
-            acc += w * np.asarray(u.tensors[n], np.float64)
+            np.multiply(u.tensors[n], w, out=tmp)  # float32 * float64 -> float64, no extra temp
+            acc += tmp
         out[n] = acc.astype(np.float32)
     return out
 
