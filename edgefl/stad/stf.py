@@ -87,10 +87,15 @@ def rx_scores_torch(x):
     import torch
 
     n, c = x.shape[0], x.shape[1]
-    flat = x.reshape(n, c, -1).to(torch.float64)  # Σ can be ill-conditioned: float64 keeps engines in step
+    flat32 = x.reshape(n, c, -1)
+    # Σ can be ill-conditioned: float64 keeps engines in step. The transposed copy is made *before* the
+    # cast, so no Transpose feeds a double MatMul (onnxruntime 1.10 fuses those into FusedMatMul, which
+    # has no double kernel).
+    flat, flat_t = flat32.to(torch.float64), flat32.transpose(1, 2).to(torch.float64)
     count = torch.ones_like(flat[:, :1, :]).sum(dim=2, keepdim=True)  # a tensor, so H·W stays dynamic
     xc = flat - flat.mean(dim=2, keepdim=True)
-    cov = torch.matmul(xc, xc.transpose(1, 2)) / (count - 1.0)
+    xc_t = flat_t - flat_t.mean(dim=1, keepdim=True)
+    cov = torch.matmul(xc, xc_t) / (count - 1.0)
     eye = torch.eye(c, dtype=torch.float64)
     trace = (cov * eye).sum(dim=(1, 2), keepdim=True)
     cov = cov + RIDGE * trace / c * eye
