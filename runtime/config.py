@@ -53,10 +53,14 @@ def build_dataclass(cls, values, what):
                                                                           cls.__name__))
 
 
-def make_transport(client_id, mqtt=None, max_payload=1024 * 1024):
-    """A chunking paho transport for ``client_id`` from an ``mqtt`` config section."""
+def make_transport(client_id, mqtt=None, max_payload=1024 * 1024, will_topic=None):
+    """A chunking paho transport for ``client_id`` from an ``mqtt`` config section.
+
+    ``will_topic``: the broker publishes ``offline`` there (retained) if the client vanishes.
+    """
     opts = mqtt if isinstance(mqtt, MqttOptions) else build_dataclass(MqttOptions, mqtt, "mqtt")
-    return ChunkingTransport(PahoTransport(client_id, opts), max_payload=int(max_payload))
+    return ChunkingTransport(PahoTransport(client_id, opts, will_topic=will_topic,
+                                           will_payload=b"offline"), max_payload=int(max_payload))
 
 
 def read_safetensors(path):

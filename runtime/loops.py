@@ -101,6 +101,8 @@ def run_agent(core, transport, trainer, state_path=None, stop=None, timeout=None
     for topic in core.subscriptions():
         transport.subscribe(topic, 1)
     pending = wait_connected(transport)
+    online = core.topics.online(core.cfg.client_id)  # liveness; the Last Will says "offline"
+    transport.publish(online, b"online", 1, True)
     end = None if timeout is None else clock() + timeout
     sent = 0
     while not core.done and not (stop and stop()) and (end is None or clock() < end):
@@ -127,5 +129,6 @@ def run_agent(core, transport, trainer, state_path=None, stop=None, timeout=None
                 job.round, len(payload), result.num_examples))
         if max_rounds and sent >= max_rounds:
             break
+    transport.publish(online, b"offline", 1, True)
     transport.flush(10.0)
     return sent

@@ -85,7 +85,8 @@ def run_agent_from_config(cfg, log=stderr_log, trainer=None):
         trainer = head_trainer_from_config(cfg)
     core = AgentCore(AgentConfig(cfg["federation"], cfg["client_id"], int(cfg.get("seed", 0))))
     transport = make_transport(cfg["client_id"], cfg.get("mqtt"),
-                               cfg.get("max_payload", 1024 * 1024))
+                               cfg.get("max_payload", 1024 * 1024),
+                               will_topic=core.topics.online(cfg["client_id"]))
     key = (cfg.get("signing") or {}).get("key")
     if key:  # {"signing": {"key": HEX}}: sign every update (the aggregator holds the keyring)
         from edgefl.runtime.signing import SigningTransport, key_from_hex

@@ -59,6 +59,7 @@ def test_sync_rounds_through_the_loops(small_model, shift_trainer):
     final = decode_message(broker.retained["edgefl/fed/round"])
     assert final.params["final"] and final.round == 3
     assert agg.history[0]["client_metrics"]["loss"] == pytest.approx(shift)
+    assert broker.retained["edgefl/fed/online/a"] == b"offline"  # liveness after a clean exit
 
 
 def test_every_bad_update_is_rejected_with_a_reason_and_changes_nothing(small_model):
