@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import Iterator
 from urllib.parse import unquote, urlparse
 
@@ -30,12 +31,15 @@ def broker_session(url: str | None) -> Iterator[dict]:
     if url:
         yield mqtt_options_from_url(url)
         return
-    try:
-        from edgefl.broker import EmbeddedBroker
-    except ImportError:
-        raise EdgeflError(
-            "the embedded broker (edgefl.broker, needs amqtt) is not available — "
-            "pip install amqtt or pass --broker mqtt://host:1883"
-        ) from None
-    with EmbeddedBroker() as broker:
+    from edgefl.broker import EmbeddedBroker
+
+    # amqtt keeps a client's session (and its queued messages) only when it gives a username: every
+    # process of a simulation sets one.
+    with EmbeddedBroker("127.0.0.1", free_port()) as broker:
         yield {"host": broker.host, "port": broker.port}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
