@@ -49,7 +49,7 @@ def run_aggregator_from_config(cfg, log=stderr_log, on_round=None):
                                        save_model_tensors)
     from edgefl.runtime.loops import open_aggregator, serve_aggregator
 
-    acfg = build_dataclass(AggregatorConfig, cfg.get("aggregator"), "aggregator")
+    acfg = build_dataclass(AggregatorConfig, cfg.get("aggregator"), "aggregator").check()
     if "model" not in cfg:
         raise EdgeRuntimeError("aggregate config needs \"model\" (initial weights)")
     core = open_aggregator(acfg, load_model_tensors(cfg["model"]), cfg.get("state_path"))
