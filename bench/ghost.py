@@ -14,21 +14,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ghost.json"
 
 
-def _teacher(args, train, test, preprocessing):
-    import torch
+TEACHER_CONFIG = {
+    "model": "resnet20",
+    "model_args": {"in_channels": 1, "num_classes": 10},
+    "input_shape": [1, 28, 28],
+    "num_classes": 10,
+    "data": "mnist",
+}
 
-    from edgefl.checkpoint import load_checkpoint, save_checkpoint
+
+def _teacher_checkpoint(args, train, test, preprocessing, workdir: Path) -> tuple[Path, float]:
+    """The FP teacher as a checkpoint directory: the given one, or one trained here (seeded)."""
+    from edgefl.checkpoint import save_checkpoint
     from edgefl.models import build_model
     from edgefl.train import seed_everything, train_classifier
 
     if args.teacher:
-        return load_checkpoint(args.teacher).model, 0.0
+        return Path(args.teacher), 0.0
     seed_everything(args.seed)
     model = build_model("resnet20", in_channels=1, num_classes=10)
     start = time.perf_counter()
@@ -43,23 +52,39 @@ def _teacher(args, train, test, preprocessing):
         preprocessing=preprocessing,
     )
     seconds = time.perf_counter() - start
-    if args.save_teacher:
-        config = {
-            "model": "resnet20",
-            "model_args": {"in_channels": 1, "num_classes": 10},
-            "input_shape": [1, 28, 28],
-            "num_classes": 10,
-            "preprocessing": preprocessing,
-            "data": "mnist",
-        }
-        save_checkpoint(args.save_teacher, model, config)
-    torch.manual_seed(args.seed)
-    return model.eval(), seconds
+    path = Path(args.save_teacher) if args.save_teacher else workdir / "teacher"
+    save_checkpoint(path, model, {**TEACHER_CONFIG, "preprocessing": preprocessing})
+    return path, seconds
 
 
-def _row(name, result, seconds, fp_acc):
-    m = result.metrics
+def _run_row(teacher_path: str, config_kwargs: dict, seed: int, threads: int) -> dict:
+    """One quantized row (also the body of a worker process): load teacher, run GHOST, summarise."""
+    import torch
+
+    from edgefl.checkpoint import load_checkpoint
+    from edgefl.compress.ghost import GhostConfig, ghost_compress
+    from edgefl.data import MNIST_PREPROCESSING, load_mnist, train_test_split
+
+    torch.set_num_threads(threads)
+    train, test = train_test_split(load_mnist(), 0.2, seed)
+    teacher = load_checkpoint(teacher_path).model
+    start = time.perf_counter()
+    result = ghost_compress(
+        teacher, train, test, preprocessing=MNIST_PREPROCESSING, config=GhostConfig(**config_kwargs)
+    )
     open_rates = [r for h in result.history for r in h.get("gate_open_rate", [])]
+    return {
+        "seconds": time.perf_counter() - start,
+        "bits": result.bits,
+        "tau": result.tau,
+        "metrics": result.metrics,
+        "history": result.history,
+        "gate_open_rate": sum(open_rates) / len(open_rates) if open_rates else None,
+    }
+
+
+def _row(name, out, fp_acc):
+    m = out["metrics"]
     return {
         "method": name,
         "accuracy": m["accuracy_after"],
@@ -69,8 +94,8 @@ def _row(name, result, seconds, fp_acc):
         "size_ratio": m["size_ratio"],
         "bops_g": m["bops"] / 1e9,
         "bops_ratio": m["bops_ratio"],
-        "gate_open_rate": sum(open_rates) / len(open_rates) if open_rates else None,
-        "seconds": round(seconds, 1),
+        "gate_open_rate": out["gate_open_rate"],
+        "seconds": round(out["seconds"], 1),
     }
 
 
@@ -91,21 +116,27 @@ def main(argv=None) -> dict:
     p.add_argument("--gate-margin", type=float, default=1.0)
     p.add_argument("--uniform-bits", type=int, default=4)
     p.add_argument("--rows", default="ghost,hq,uniform", help="subset of ghost,hq,uniform")
+    p.add_argument("--jobs", type=int, default=1, help="run the quantized rows in this many processes")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
+
+    import tempfile
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
 
     import torch
     from rich.console import Console
     from rich.table import Table
 
-    from edgefl.compress.ghost import GhostConfig, ghost_compress
+    from edgefl.checkpoint import load_checkpoint
     from edgefl.data import MNIST_PREPROCESSING, load_mnist, train_test_split
     from edgefl.train import evaluate
 
     torch.set_num_threads(args.threads)
     train, test = train_test_split(load_mnist(), 0.2, args.seed)
-    teacher, fp_seconds = _teacher(args, train, test, MNIST_PREPROCESSING)
-    fp_acc = evaluate(teacher, test, MNIST_PREPROCESSING)["accuracy"]
+    workdir = Path(tempfile.mkdtemp(prefix="edgefl-bench-ghost-"))
+    teacher_path, fp_seconds = _teacher_checkpoint(args, train, test, MNIST_PREPROCESSING, workdir)
+    fp_acc = evaluate(load_checkpoint(teacher_path).model, test, MNIST_PREPROCESSING)["accuracy"]
     common = dict(
         epochs=args.epochs,
         lr=args.lr,
@@ -118,13 +149,23 @@ def main(argv=None) -> dict:
         bit_range=(args.min_bits, 8),
     )
     variants = {
-        "ghost": ("GHOST (HQ + OST/SCM)", GhostConfig(**common)),
-        "hq": ("HQ, no distillation", GhostConfig(**common, distill=False)),
+        "ghost": ("GHOST (HQ + OST/SCM)", dict(common)),
+        "hq": ("HQ, no distillation", dict(common, distill=False)),
         "uniform": (
             f"uniform {args.uniform_bits}-bit QAT",
-            GhostConfig(**common, distill=False, uniform_bits=args.uniform_bits),
+            dict(common, distill=False, uniform_bits=args.uniform_bits),
         ),
     }
+    keys = args.rows.split(",")
+    unknown = [k for k in keys if k not in variants]
+    if unknown:
+        raise SystemExit(f"unknown rows {unknown} — use a subset of {','.join(variants)}")
+    jobs = [(str(teacher_path), variants[k][1], args.seed, args.threads) for k in keys]
+    if args.jobs > 1:  # same work, run side by side in fresh processes (each loads the teacher checkpoint)
+        with ProcessPoolExecutor(min(args.jobs, len(jobs)), mp_context=get_context("spawn")) as pool:
+            outs = list(pool.map(_run_row, *zip(*jobs)))
+    else:
+        outs = [_run_row(*job) for job in jobs]
     rows = [
         {
             "method": "FP32 teacher",
@@ -136,21 +177,8 @@ def main(argv=None) -> dict:
             "seconds": round(fp_seconds, 1),
         }
     ]
-    details = {}
-    for key in args.rows.split(","):
-        name, config = variants[key]
-        start = time.perf_counter()
-        result = ghost_compress(teacher, train, test, preprocessing=MNIST_PREPROCESSING, config=config)
-        rows.append(_row(name, result, time.perf_counter() - start, fp_acc))
-        details[key] = {
-            "bits": result.bits,
-            "tau": result.tau,
-            "metrics": result.metrics,
-            "history": result.history,
-        }
-        Console(stderr=True).print(
-            f"[dim]{name}: {rows[-1]['accuracy']:.4f} in {rows[-1]['seconds']} s[/dim]"
-        )
+    rows += [_row(variants[k][0], out, fp_acc) for k, out in zip(keys, outs)]
+    details = {k: {key: v for key, v in out.items() if key != "seconds"} for k, out in zip(keys, outs)}
 
     table = Table(title=f"GHOST on ResNet-20 / MNIST split (seed {args.seed}, {args.epochs} QAT epochs)")
     cols = [
@@ -171,7 +199,6 @@ def main(argv=None) -> dict:
         table.add_row(*[f"{r[c]:.4g}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in cols])
     Console().print(table)
 
-    by = {r["method"]: r for r in rows}
     ghost = rows[1] if args.rows.startswith("ghost") else None
     checks = {}
     if ghost:
@@ -196,8 +223,8 @@ def main(argv=None) -> dict:
         "rows": rows,
         "checks": checks,
         "details": details,
-        "by_method": list(by),
     }
+    shutil.rmtree(workdir, ignore_errors=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2, default=str))
     return out
