@@ -53,18 +53,24 @@ def main(argv=None):
 
     rng = np.random.RandomState(0)
     rows_, cols = 1000, args.params // 1000
-    model = OrderedDict([("fc.weight", rng.randn(rows_, cols).astype(np.float32) * 0.01),
-                         ("fc.bias", np.zeros(rows_, np.float32))])
-    cfg = AggregatorConfig("bench", rounds=1, min_clients=args.updates, clients_per_round=args.updates,
-                           codec=args.codec)
+    model = OrderedDict(
+        [
+            ("fc.weight", rng.randn(rows_, cols).astype(np.float32) * 0.01),
+            ("fc.bias", np.zeros(rows_, np.float32)),
+        ]
+    )
+    cfg = AggregatorConfig(
+        "bench", rounds=1, min_clients=args.updates, clients_per_round=args.updates, codec=args.codec
+    )
     core = AggregatorCore(cfg, model)
     announce = [a for a in core.start(0.0) if hasattr(a, "topic")][0]
     payloads = []
     for i in range(args.updates):  # what 100 agents would send (prepared outside the timing)
         agent = AgentCore(AgentConfig("bench", f"c{i:03d}"))
         job = agent.on_message(announce.topic, announce.payload)
-        local = OrderedDict((k, v + rng.randn(*v.shape).astype(np.float32) * 1e-3)
-                            for k, v in job.global_model.items())
+        local = OrderedDict(
+            (k, v + rng.randn(*v.shape).astype(np.float32) * 1e-3) for k, v in job.global_model.items()
+        )
         payloads.append(agent.on_trained(job, TrainResult(local, 100 + i, {})))
     bandwidth = memory_bandwidth()
     start = time.perf_counter()
@@ -78,21 +84,37 @@ def main(argv=None):
     wire_bytes = sum(len(p) for _, p in payloads)
     fp32_bytes = args.updates * 4 * sum(v.size for v in model.values())
     # minimum traffic: read every payload once + read each decoded update once for the sum
-    result = {"bench": "aggregator_throughput", "updates": args.updates, "parameters": sum(v.size for v in model.values()),
-              "codec": args.codec, "threads": 1, "total_s": total, "per_update_ms": 1e3 * (total - aggregate_s) / args.updates,
-              "fedavg_close_s": aggregate_s, "wire_bytes": wire_bytes, "updates_per_s": args.updates / total,
-              "payload_throughput_Bps": wire_bytes / total, "memory_bandwidth_Bps": bandwidth,
-              "fraction_of_bandwidth": (wire_bytes + fp32_bytes) / total / bandwidth}
+    result = {
+        "bench": "aggregator_throughput",
+        "updates": args.updates,
+        "parameters": sum(v.size for v in model.values()),
+        "codec": args.codec,
+        "threads": 1,
+        "total_s": total,
+        "per_update_ms": 1e3 * (total - aggregate_s) / args.updates,
+        "fedavg_close_s": aggregate_s,
+        "wire_bytes": wire_bytes,
+        "updates_per_s": args.updates / total,
+        "payload_throughput_Bps": wire_bytes / total,
+        "memory_bandwidth_Bps": bandwidth,
+        "fraction_of_bandwidth": (wire_bytes + fp32_bytes) / total / bandwidth,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
-    t = Table(title=f"aggregator: {args.updates} updates × {result['parameters']:,} params ({args.codec}), one core")
+    t = Table(
+        title=f"aggregator: {args.updates} updates × {result['parameters']:,} params ({args.codec}), one core"
+    )
     t.add_column("measure")
     t.add_column("value")
-    for k, v in [("total (decode+validate+FedAvg)", f"{total:.2f} s"), ("per update", f"{result['per_update_ms']:.1f} ms"),
-                 ("FedAvg + new model at close", f"{aggregate_s:.2f} s"), ("updates/s", f"{result['updates_per_s']:.1f}"),
-                 ("payload throughput", f"{wire_bytes / total / 1e9:.2f} GB/s"),
-                 ("memory bandwidth (copy)", f"{bandwidth / 1e9:.2f} GB/s"),
-                 ("min. traffic / bandwidth", f"{100 * result['fraction_of_bandwidth']:.1f} %")]:
+    for k, v in [
+        ("total (decode+validate+FedAvg)", f"{total:.2f} s"),
+        ("per update", f"{result['per_update_ms']:.1f} ms"),
+        ("FedAvg + new model at close", f"{aggregate_s:.2f} s"),
+        ("updates/s", f"{result['updates_per_s']:.1f}"),
+        ("payload throughput", f"{wire_bytes / total / 1e9:.2f} GB/s"),
+        ("memory bandwidth (copy)", f"{bandwidth / 1e9:.2f} GB/s"),
+        ("min. traffic / bandwidth", f"{100 * result['fraction_of_bandwidth']:.1f} %"),
+    ]:
         t.add_row(k, v)
     Console().print(t)
     print(f"wrote {args.out}")

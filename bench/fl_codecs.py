@@ -22,14 +22,28 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "fl_codecs.json"
-ROWS = [("none", {}), ("fp16", {}), ("int8", {}), ("topk", {"ratio": 0.01}), ("rsdgc", {"ratio": 0.02}),
-        ("fedfq", {"rate": 0.032}), ("fedfq", {"rate": 0.009}), ("fedfq", {"rate": 0.032, "init": "spec"})]
+ROWS = [
+    ("none", {}),
+    ("fp16", {}),
+    ("int8", {}),
+    ("topk", {"ratio": 0.01}),
+    ("rsdgc", {"ratio": 0.02}),
+    ("fedfq", {"rate": 0.032}),
+    ("fedfq", {"rate": 0.009}),
+    ("fedfq", {"rate": 0.032, "init": "spec"}),
+]
 
 
 def synthetic_update(seed=0):
     rng = np.random.RandomState(seed)
-    shapes = OrderedDict([("conv.weight", (256, 128, 3, 3)), ("conv.bias", (256,)),
-                          ("fc.weight", (1000, 700)), ("fc.bias", (1000,))])
+    shapes = OrderedDict(
+        [
+            ("conv.weight", (256, 128, 3, 3)),
+            ("conv.bias", (256,)),
+            ("fc.weight", (1000, 700)),
+            ("fc.bias", (1000,)),
+        ]
+    )
     return OrderedDict((n, (rng.standard_t(3, s) * 1e-3).astype(np.float32)) for n, s in shapes.items())
 
 
@@ -61,11 +75,22 @@ def main(argv=None):
     for name, options in ROWS:
         codec = make_codec(name, **options)
         t_enc, (enc, params) = best_of(lambda: codec.encode(delta, {}, np.random.RandomState(0)), args.repeat)
-        blob = encode_message(Message("update", "bench", 1, "c0", "0" * 64, 1, name, {}, {"codec": params}, enc))
+        blob = encode_message(
+            Message("update", "bench", 1, "c0", "0" * 64, 1, name, {}, {"codec": params}, enc)
+        )
         t_dec, dec = best_of(lambda: codec.decode(decode_message(blob).tensors, params, shapes), args.repeat)
         err = np.sqrt(sum(float(np.sum((dec[n].astype(np.float64) - delta[n]) ** 2)) for n in delta)) / norm
-        rows.append({"codec": name, "options": options, "bytes": len(blob), "bits_per_param": 8 * len(blob) / d,
-                     "encode_s": t_enc, "decode_s": t_dec, "relative_error": err})
+        rows.append(
+            {
+                "codec": name,
+                "options": options,
+                "bytes": len(blob),
+                "bits_per_param": 8 * len(blob) / d,
+                "encode_s": t_enc,
+                "decode_s": t_dec,
+                "relative_error": err,
+            }
+        )
     base = rows[0]["bytes"]
     for r in rows:
         r["compression_vs_fp32"] = base / r["bytes"]
@@ -76,9 +101,16 @@ def main(argv=None):
     for c in ("codec", "options", "bytes", "bits/param", "× vs fp32", "encode ms", "decode ms", "rel. error"):
         t.add_column(c)
     for r in rows:
-        t.add_row(r["codec"], json.dumps(r["options"]), f"{r['bytes']:,}", f"{r['bits_per_param']:.3f}",
-                  f"{r['compression_vs_fp32']:.1f}", f"{1e3 * r['encode_s']:.0f}", f"{1e3 * r['decode_s']:.0f}",
-                  f"{r['relative_error']:.3f}")
+        t.add_row(
+            r["codec"],
+            json.dumps(r["options"]),
+            f"{r['bytes']:,}",
+            f"{r['bits_per_param']:.3f}",
+            f"{r['compression_vs_fp32']:.1f}",
+            f"{1e3 * r['encode_s']:.0f}",
+            f"{1e3 * r['decode_s']:.0f}",
+            f"{r['relative_error']:.3f}",
+        )
     Console().print(t)
     print(f"wrote {args.out}")
 

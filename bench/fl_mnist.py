@@ -40,12 +40,23 @@ def run_row(row, args, clients, test, preprocessing, init, broker):
         options = {"rate": args.fedfq_rate}
     ids = [f"sat-{i:02d}" for i in range(len(clients))]
     cfg = AggregatorConfig(
-        federation=f"mnist-{row}", rounds=args.rounds, min_clients=len(ids), clients_per_round=len(ids),
-        clients=ids, deadline_s=3600, codec=codec, codec_options=options, seed=args.seed,
-        train={"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "momentum": 0.9})
-    trainers = {cid: TorchTrainer(build_model("small_cnn", in_channels=1, num_classes=10), data,
-                                  preprocessing, seed=args.seed + i)
-                for i, (cid, data) in enumerate(zip(ids, clients))}
+        federation=f"mnist-{row}",
+        rounds=args.rounds,
+        min_clients=len(ids),
+        clients_per_round=len(ids),
+        clients=ids,
+        deadline_s=3600,
+        codec=codec,
+        codec_options=options,
+        seed=args.seed,
+        train={"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "momentum": 0.9},
+    )
+    trainers = {
+        cid: TorchTrainer(
+            build_model("small_cnn", in_channels=1, num_classes=10), data, preprocessing, seed=args.seed + i
+        )
+        for i, (cid, data) in enumerate(zip(ids, clients))
+    }
     mqtt = MqttOptions(host=broker.host, port=broker.port, username="edgefl")
     evaluator = build_model("small_cnn", in_channels=1, num_classes=10)
     curve = []
@@ -53,15 +64,30 @@ def run_row(row, args, clients, test, preprocessing, init, broker):
     def on_round(core, h):
         acc = evaluate_tensors(evaluator, core.global_model, test, preprocessing)["accuracy"]
         curve.append({"round": h["round"], "test_accuracy": acc, "bytes_in": h["bytes_in"]})
-        print(f"  [{row}] round {h['round']:2d}: test acc {acc:.4f}, {h['bytes_in']:,} client bytes", flush=True)
+        print(
+            f"  [{row}] round {h['round']:2d}: test acc {acc:.4f}, {h['bytes_in']:,} client bytes", flush=True
+        )
 
     start = time.perf_counter()
-    core = run_federation(cfg, init, trainers, lambda cid: make_transport(cid, mqtt, args.max_payload),
-                          timeout=args.timeout, on_round=on_round)
-    return {"row": row, "codec": codec, "codec_options": options, "rounds": args.rounds,
-            "final_accuracy": curve[-1]["test_accuracy"], "best_accuracy": max(c["test_accuracy"] for c in curve),
-            "client_bytes": bytes_sent_by_clients(core), "seconds": round(time.perf_counter() - start, 1),
-            "curve": curve}
+    core = run_federation(
+        cfg,
+        init,
+        trainers,
+        lambda cid: make_transport(cid, mqtt, args.max_payload),
+        timeout=args.timeout,
+        on_round=on_round,
+    )
+    return {
+        "row": row,
+        "codec": codec,
+        "codec_options": options,
+        "rounds": args.rounds,
+        "final_accuracy": curve[-1]["test_accuracy"],
+        "best_accuracy": max(c["test_accuracy"] for c in curve),
+        "client_bytes": bytes_sent_by_clients(core),
+        "seconds": round(time.perf_counter() - start, 1),
+        "curve": curve,
+    }
 
 
 def main(argv=None):
@@ -103,21 +129,51 @@ def main(argv=None):
     for r in rows:
         r["compression_vs_fp32"] = base["client_bytes"] / r["client_bytes"]
         r["accuracy_drop_points"] = 100 * (base["final_accuracy"] - r["final_accuracy"])
-    result = {"bench": "fl_mnist", "transport": "mosquitto", "clients": args.clients, "alpha": args.alpha,
-              "model": "small_cnn", "parameters": int(sum(v.size for v in init.values())),
-              "train_examples": len(train), "test_examples": len(test), "rounds": args.rounds,
-              "local_epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed,
-              "torch_threads": 1, "rows": rows}
+    result = {
+        "bench": "fl_mnist",
+        "transport": "mosquitto",
+        "clients": args.clients,
+        "alpha": args.alpha,
+        "model": "small_cnn",
+        "parameters": int(sum(v.size for v in init.values())),
+        "train_examples": len(train),
+        "test_examples": len(test),
+        "rounds": args.rounds,
+        "local_epochs": args.epochs,
+        "lr": args.lr,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "torch_threads": 1,
+        "rows": rows,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
-    t = Table(title=f"federated MNIST, {args.clients} agents via Mosquitto, Dirichlet α={args.alpha}, "
-                    f"{args.rounds} rounds")
-    for c in ("row", "codec options", "final acc", "best acc", "client MB", "× fewer bytes", "drop (pts)", "s"):
+    t = Table(
+        title=f"federated MNIST, {args.clients} agents via Mosquitto, Dirichlet α={args.alpha}, "
+        f"{args.rounds} rounds"
+    )
+    for c in (
+        "row",
+        "codec options",
+        "final acc",
+        "best acc",
+        "client MB",
+        "× fewer bytes",
+        "drop (pts)",
+        "s",
+    ):
         t.add_column(c)
     for r in rows:
-        t.add_row(r["row"], json.dumps(r["codec_options"]), f"{r['final_accuracy']:.4f}",
-                  f"{r['best_accuracy']:.4f}", f"{r['client_bytes'] / 1e6:.2f}", f"{r['compression_vs_fp32']:.1f}",
-                  f"{r['accuracy_drop_points']:+.2f}", f"{r['seconds']:.0f}")
+        t.add_row(
+            r["row"],
+            json.dumps(r["codec_options"]),
+            f"{r['final_accuracy']:.4f}",
+            f"{r['best_accuracy']:.4f}",
+            f"{r['client_bytes'] / 1e6:.2f}",
+            f"{r['compression_vs_fp32']:.1f}",
+            f"{r['accuracy_drop_points']:+.2f}",
+            f"{r['seconds']:.0f}",
+        )
     Console().print(t)
     print(f"wrote {args.out}")
 

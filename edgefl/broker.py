@@ -64,14 +64,18 @@ class EmbeddedBroker:
         try:
             import amqtt  # noqa: F401
         except ImportError:
-            raise EdgeflError("the embedded broker needs amqtt — pip install 'edgefl[host]' or use Mosquitto") from None
+            raise EdgeflError(
+                "the embedded broker needs amqtt — pip install 'edgefl[host]' or use Mosquitto"
+            ) from None
         self._thread = threading.Thread(target=self._run, name="edgefl-broker", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout):
             raise EdgeflError(f"the embedded broker did not start within {timeout:.0f}s — try another --port")
         if self._error is not None:
-            raise EdgeflError(f"the embedded broker could not listen on {self.host}:{self.port} "
-                              f"({self._error}) — pick a free --port")
+            raise EdgeflError(
+                f"the embedded broker could not listen on {self.host}:{self.port} "
+                f"({self._error}) — pick a free --port"
+            )
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -120,7 +124,9 @@ class SystemMosquitto:
         import time
 
         if not os.path.exists(self.binary):
-            raise EdgeflError("mosquitto is not installed — apt-get install mosquitto, or use `edgefl broker`")
+            raise EdgeflError(
+                "mosquitto is not installed — apt-get install mosquitto, or use `edgefl broker`"
+            )
         if not self.port:
             with socket.socket() as s:
                 s.bind(("127.0.0.1", 0))
@@ -128,8 +134,10 @@ class SystemMosquitto:
         self.workdir = tempfile.mkdtemp(prefix="edgefl-mosquitto-")
         conf = os.path.join(self.workdir, "mosquitto.conf")
         with open(conf, "w") as f:
-            f.write(f"listener {self.port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 10000\n"
-                    f"message_size_limit 0\n{self.extra_conf}\n")
+            f.write(
+                f"listener {self.port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 10000\n"
+                f"message_size_limit 0\n{self.extra_conf}\n"
+            )
         self._log = open(os.path.join(self.workdir, "mosquitto.log"), "ab")
         self.proc = subprocess.Popen([self.binary, "-c", conf], stdout=self._log, stderr=subprocess.STDOUT)
         end = time.time() + timeout

@@ -15,8 +15,6 @@ import json
 import struct
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Dict, Optional
-
 import numpy as np
 
 from edgefl.runtime import SCHEMA_VERSION
@@ -249,7 +247,6 @@ def decode_message(buf, limits=DEFAULT_LIMITS):
 
 
 def model_digest(tensors):
-    # type: (Dict[str, np.ndarray]) -> str
     """sha256 over names, dtypes, shapes and canonical (C-order, little-endian) bytes."""
     h = hashlib.sha256()
     for name in sorted(tensors):
@@ -261,13 +258,11 @@ def model_digest(tensors):
 
 
 def message_size(msg):
-    # type: (Message) -> int
     """Bytes the message takes on the wire."""
     return len(encode_message(msg))
 
 
 def as_float32(tensors, names=None):
-    # type: (Dict[str, np.ndarray], Optional[list]) -> OrderedDict
     """Copy tensors into writable float32 arrays (in ``names`` order when given)."""
     names = sorted(tensors) if names is None else names
     return OrderedDict((n, np.array(tensors[n], dtype=np.float32)) for n in names)

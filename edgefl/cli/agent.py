@@ -10,7 +10,7 @@ from edgefl.errors import EdgeflError
 
 
 def local_data(data: str, partition: Optional[str], alpha: float, seed: int):
-    """The agent's examples: a dataset (train part of the seeded split), optionally one Dirichlet partition."""
+    """The agent's examples: the train part of the seeded split, optionally one Dirichlet share."""
     from edgefl.data import load_dataset, train_test_split
     from edgefl.fl.experiment import client_datasets, parse_partition
 
@@ -25,7 +25,9 @@ def local_data(data: str, partition: Optional[str], alpha: float, seed: int):
 def build_trainer(checkpoint: Optional[Path], bundle: Optional[Path], backend: str, train, seed: int):
     """Torch trainer from a checkpoint (full model) or the numpy head trainer from a bundle."""
     if (checkpoint is None) == (bundle is None):
-        raise EdgeflError("pass exactly one of --checkpoint (full model, torch) or --bundle (head only, numpy)")
+        raise EdgeflError(
+            "pass exactly one of --checkpoint (full model, torch) or --bundle (head only, numpy)"
+        )
     if checkpoint is not None:
         from edgefl.fl.torch_trainer import TorchTrainer
 
@@ -43,16 +45,26 @@ def command(
     username: Optional[str] = typer.Option(None, help="MQTT username (default: the client id)."),
     password: Optional[str] = typer.Option(None, help="MQTT password."),
     tls_ca: Optional[Path] = typer.Option(None, help="CA certificate: connect with TLS."),
-    checkpoint: Optional[Path] = typer.Option(None, help="Train the full model from this checkpoint (torch)."),
-    bundle: Optional[Path] = typer.Option(None, help="Fine-tune only the head on this bundle's features (numpy)."),
-    backend: str = typer.Option("auto", help="Inference backend for --bundle: auto | onnxruntime | tensorrt."),
+    checkpoint: Optional[Path] = typer.Option(
+        None, help="Train the full model from this checkpoint (torch)."
+    ),
+    bundle: Optional[Path] = typer.Option(
+        None, help="Fine-tune only the head on this bundle's features (numpy)."
+    ),
+    backend: str = typer.Option(
+        "auto", help="Inference backend for --bundle: auto | onnxruntime | tensorrt."
+    ),
     data: str = typer.Option("mnist", help="'mnist' (shipped), an .npz file or an image folder."),
     partition: Optional[str] = typer.Option(None, help="Use one non-IID share: INDEX/COUNT, e.g. 0/10."),
     alpha: float = typer.Option(0.5, help="Dirichlet alpha for --partition."),
     seed: int = typer.Option(0),
-    max_rounds: int = typer.Option(0, min=0, help="Stop after this many updates (0: until the federation ends)."),
+    max_rounds: int = typer.Option(
+        0, min=0, help="Stop after this many updates (0: until the federation ends)."
+    ),
     timeout: Optional[float] = typer.Option(None, help="Stop after this many seconds."),
-    state: Optional[Path] = typer.Option(None, help="Agent state file (last round, error-feedback residual)."),
+    state: Optional[Path] = typer.Option(
+        None, help="Agent state file (last round, error-feedback residual)."
+    ),
     max_payload: int = typer.Option(1 << 20, help="Chunk MQTT payloads above this many bytes."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ):
@@ -62,11 +74,23 @@ def command(
 
     train, _ = local_data(data, partition, alpha, seed)
     trainer = build_trainer(checkpoint, bundle, backend, train, seed)
-    cfg = {"federation": federation, "client_id": client_id, "seed": seed,
-           "mqtt": {"host": host, "port": port, "username": username or client_id, "password": password,
-                    "tls": tls_ca is not None, "ca_certs": str(tls_ca) if tls_ca else None},
-           "state_path": str(state) if state else None, "max_payload": max_payload,
-           "max_rounds": max_rounds, "timeout_s": timeout}
+    cfg = {
+        "federation": federation,
+        "client_id": client_id,
+        "seed": seed,
+        "mqtt": {
+            "host": host,
+            "port": port,
+            "username": username or client_id,
+            "password": password,
+            "tls": tls_ca is not None,
+            "ca_certs": str(tls_ca) if tls_ca else None,
+        },
+        "state_path": str(state) if state else None,
+        "max_payload": max_payload,
+        "max_rounds": max_rounds,
+        "timeout_s": timeout,
+    }
     try:
         result = run_agent_from_config(cfg, log=None if as_json else stderr_log, trainer=trainer)
     except EdgeRuntimeError as exc:

@@ -1,4 +1,5 @@
 """`edgefl broker`, `edgefl aggregate` and `edgefl agent` as a user runs them (subprocesses)."""
+
 import json
 import os
 import shutil
@@ -42,25 +43,70 @@ def test_cli_round_in_head_mode_through_the_embedded_broker(tmp_path):
     pytest.importorskip("onnxruntime")
     cmd = edgefl_cmd()
     rng = np.random.default_rng(0)
-    np.savez(tmp_path / "local.npz", x=(rng.random((40, 1, 4, 4)) * 255).astype(np.uint8),
-             y=rng.integers(0, 3, 40))
+    np.savez(
+        tmp_path / "local.npz", x=(rng.random((40, 1, 4, 4)) * 255).astype(np.uint8), y=rng.integers(0, 3, 40)
+    )
     port = free_port()
     procs = []
     try:
-        broker = subprocess.Popen(cmd + ["broker", "--port", str(port), "--duration", "120"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        broker = subprocess.Popen(
+            cmd + ["broker", "--port", str(port), "--duration", "120"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         procs.append(broker)
         wait_port(port)
         common = ["--port", str(port), "--federation", "cli", "--json"]
-        agg = subprocess.Popen(cmd + ["aggregate", "--model", BUNDLE, "--rounds", "1", "--min-clients", "2",
-                                      "--clients-per-round", "2", "--codec", "int8", "--train-option", "epochs=2",
-                                      "--out", str(tmp_path / "final.safetensors"), "--timeout", "90"] + common,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        agg = subprocess.Popen(
+            cmd
+            + [
+                "aggregate",
+                "--model",
+                BUNDLE,
+                "--rounds",
+                "1",
+                "--min-clients",
+                "2",
+                "--clients-per-round",
+                "2",
+                "--codec",
+                "int8",
+                "--train-option",
+                "epochs=2",
+                "--out",
+                str(tmp_path / "final.safetensors"),
+                "--timeout",
+                "90",
+            ]
+            + common,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         procs.append(agg)
-        agents = [subprocess.Popen(cmd + ["agent", "--client-id", f"a{i}", "--bundle", BUNDLE, "--data",
-                                          str(tmp_path / "local.npz"), "--partition", f"{i}/2",
-                                          "--backend", "onnxruntime", "--timeout", "90"] + common,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(2)]
+        agents = [
+            subprocess.Popen(
+                cmd
+                + [
+                    "agent",
+                    "--client-id",
+                    f"a{i}",
+                    "--bundle",
+                    BUNDLE,
+                    "--data",
+                    str(tmp_path / "local.npz"),
+                    "--partition",
+                    f"{i}/2",
+                    "--backend",
+                    "onnxruntime",
+                    "--timeout",
+                    "90",
+                ]
+                + common,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            for i in range(2)
+        ]
         procs += agents
         outs = [p.communicate(timeout=120) for p in agents + [agg]]
         for p, (out, err) in zip(agents + [agg], outs):
@@ -78,9 +124,17 @@ def test_cli_round_in_head_mode_through_the_embedded_broker(tmp_path):
 
 def test_cli_errors_are_one_line(tmp_path):
     cmd = edgefl_cmd()
-    p = subprocess.run(cmd + ["aggregate", "--model", str(tmp_path / "nope"), "--port", "1"],
-                       capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        cmd + ["aggregate", "--model", str(tmp_path / "nope"), "--port", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert p.returncode == 2 and "Traceback" not in p.stderr and "not found" in p.stderr
-    p = subprocess.run(cmd + ["aggregate", "--model", BUNDLE, "--codec", "zip", "--port", "1"],
-                       capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        cmd + ["aggregate", "--model", BUNDLE, "--codec", "zip", "--port", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert p.returncode == 2 and "codec" in p.stderr and "Traceback" not in p.stderr

@@ -9,7 +9,7 @@ from edgefl.runtime.agent import AgentConfig, AgentCore, TrainResult
 from edgefl.runtime.aggregator import AggregatorConfig, AggregatorCore, Publish, Persist
 from edgefl.runtime.loops import run_agent, serve_aggregator
 from edgefl.runtime.transport.memory import MemoryBroker, MemoryTransport
-from edgefl.runtime.wire import Message, decode_message, encode_message
+from edgefl.runtime.wire import decode_message, encode_message
 
 
 def announce(core_actions):
