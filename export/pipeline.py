@@ -160,7 +160,11 @@ def export_checkpoint(request: ExportRequest, progress=None) -> ExportResult:
     if settings.calibration == "ort-static-qdq":
         on_stage("INT8 static quantization (Q/DQ)")
         proto = quantize_static_qdq(
-            proto, samples.calibration, INPUT_NAME, 1 if request.dynamic_batch else request.batch
+            proto,
+            samples.calibration,
+            INPUT_NAME,
+            1 if request.dynamic_batch else request.batch,
+            reduce_range=profile.arch == "x86_64",
         )
     if 0 < _trt_major(profile.tensorrt) < 10:
         check_no_trt8_int64_hazards(proto)

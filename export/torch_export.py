@@ -23,6 +23,64 @@ OUTPUT_NAMES = ("logits", "features")
 EXPORT_HOOK = "prepare_for_export"
 
 
+def _pooling_matrix(size_in: int, size_out: int):
+    """Row i averages input cells floor(i·n/m) .. ceil((i+1)·n/m) - 1 (torch's adaptive pooling bins)."""
+    import numpy as np
+
+    matrix = np.zeros((size_out, size_in), np.float32)
+    for i in range(size_out):
+        start, end = (i * size_in) // size_out, -((-(i + 1) * size_in) // size_out)
+        matrix[i, start:end] = 1.0 / (end - start)
+    return matrix
+
+
+def _adaptive_avg_pool_module():
+    import torch
+
+    class MatmulAdaptiveAvgPool2d(torch.nn.Module):
+        """AdaptiveAvgPool2d as P_h · X · P_wᵀ with constant matrices.
+
+        The TorchScript exporter refuses adaptive pooling whose output size does not divide the input
+        (e.g. SmallCNN's 7×7 -> 4×4); two MatMuls with the bin-averaging matrices compute the same
+        values and export at any opset. Spatial sizes are static in the exported graph.
+        """
+
+        def __init__(self, output_size):
+            super().__init__()
+            size = output_size if isinstance(output_size, (tuple, list)) else (output_size, output_size)
+            self.output_size = tuple(size)
+
+        def forward(self, x):
+            height, width = int(x.shape[-2]), int(x.shape[-1])
+            out_h = self.output_size[0] or height
+            out_w = self.output_size[1] or width
+            if height % out_h == 0 and width % out_w == 0:
+                return torch.nn.functional.adaptive_avg_pool2d(x, (out_h, out_w))
+            rows = torch.from_numpy(_pooling_matrix(height, out_h)).to(x.dtype)
+            cols = torch.from_numpy(_pooling_matrix(width, out_w).T.copy()).to(x.dtype)
+            return torch.matmul(torch.matmul(rows, x), cols)
+
+    return MatmulAdaptiveAvgPool2d
+
+
+def exportable(model):
+    """The model with export-hostile modules swapped for equivalent ones (a copy when anything changes)."""
+    import copy
+
+    import torch
+
+    if not any(isinstance(m, torch.nn.AdaptiveAvgPool2d) for m in model.modules()):
+        return model
+    model = copy.deepcopy(model)
+    replacement = _adaptive_avg_pool_module()
+    for name, module in list(model.named_modules()):
+        if isinstance(module, torch.nn.AdaptiveAvgPool2d):
+            parent_name, _, child = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            setattr(parent, child, replacement(module.output_size))
+    return model
+
+
 def _two_headed(model):
     """Wrap a classifier so forward returns (logits, features) — the device fine-tunes the head."""
     import torch
@@ -96,7 +154,7 @@ def onnx_from_module(
     """
     import torch
 
-    wrapped = _two_headed(model)
+    wrapped = _two_headed(exportable(model))
     example = torch.zeros((batch, *[int(d) for d in input_shape]), dtype=torch.float32)
     axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAMES[0]: {0: "batch"}, OUTPUT_NAMES[1]: {0: "batch"}}
     buffer = io.BytesIO()

@@ -44,7 +44,7 @@ def parity_rows(parity: dict) -> list:
                 f"{r['mean_cosine']:.6f}",
                 f"{r['top1_agreement']:.2%}",
                 gates,
-                "PASS" if r["passed"] else "FAIL",
+                ("PASS" if r["passed"] else "FAIL") if r["gated"] else "info",
             ]
         )
     return rows

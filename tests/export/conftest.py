@@ -44,26 +44,65 @@ def briefly_trained_resnet20(samples=512, seed=0):
     return model
 
 
-def save_resnet20(path, model):
+SMALL_CNN_ARGS = {"in_channels": 1, "num_classes": 10, "width": 8, "hidden": 32}
+
+
+def trained_small_cnn(samples=3000, epochs=2, seed=0):
+    """A narrow SmallCNN trained for two quick epochs (~85% test accuracy, clear logit margins).
+
+    INT8 top-1 agreement is only meaningful for a model whose decisions have margins, which the
+    untrained ResNet-20 above lacks.
+    """
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    model = build_model("small_cnn", **SMALL_CNN_ARGS)
+    train, _test = train_test_split(load_mnist(), 0.2, seed=0)
+    x = torch.from_numpy(normalize(train.x[:samples], MNIST_PREPROCESSING))
+    y = torch.from_numpy(train.y[:samples])
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(epochs):
+        for start in range(0, samples, 64):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x[start : start + 64]), y[start : start + 64]).backward()
+            opt.step()
+    return model.eval()
+
+
+def save_classifier(path, model, compression=None, name="resnet20", model_args=None):
     return save_checkpoint(
         path,
         model,
         {
-            "model": "resnet20",
-            "model_args": MODEL_ARGS,
+            "model": name,
+            "model_args": model_args or MODEL_ARGS,
             "input_shape": [1, 28, 28],
             "num_classes": 10,
             "labels": [str(i) for i in range(10)],
             "preprocessing": MNIST_PREPROCESSING,
             "data": "mnist",
+            "compression": compression,
         },
     )
 
 
 @pytest.fixture(scope="session")
+def save_classifier_checkpoint():
+    """The checkpoint writer used by the fixtures: save(path, model, compression=None) -> path."""
+    return save_classifier
+
+
+@pytest.fixture(scope="session")
 def resnet20_checkpoint(tmp_path_factory):
     """A ResNet-20 checkpoint (MNIST, briefly trained) on disk."""
-    return save_resnet20(tmp_path_factory.mktemp("ck") / "resnet20", briefly_trained_resnet20())
+    return save_classifier(tmp_path_factory.mktemp("ck") / "resnet20", briefly_trained_resnet20())
+
+
+@pytest.fixture(scope="session")
+def small_cnn_checkpoint(tmp_path_factory):
+    """A trained narrow SmallCNN checkpoint (for INT8 and quantization-aware tests)."""
+    path = tmp_path_factory.mktemp("ck") / "small_cnn"
+    return save_classifier(path, trained_small_cnn(), name="small_cnn", model_args=SMALL_CNN_ARGS)
 
 
 @pytest.fixture(scope="session")
