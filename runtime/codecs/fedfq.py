@@ -110,7 +110,7 @@ def cgsa_refine(x2, b, rng, iters=100, t0=1000.0, alpha=0.95, t_min=1e-8, max_mo
         if dj < 0 or rng.random_sample() < np.exp(-dj / temp):
             cur[idx] = new
             cur_j += dj
-            if cur_j < best_j:
+            if cur_j < best_j - 1e-9 * abs(best_j):  # not float drift of the running sum
                 best, best_j = cur.copy(), cur_j
                 since_best = 0
     return best
