@@ -54,3 +54,26 @@ def test_identical_updates_aggregate_to_themselves(arr, weights):
            for i, n in enumerate(weights)]
     for name in ("fedavg", "median", "trimmed_mean"):
         np.testing.assert_allclose(S.aggregate(name, ups)["w"], arr, rtol=1e-6, atol=1e-6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300))
+def test_any_bytes_decode_or_raise_wire_error(blob):
+    from edgefl.runtime.errors import WireError
+
+    try:
+        decode_message(blob)
+    except WireError:
+        pass
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.dictionaries(st.text(min_size=1, max_size=12), arrays, max_size=4),
+       st.text(max_size=20), st.integers(0, 10 ** 6))
+def test_wire_round_trip_any_tensors(tensors, client, rnd):
+    msg = Message("update", "fed", round=rnd, client_id=client, tensors=tensors)
+    back = decode_message(encode_message(msg))
+    assert back.client_id == client and back.round == rnd
+    assert set(back.tensors) == set(tensors)
+    for k, v in tensors.items():
+        assert back.tensors[k].tobytes() == v.tobytes() and back.tensors[k].shape == v.shape
