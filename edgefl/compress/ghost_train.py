@@ -44,12 +44,12 @@ class FeatureTap:
 
 
 class StudentWithGates(nn.Module):
-    """The student plus (optionally) the OST module, so one optimizer trains both."""
+    """The student plus (optionally) the distiller's gates, so one optimizer trains both."""
 
-    def __init__(self, student: nn.Module, ost: OSTLoss | None):
+    def __init__(self, student: nn.Module, distiller: nn.Module | None):
         super().__init__()
         self.student = student
-        self.ost = ost
+        self.distiller = distiller
 
     def forward(self, x):
         return self.student(x)
@@ -85,9 +85,52 @@ def build_ost(teacher: nn.Module, student: nn.Module, names, sample, config) -> 
         )
 
 
-def train_student(
-    student, teacher, train, test, names, *, preprocessing, config, progress=None
-) -> list[dict]:
+class GhostDistiller(nn.Module):
+    """The OST/SCM loss between a student and its FP teacher, for any training loop.
+
+    Hooks the paired layers of both models; after the student's forward pass on ``x``,
+    ``distiller(x)`` runs the (frozen) teacher on the same ``x`` and returns the gated loss.
+    Its parameters are the SCM gates: hand them to the optimizer next to the student's.
+
+    Example (e.g. the STAD student, whose task loss is not a classification loss)::
+
+        distiller = GhostDistiller(teacher, student, ["enc.1", "enc.3"], x[:8], config)
+        opt = torch.optim.SGD([*student.parameters(), *distiller.parameters()], lr=0.01)
+        out = student(x)
+        loss = task_loss(out) + config.kd_weight * distiller(x)
+        ...
+        distiller.close()
+
+    Args:
+        teacher: FP model (set to eval mode, gradients off).
+        student: its quantized twin (same module names).
+        names: paired module names.
+        sample: one input batch (sizes the SCM projections).
+        config: GhostConfig (qk_dim, trainable_gates, gate_margin, gate_mode, seed).
+    """
+
+    def __init__(self, teacher: nn.Module, student: nn.Module, names, sample, config):
+        super().__init__()
+        teacher.eval().requires_grad_(False)
+        self.ost = build_ost(teacher, student, names, sample, config)
+        self._teacher = [teacher]  # a list: not a submodule, so not in parameters() or state_dict()
+        self._s_tap, self._t_tap = FeatureTap(student, names), FeatureTap(teacher, names)
+        self.steps: list[dict] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            self._teacher[0](x)
+        loss, info = self.ost(self._s_tap.outputs(), self._t_tap.outputs())
+        self.steps.append({"ost": float(info["ost"]), "open_rate": info["open_rate"].tolist()})
+        return loss
+
+    def close(self) -> None:
+        """Remove the feature hooks from both models."""
+        self._s_tap.remove()
+        self._t_tap.remove()
+
+
+def train_student(student, teacher, train, test, names, *, preprocessing, config, progress=None):
     """QAT of ``student`` (in place) with ``task_weight · CE + kd_weight · OST(student, teacher)``.
 
     Args:
@@ -108,20 +151,14 @@ def train_student(
 
     teacher.eval().requires_grad_(False)
     sample = torch.from_numpy(normalize(train.x[: config.batch_size], preprocessing))
-    ost = build_ost(teacher, student, names, sample, config) if config.distill else None
-    wrapped = StudentWithGates(student, ost)
-    s_tap, t_tap = FeatureTap(student, names), FeatureTap(teacher, names)
-    steps: list[dict] = []
+    distiller = GhostDistiller(teacher, student, names, sample, config) if config.distill else None
+    wrapped = StudentWithGates(student, distiller)
 
     def extra_loss(model, x, y, logits):
         extra = (config.task_weight - 1.0) * F.cross_entropy(logits, y)
-        if ost is None or x.shape[0] < 2:  # BatchNorm1d in the SCM needs two samples
+        if distiller is None or x.shape[0] < 2:  # BatchNorm1d in the SCM needs two samples
             return extra
-        with torch.no_grad():
-            teacher(x)
-        loss, info = ost(s_tap.outputs(), t_tap.outputs())
-        steps.append({"ost": float(info["ost"]), "open_rate": info["open_rate"].tolist()})
-        return extra + config.kd_weight * loss
+        return extra + config.kd_weight * distiller(x)
 
     try:
         metrics = train_classifier(
@@ -138,9 +175,11 @@ def train_student(
             extra_loss=extra_loss,
         )
     finally:
-        s_tap.remove()
-        t_tap.remove()
-    return _history(metrics["history"], steps, math.ceil(len(train) / config.batch_size)), ost
+        if distiller is not None:
+            distiller.close()
+    steps = distiller.steps if distiller is not None else []
+    history = _history(metrics["history"], steps, math.ceil(len(train) / config.batch_size))
+    return history, (distiller.ost if distiller is not None else None)
 
 
 def _history(rows: list[dict], steps: list[dict], per_epoch: int) -> list[dict]:

@@ -231,3 +231,24 @@ def test_cli_rejects_an_already_compressed_checkpoint_in_one_line(tmp_path, caps
     code = main(["compress", "ghost", str(fp), "--out", str(tmp_path / "g")])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_distiller_plugs_into_any_training_loop():
+    """The API other methods (e.g. the STAD student) use: any conv model + a list of paired layers."""
+    from edgefl.compress.ghost_train import GhostDistiller
+
+    teacher = _teacher()
+    student = quantized_twin(teacher, {"body.0": 4, "body.3": 3})
+    x = torch.from_numpy(_data(16).x)
+    distiller = GhostDistiller(teacher, student, ["body.0", "body.3"], x, _config())
+    student.train()
+    distiller.train()
+    student(x)
+    loss = distiller(x)
+    loss.backward()
+    assert loss.dim() == 0 and student.body[0].weight.grad is not None
+    assert all(p.grad is not None for p in distiller.parameters())
+    assert not any(p.requires_grad for p in teacher.parameters())
+    assert "_teacher" not in dict(distiller.named_children())
+    distiller.close()
+    assert not student.body[0]._forward_hooks and not teacher.body[0]._forward_hooks
