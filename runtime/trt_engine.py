@@ -15,6 +15,7 @@ import os
 
 import numpy as np
 
+from edgefl.runtime.engine import Engine
 from edgefl.runtime.errors import EdgeRuntimeError
 from edgefl.runtime.trt_build import MANIFEST, check_stamp, read_stamped_engine
 
@@ -110,7 +111,8 @@ def cuda_memory(trt_version):
             return CUDA_BACKENDS[name]()
         except ImportError as exc:
             missing.append("{} ({})".format(name, exc))
-    raise EdgeRuntimeError(
+    # ImportError (not EdgeRuntimeError): open_engine(backend="auto") then falls back to onnxruntime.
+    raise ImportError(
         "no CUDA Python module: {} — install pycuda (JetPack 4.6) or cuda-python".format(", ".join(missing))
     )
 
@@ -191,20 +193,30 @@ def find_engine_file(bundle_dir, precision, trt_version, compute_capability):
     return path if os.path.isfile(path) else None
 
 
-class TensorRTEngine(object):
+class TensorRTEngine(Engine):
     """``TensorRTEngine(bundle_dir).infer({"input": x}) -> {"logits": ..., "features": ...}``.
 
-    Builds the engine on first use when the bundle holds none for this TensorRT + GPU
-    (``build_if_missing``), then deserializes it after checking its stamp.
+    Registered as "tensorrt" in ``edgefl.runtime.engine.ENGINES`` (constructed as
+    ``cls(bundle_dir, manifest, **options)``). Builds the engine on first use when the bundle holds
+    none for this TensorRT + GPU (``build_if_missing``), then deserializes it after checking its stamp.
+
+    Args:
+        bundle_dir: the bundle directory.
+        manifest: the (verified) manifest; read from the bundle when None.
+        build_if_missing: build the engine now when none matches this TensorRT + GPU.
+        precision: engine precision override (default: the bundle's engine plan).
+        threads: accepted for the seam's common options; TensorRT runs on the GPU and ignores it.
     """
 
-    def __init__(self, bundle_dir, build_if_missing=True, precision=None):
+    def __init__(self, bundle_dir, manifest=None, build_if_missing=True, precision=None, threads=None):
         import tensorrt as trt
 
         self._trt = trt
         self.bundle_dir = bundle_dir
-        with open(os.path.join(bundle_dir, MANIFEST)) as f:
-            self.manifest = json.load(f)
+        if manifest is None:
+            with open(os.path.join(bundle_dir, MANIFEST)) as f:
+                manifest = json.load(f)
+        self.manifest = manifest
         plan = self.manifest.get("engine") or {}
         self.precision = precision or plan.get("precision") or "fp32"
         self._cuda = cuda_memory(trt.__version__)
@@ -272,3 +284,9 @@ class TensorRTEngine(object):
             self._cuda.dtoh(host, buf)
         self._cuda.synchronize()
         return {name: host for name, (host, _buf) in outputs.items()}
+
+    def close(self):
+        """Drop the context, engine and device buffers (freed when their owners are collected)."""
+        self._buffers = {}
+        self.context = None
+        self.engine = None
