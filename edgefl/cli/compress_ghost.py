@@ -14,8 +14,11 @@ def command(
     checkpoint: Path = typer.Argument(..., help="Float checkpoint directory (from `edgefl train`)."),
     data: str = typer.Option(None, help="Dataset name/path (default: the checkpoint's)."),
     out: Path = typer.Option(Path("runs/ghost"), help="Compressed checkpoint directory to write."),
-    tau: float = typer.Option(120.0, help="HQ threshold on k-means MSE x 1e6 (official 0.1 = 8 bits here)."),
-    target_bits: float = typer.Option(None, help="Pick tau so the mean weight bit width is at most this."),
+    tau: float = typer.Option(
+        None,
+        help="HQ threshold on k-means MSE x 1e6 (official 0.1; ~120 for ResNet-20). Overrides --target-bits.",
+    ),
+    target_bits: float = typer.Option(3.5, help="Pick tau so the mean weight bit width is at most this."),
     min_bits: int = typer.Option(2, help="Smallest candidate bit width."),
     max_bits: int = typer.Option(8, help="Largest candidate bit width."),
     uniform_bits: int = typer.Option(None, help="Skip HQ: every conv at this width (baseline)."),
@@ -35,8 +38,8 @@ def command(
     from edgefl.compress.ghost import GhostConfig, compress_checkpoint_ghost
 
     config = GhostConfig(
-        tau=tau,
-        target_mean_bits=target_bits,
+        tau=0.1 if tau is None else tau,
+        target_mean_bits=target_bits if tau is None else None,
         bit_range=(min_bits, max_bits),
         uniform_bits=uniform_bits,
         epochs=epochs,

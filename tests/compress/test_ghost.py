@@ -202,13 +202,14 @@ def test_cli_writes_a_checkpoint_that_restores_to_the_same_accuracy(tmp_path, ca
             "1",
             "--batch-size",
             "32",
-            "--tau",
-            "50",
+            "--target-bits",
+            "4",
             "--json",
         ]
     )
     out = json.loads(capsys.readouterr().out)
-    assert code == 0
+    assert code == 0 and out["tau"] > 0
+    assert out["totals"]["mean_bits"] <= 4.0
     assert {"size_ratio", "bops_ratio", "mean_bits", "accuracy_before", "accuracy_after"} <= set(
         out["totals"]
     )
