@@ -28,6 +28,9 @@ def command(
     student_hidden: int = typer.Option(
         _D.student_hidden, min=1, help="Hidden width of the student's conv blocks."
     ),
+    student_kernel: int = typer.Option(
+        _D.student_kernel, help="Student kernel: 1 (per-pixel) or 3 (3×3 conv)."
+    ),
     seed: int = typer.Option(_D.seed),
     export_profile: str = typer.Option(
         "jetson-tx2", help="Also export the device bundle for this profile ('' to skip)."
@@ -45,6 +48,7 @@ def command(
         teacher_steps=teacher_steps,
         student_steps=student_steps,
         student_hidden=student_hidden,
+        student_kernel=student_kernel,
         seed=seed,
     )
     with progress_for(not as_json) as progress:

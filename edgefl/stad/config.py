@@ -21,6 +21,7 @@ class StadConfig:
     teacher_tile: int = 50
     teacher_norm_first: bool = True
     student_hidden: int = 16
+    student_kernel: int = 3
     seed: int = 12345
 
     def to_dict(self) -> dict:

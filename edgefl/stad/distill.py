@@ -32,7 +32,7 @@ def distill_student(teacher, cubes: list, cfg: StadConfig, on_step=None):
     torch.manual_seed(cfg.seed + 2)
     rng = np.random.default_rng(cfg.seed + 2)
     teacher.eval()
-    student = StadStudent(cfg.channels, hidden=cfg.student_hidden)
+    student = StadStudent(cfg.channels, hidden=cfg.student_hidden, kernel=cfg.student_kernel)
     ema = copy.deepcopy(student)
     opt = torch.optim.Adam(student.parameters(), lr=cfg.student_lr)
     losses = []

@@ -77,7 +77,7 @@ def _checkpoint_config(kind: str, model, cfg: StadConfig, history: dict) -> dict
             "norm_first": cfg.teacher_norm_first,
         }
         if kind == "teacher"
-        else {"channels": cfg.channels, "hidden": cfg.student_hidden}
+        else {"channels": cfg.channels, "hidden": cfg.student_hidden, "kernel": cfg.student_kernel}
     )
     return {
         "model": f"stad_{kind}",

@@ -74,7 +74,7 @@ class StudentScoreGraph(nn.Module):
         outs = []
         for i in range(4):  # two blocks × (conv → ReLU → conv → ReLU)
             k, c = self._kc(i)
-            a = F.conv2d(h, k, c, padding=1)
+            a = F.conv2d(h, k, c, padding=k.shape[-1] // 2)
             acts.append(a)
             h = torch.relu(a)
             if i % 2 == 1:
@@ -86,7 +86,8 @@ class StudentScoreGraph(nn.Module):
         v = [2.0 * w * (o - x) / numel for o in outs]
         g = v[1] + F.conv_transpose2d(v[2], k5)
         for i in (3, 2, 1, 0):
-            g = F.conv_transpose2d(g * (acts[i] > 0).to(g.dtype), self._kc(i)[0], padding=1)
+            k = self._kc(i)[0]
+            g = F.conv_transpose2d(g * (acts[i] > 0).to(g.dtype), k, padding=k.shape[-1] // 2)
             if i == 2:
                 g = g + v[0]
         g = g - (v[0] + v[1] + v[2])

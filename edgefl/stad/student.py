@@ -15,20 +15,22 @@ from torch import nn
 class StadStudent(nn.Module):
     """3×3-conv student returning 3 outputs (N×C×H×W each)."""
 
-    def __init__(self, channels: int = 10, hidden: int = 16):
+    def __init__(self, channels: int = 10, hidden: int = 16, kernel: int = 3):
         super().__init__()
-        self.channels, self.hidden = channels, hidden
-        self.block1 = self._block(channels, hidden)
-        self.block2 = self._block(channels, hidden)
+        if kernel not in (1, 3):
+            raise ValueError(f"kernel must be 1 or 3, got {kernel}")
+        self.channels, self.hidden, self.kernel = channels, hidden, kernel
+        self.block1 = self._block(channels, hidden, kernel)
+        self.block2 = self._block(channels, hidden, kernel)
         self.out = nn.Conv2d(channels, channels, kernel_size=1)
 
     @staticmethod
-    def _block(c: int, hidden: int) -> nn.Sequential:
+    def _block(c: int, hidden: int, k: int) -> nn.Sequential:
         return nn.Sequential(
-            nn.Conv2d(c, hidden, 3, padding=1),
+            nn.Conv2d(c, hidden, k, padding=k // 2),
             nn.BatchNorm2d(hidden),
             nn.ReLU(),
-            nn.ConvTranspose2d(hidden, c, 3, stride=1, padding=1),
+            nn.ConvTranspose2d(hidden, c, k, stride=1, padding=k // 2),
             nn.BatchNorm2d(c),
             nn.ReLU(),
         )

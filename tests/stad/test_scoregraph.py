@@ -10,9 +10,9 @@ from edgefl.stad.scoregraph import StudentScoreGraph
 from edgefl.stad.student import StadStudent
 
 
-def _student(seed=0, hidden=8):
+def _student(seed=0, hidden=8, kernel=3):
     torch.manual_seed(seed)
-    s = StadStudent(6, hidden=hidden)
+    s = StadStudent(6, hidden=hidden, kernel=kernel)
     for m in s.modules():  # non-trivial eval-mode BatchNorm, so folding is exercised
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.2, 0.2)
@@ -29,9 +29,9 @@ def _cube(h=17, w=13, seed=0):
     return (x - x.min()) / (x.max() - x.min())
 
 
-@pytest.mark.parametrize("use_stf", [True, False])
-def test_graph_equals_autograd(use_stf):
-    s, x = _student(), _cube()
+@pytest.mark.parametrize("use_stf, kernel", [(True, 3), (False, 3), (True, 1)])
+def test_graph_equals_autograd(use_stf, kernel):
+    s, x = _student(kernel=kernel), _cube()
     ref = gradient_score(s, x, use_stf)
     got = graph_score(s, x, use_stf)
     assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max()
@@ -65,3 +65,14 @@ def test_onnx_graph_runs_with_dynamic_shape_and_matches_torch(tmp_path):
         got = onnx_score(path, x)
         assert got.shape == (h, w)
         assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+def test_per_pixel_student_score_is_local():
+    """With 1×1 kernels a pixel's score depends on that pixel only (given the STF weights)."""
+    s, x = _student(4, kernel=1), _cube()
+    ref = gradient_score(s, x, use_stf=False)
+    y = x.copy()
+    y[:, 0, 0] += 0.1
+    moved = gradient_score(s, y, use_stf=False)
+    changed = np.argwhere(np.abs(moved - ref) > 1e-9)
+    assert changed.tolist() == [[0, 0]]
