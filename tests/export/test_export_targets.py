@@ -208,3 +208,24 @@ def test_quantization_aware_checkpoint_exports_its_own_qdq(
     model_onnx = onnx.load(str(tmp_path / "q-int8" / "model.onnx"))
     assert max_opset(model_onnx) == 13
     assert any(p.key.startswith("edgefl.bits.") for p in model_onnx.metadata_props)
+
+
+def test_int8_tensorrt_on_orin_ships_calibration_inputs_for_the_device(small_cnn_checkpoint, tmp_path):
+    result = _export(
+        small_cnn_checkpoint,
+        tmp_path / "orin-int8",
+        profile="jetson-agx-orin",
+        precision="int8",
+        fmt="tensorrt",
+        parity_samples=64,
+        batch=4,
+        dynamic_batch=True,
+    )
+    engine = result.manifest["engine"]
+    assert engine["build_on_device"] is True and engine["precision"] == "int8"
+    assert engine["calibration"] == "calib.npy" and engine["calibration_cache"] == "calib.cache"
+    assert engine["batch"] == {"min": 1, "opt": 4, "max": 4} and engine["expected_tensorrt"] == "10.3"
+    assert result.settings.calibration == "trt-entropy"
+    assert max_opset(onnx.load(str(tmp_path / "orin-int8" / "model.onnx"))) == 20
+    calib = np.load(str(tmp_path / "orin-int8" / "calib.npy"), allow_pickle=False)
+    assert calib.shape[1:] == (1, 28, 28) and "calib.npy" in result.manifest["files"]
