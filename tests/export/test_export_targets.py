@@ -229,3 +229,40 @@ def test_int8_tensorrt_on_orin_ships_calibration_inputs_for_the_device(small_cnn
     assert max_opset(onnx.load(str(tmp_path / "orin-int8" / "model.onnx"))) == 20
     calib = np.load(str(tmp_path / "orin-int8" / "calib.npy"), allow_pickle=False)
     assert calib.shape[1:] == (1, 28, 28) and "calib.npy" in result.manifest["files"]
+
+
+def test_pruned_checkpoint_exports_its_smaller_shapes(
+    resnet20_checkpoint, tmp_path, save_classifier_checkpoint
+):
+    """Filters removed by edgefl.compress (residual stream and block interiors) are gone from the ONNX,
+    and the re-padded option-A shortcuts still fold to TensorRT-8.2-safe weights."""
+    from edgefl.checkpoint import load_checkpoint
+    from edgefl.compress.prune import apply_plan, model_layout
+    from edgefl.compress.restore import compression_state
+    from edgefl.export.graph_checks import trt8_int64_hazards
+
+    float_checkpoint = load_checkpoint(resnet20_checkpoint)
+    model = load_checkpoint(resnet20_checkpoint).model
+    layout = model_layout(model)
+    plan = {
+        "layout": layout.name,
+        "pruned": {"res": [0, 20, 40, 63], "layer1.0.mid": [1, 2], "layer3.2.mid": [5]},
+    }
+    apply_plan(model, plan)
+    path = save_classifier_checkpoint(
+        tmp_path / "pruned",
+        model,
+        compression=compression_state("magnitude", plan, {}),
+        model_args=float_checkpoint.config["model_args"],
+    )
+    result = _export(path, tmp_path / "bundle", parity_samples=200)
+    proto = onnx.load(str(tmp_path / "bundle" / "model.onnx"))
+    onnx_filters = sorted(int(i.dims[0]) for i in proto.graph.initializer if len(i.dims) == 4)
+    torch_filters = sorted(m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    unpruned = sorted(
+        m.out_channels for m in float_checkpoint.model.modules() if isinstance(m, torch.nn.Conv2d)
+    )
+    assert onnx_filters == torch_filters and sum(onnx_filters) < sum(unpruned)
+    assert result.manifest["outputs"][1]["shape"] == [1, 60]  # 64 features - 4 pruned
+    assert result.manifest["parity"]["fp32"]["max_abs_diff"] < 1e-4
+    assert trt8_int64_hazards(proto) == []
