@@ -7,6 +7,7 @@ Prints a rich table and writes bench/results/picpq.json.
     python bench/picpq.py                  # defaults: minutes on 2 cores
     python bench/picpq.py --fp-epochs 5 --generations 16
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,9 +22,16 @@ RESULTS = Path(__file__).resolve().parent / "results" / "picpq.json"
 
 def _row(name, result, seconds):
     t = result.totals
-    return {"method": name, "bops_g": t["bops"] / 1e9, "bops_ratio": t["bops_ratio"], "size_kib": t["size_bytes"] / 1024,
-            "size_ratio": t["size_ratio"], "accuracy": t["accuracy_after"], "drop_points": t["accuracy_drop_points"],
-            "seconds": round(seconds, 1)}
+    return {
+        "method": name,
+        "bops_g": t["bops"] / 1e9,
+        "bops_ratio": t["bops_ratio"],
+        "size_kib": t["size_bytes"] / 1024,
+        "size_ratio": t["size_ratio"],
+        "accuracy": t["accuracy_after"],
+        "drop_points": t["accuracy_drop_points"],
+        "seconds": round(seconds, 1),
+    }
 
 
 def _rms_bits(result) -> int:
@@ -32,7 +40,7 @@ def _rms_bits(result) -> int:
 
 
 def ort_accuracy(fp, picpq, test, prep, shape, work: Path) -> dict:
-    """Export the PIC-PQ checkpoint with `edgefl export` (jetson-tx2, int8 Q/DQ, opset 13) and compare accuracies."""
+    """Export PIC-PQ via `edgefl export` (jetson-tx2, int8 Q/DQ, opset 13); ORT vs torch accuracy."""
     import numpy as np
     import onnxruntime as ort
     import torch
@@ -41,21 +49,41 @@ def ort_accuracy(fp, picpq, test, prep, shape, work: Path) -> dict:
     from edgefl.compress.pipeline import save_compressed, tensors
     from edgefl.export.pipeline import ExportRequest, export_checkpoint
 
-    base = {"model": "resnet20", "model_args": {"in_channels": 1, "num_classes": 10}, "input_shape": list(shape),
-            "num_classes": 10, "preprocessing": prep, "data": "mnist", "metrics": {"seed": 0, "test_fraction": 0.2}}
+    base = {
+        "model": "resnet20",
+        "model_args": {"in_channels": 1, "num_classes": 10},
+        "input_shape": list(shape),
+        "num_classes": 10,
+        "preprocessing": prep,
+        "data": "mnist",
+        "metrics": {"seed": 0, "test_fraction": 0.2},
+    }
     save_checkpoint(work / "fp", fp, base)
     ckpt = save_compressed(work / "picpq", picpq, base)
-    bundle = export_checkpoint(ExportRequest(checkpoint=Path(ckpt), profile="jetson-tx2", precision="int8",
-                                             format="onnx", out=work / "bundle", parity_samples=500)).bundle_dir
+    bundle = export_checkpoint(
+        ExportRequest(
+            checkpoint=Path(ckpt),
+            profile="jetson-tx2",
+            precision="int8",
+            format="onnx",
+            out=work / "bundle",
+            parity_samples=500,
+        )
+    ).bundle_dir
     x, y = tensors(test, prep)
     sess = ort.InferenceSession(str(bundle / "model.onnx"), providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
-    ort_logits = np.concatenate([sess.run(["logits"], {name: x[i:i + 1].numpy()})[0] for i in range(len(x))])
+    ort_logits = np.concatenate(
+        [sess.run(["logits"], {name: x[i : i + 1].numpy()})[0] for i in range(len(x))]
+    )
     with torch.no_grad():
         torch_logits = picpq.model.eval()(x).numpy()
-    return {"bundle": str(bundle), "accuracy_torch": float((torch_logits.argmax(1) == y.numpy()).mean()),
-            "accuracy_onnxruntime": float((ort_logits.argmax(1) == y.numpy()).mean()),
-            "top1_agreement": float((ort_logits.argmax(1) == torch_logits.argmax(1)).mean())}
+    return {
+        "bundle": str(bundle),
+        "accuracy_torch": float((torch_logits.argmax(1) == y.numpy()).mean()),
+        "accuracy_onnxruntime": float((ort_logits.argmax(1) == y.numpy()).mean()),
+        "top1_agreement": float((ort_logits.argmax(1) == torch_logits.argmax(1)).mean()),
+    }
 
 
 def main(argv=None) -> dict:
@@ -64,15 +92,21 @@ def main(argv=None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fp-epochs", type=int, default=4)
     p.add_argument("--flops-target", type=float, default=0.5)
-    p.add_argument("--max-bits", default="32,6,5,4", help="stem, stage 1..3 (the spec's ResNet default is 32,8,6,4)")
+    p.add_argument(
+        "--max-bits", default="32,6,5,4", help="stem, stage 1..3 (the spec's ResNet default is 32,8,6,4)"
+    )
     p.add_argument("--generations", type=int, default=6)
     p.add_argument("--population", type=int, default=6)
     p.add_argument("--tau-hat", type=int, default=16)
     p.add_argument("--ft-epochs", type=int, default=1)
     p.add_argument("--qat-epochs", type=int, default=2)
     p.add_argument("--out", type=Path, default=RESULTS)
-    p.add_argument("--work", type=Path, default=None, help="Keep the FP and PIC-PQ checkpoints and the bundle here.")
-    p.add_argument("--no-export", action="store_true", help="Skip the ONNX export / onnxruntime accuracy check.")
+    p.add_argument(
+        "--work", type=Path, default=None, help="Keep the FP and PIC-PQ checkpoints and the bundle here."
+    )
+    p.add_argument(
+        "--no-export", action="store_true", help="Skip the ONNX export / onnxruntime accuracy check."
+    )
     args = p.parse_args(argv)
 
     import torch
@@ -95,12 +129,27 @@ def main(argv=None) -> dict:
         seed_everything(args.seed)
         fp = build_model("resnet20", in_channels=1, num_classes=10)
         t0 = time.perf_counter()
-        fp_metrics = train_classifier(fp, train, test, epochs=args.fp_epochs, lr=0.1, seed=args.seed,
-                                      preprocessing=prep, progress=progress)
+        fp_metrics = train_classifier(
+            fp,
+            train,
+            test,
+            epochs=args.fp_epochs,
+            lr=0.1,
+            seed=args.seed,
+            preprocessing=prep,
+            progress=progress,
+        )
         fp_seconds = time.perf_counter() - t0
-        settings = PicpqSettings(flops_target=args.flops_target, max_bits=tuple(int(b) for b in args.max_bits.split(",")),
-                                 generations=args.generations, population=args.population, tau_hat=args.tau_hat,
-                                 ft_epochs=args.ft_epochs, qat_epochs=args.qat_epochs, seed=args.seed)
+        settings = PicpqSettings(
+            flops_target=args.flops_target,
+            max_bits=tuple(int(b) for b in args.max_bits.split(",")),
+            generations=args.generations,
+            population=args.population,
+            tau_hat=args.tau_hat,
+            ft_epochs=args.ft_epochs,
+            qat_epochs=args.qat_epochs,
+            seed=args.seed,
+        )
         t0 = time.perf_counter()
         picpq = run_picpq(fp, train, test, prep, shape, settings, progress)
         rows.append(_row("PIC-PQ", picpq, time.perf_counter() - t0))
@@ -116,43 +165,96 @@ def main(argv=None) -> dict:
             console.print(f"export: {export}")
         bits = _rms_bits(picpq)
         t0 = time.perf_counter()
-        mag = run_magnitude(fp, train, test, prep, shape, picpq.totals["bops"], bits, args.ft_epochs, args.qat_epochs,
-                            seed=args.seed, progress=progress)
+        mag = run_magnitude(
+            fp,
+            train,
+            test,
+            prep,
+            shape,
+            picpq.totals["bops"],
+            bits,
+            args.ft_epochs,
+            args.qat_epochs,
+            seed=args.seed,
+            progress=progress,
+        )
         rows.append(_row(f"L1 magnitude + uniform {mag.extra['bits']}-bit", mag, time.perf_counter() - t0))
         for b in (8, 4):
             t0 = time.perf_counter()
             uni = run_uniform(fp, train, test, prep, shape, b, budget, seed=args.seed, progress=progress)
             rows.append(_row(f"uniform {b}-bit QAT", uni, time.perf_counter() - t0))
     fp_acc = fp_metrics["test_accuracy"]
-    rows.insert(0, {"method": "FP32 ResNet-20", "bops_g": picpq.totals["bops_ref"] / 1e9, "bops_ratio": 1.0,
-                    "size_kib": picpq.totals["size_bytes_ref"] / 1024, "size_ratio": 1.0, "accuracy": fp_acc,
-                    "drop_points": 0.0, "seconds": round(fp_seconds, 1)})
-    bar = {"picpq_bops_ratio_ge_50": picpq.totals["bops_ratio"] >= 50,
-           "picpq_drop_le_0_5_points": picpq.totals["accuracy_drop_points"] <= 0.5,
-           "picpq_at_least_magnitude_accuracy": picpq.totals["accuracy_after"] >= mag.totals["accuracy_after"],
-           "magnitude_bops_le_picpq": mag.totals["bops"] <= picpq.totals["bops"]}
-    out = {"benchmark": "picpq", "model": "resnet20", "data": "mnist (shipped t10k, train_test_split 0.2 seed %d)" % args.seed,
-           "train_examples": len(train), "test_examples": len(test), "torch_threads": args.threads,
-           "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()},
-           "fp_epochs": args.fp_epochs, "rows": rows, "bar": bar, "export": export,
-           "picpq_layers": picpq.layers, "picpq_search": picpq.extra["search"], "picpq_totals": picpq.totals,
-           "size_definition": picpq.totals["size_definition"],
-           "bops_definition": "sum MACs*w_bits*a_bits, own bits (PIC-PQ); stem conv and classifier FP32 (32x32)"}
+    rows.insert(
+        0,
+        {
+            "method": "FP32 ResNet-20",
+            "bops_g": picpq.totals["bops_ref"] / 1e9,
+            "bops_ratio": 1.0,
+            "size_kib": picpq.totals["size_bytes_ref"] / 1024,
+            "size_ratio": 1.0,
+            "accuracy": fp_acc,
+            "drop_points": 0.0,
+            "seconds": round(fp_seconds, 1),
+        },
+    )
+    bar = {
+        "picpq_bops_ratio_ge_50": picpq.totals["bops_ratio"] >= 50,
+        "picpq_drop_le_0_5_points": picpq.totals["accuracy_drop_points"] <= 0.5,
+        "picpq_at_least_magnitude_accuracy": picpq.totals["accuracy_after"] >= mag.totals["accuracy_after"],
+        "magnitude_bops_le_picpq": mag.totals["bops"] <= picpq.totals["bops"],
+    }
+    out = {
+        "benchmark": "picpq",
+        "model": "resnet20",
+        "data": "mnist (shipped t10k, train_test_split 0.2 seed %d)" % args.seed,
+        "train_examples": len(train),
+        "test_examples": len(test),
+        "torch_threads": args.threads,
+        "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()},
+        "fp_epochs": args.fp_epochs,
+        "rows": rows,
+        "bar": bar,
+        "export": export,
+        "picpq_layers": picpq.layers,
+        "picpq_search": picpq.extra["search"],
+        "picpq_totals": picpq.totals,
+        "size_definition": picpq.totals["size_definition"],
+        "bops_definition": "sum MACs*w_bits*a_bits, own bits (PIC-PQ); stem conv and classifier FP32 (32x32)",
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2))
 
     table = Table(title="PIC-PQ on ResNet-20 / MNIST")
-    for c in ("method", "BOPs (G)", "BOPs ratio", "size (KiB)", "size ratio", "accuracy %", "drop (pts)", "time s"):
+    for c in (
+        "method",
+        "BOPs (G)",
+        "BOPs ratio",
+        "size (KiB)",
+        "size ratio",
+        "accuracy %",
+        "drop (pts)",
+        "time s",
+    ):
         table.add_column(c)
     for r in rows:
-        table.add_row(r["method"], f"{r['bops_g']:.3f}", f"{r['bops_ratio']:.1f}x", f"{r['size_kib']:.1f}",
-                      f"{r['size_ratio']:.1f}x", f"{100 * r['accuracy']:.2f}", f"{r['drop_points']:.2f}", f"{r['seconds']}")
+        table.add_row(
+            r["method"],
+            f"{r['bops_g']:.3f}",
+            f"{r['bops_ratio']:.1f}x",
+            f"{r['size_kib']:.1f}",
+            f"{r['size_ratio']:.1f}x",
+            f"{100 * r['accuracy']:.2f}",
+            f"{r['drop_points']:.2f}",
+            f"{r['seconds']}",
+        )
     Console().print(table)
     Console().print({k: ("PASS" if v else "FAIL") for k, v in bar.items()})
     if export and "error" not in export:
-        Console().print(f"PIC-PQ via edgefl export (jetson-tx2, int8 Q/DQ): onnxruntime accuracy "
-                        f"{100 * export['accuracy_onnxruntime']:.2f} % vs torch {100 * export['accuracy_torch']:.2f} % "
-                        f"(top-1 agreement {100 * export['top1_agreement']:.2f} %)")
+        Console().print(
+            f"PIC-PQ via edgefl export (jetson-tx2, int8 Q/DQ): onnxruntime accuracy "
+            f"{100 * export['accuracy_onnxruntime']:.2f} % vs torch {100 * export['accuracy_torch']:.2f} % "
+            f"(top-1 agreement {100 * export['top1_agreement']:.2f} %)"
+        )
     return out
 
 

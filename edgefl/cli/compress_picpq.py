@@ -15,8 +15,9 @@ def _bits(text: str) -> tuple:
     try:
         return tuple(int(v) for v in text.split(","))
     except ValueError:
-        raise EdgeflError(f"--max-bits {text!r} must be comma-separated integers, e.g. 32,8,6,4 "
-                          "(stem, then one per stage)") from None
+        raise EdgeflError(
+            f"--max-bits {text!r} must be comma-separated integers, e.g. 32,8,6,4 (stem, then one per stage)"
+        ) from None
 
 
 def command(
@@ -33,7 +34,9 @@ def command(
     ft_epochs: int = typer.Option(1, min=0, help="Fine-tuning epochs after pruning."),
     qat_epochs: int = typer.Option(2, min=0, help="Quantization-aware training epochs."),
     lr: float = typer.Option(0.01, help="Fine-tune / QAT learning rate."),
-    weight_quantizer: str = typer.Option("symmetric", help="'symmetric' (per-channel) or 'dorefa_zero' (paper)."),
+    weight_quantizer: str = typer.Option(
+        "symmetric", help="'symmetric' (per-channel) or 'dorefa_zero' (paper)."
+    ),
     paper: bool = typer.Option(False, help="Use the paper's search and schedule sizes (hours)."),
     seed: int = typer.Option(0),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON document."),
@@ -42,14 +45,30 @@ def command(
     from edgefl.compress.picpq import PicpqSettings, compress_checkpoint_picpq
 
     if weight_quantizer not in ("symmetric", "dorefa_zero"):
-        raise EdgeflError(f"--weight-quantizer {weight_quantizer!r} is unknown — use symmetric or dorefa_zero")
-    chosen = dict(flops_target=flops_target, max_bits=_bits(max_bits), lam=lam, safeguard=safeguard, seed=seed,
-                  weight_quantizer=weight_quantizer)
+        raise EdgeflError(
+            f"--weight-quantizer {weight_quantizer!r} is unknown — use symmetric or dorefa_zero"
+        )
+    chosen = dict(
+        flops_target=flops_target,
+        max_bits=_bits(max_bits),
+        lam=lam,
+        safeguard=safeguard,
+        seed=seed,
+        weight_quantizer=weight_quantizer,
+    )
     if paper:
         settings = PicpqSettings.paper(**chosen)
     else:
-        settings = PicpqSettings(generations=generations, population=population, sample=max(1, min(3, population)),
-                                 tau_hat=tau_hat, ft_epochs=ft_epochs, qat_epochs=qat_epochs, lr=lr, **chosen)
+        settings = PicpqSettings(
+            generations=generations,
+            population=population,
+            sample=max(1, min(3, population)),
+            tau_hat=tau_hat,
+            ft_epochs=ft_epochs,
+            qat_epochs=qat_epochs,
+            lr=lr,
+            **chosen,
+        )
     with progress_for(not as_json) as progress:
         result = compress_checkpoint_picpq(checkpoint, out, settings, data, progress)
     if as_json:
@@ -58,15 +77,23 @@ def command(
     rows = [[r.get(c) for c in LAYER_COLUMNS] for r in result["layers"]]
     console.print(table("PIC-PQ per layer", LAYER_COLUMNS, rows))
     t = result["totals"]
-    console.print(key_value_table("PIC-PQ totals", {
-        "checkpoint": result["checkpoint"],
-        "params": f"{t['params']:,} (was {t['params_ref']:,})",
-        "size": f"{t['size_bytes'] / 1024:.1f} KiB (was {t['size_bytes_ref'] / 1024:.1f} KiB, {t['size_ratio']:.1f}x)",
-        "BOPs": f"{t['bops'] / 1e9:.3f} G (was {t['bops_ref'] / 1e9:.2f} G)",
-        "BOPs ratio": f"{t['bops_ratio']:.1f}x",
-        "FLOPs kept": f"{100 * t['flops_kept']:.1f} %",
-        "accuracy before": f"{100 * t['accuracy_before']:.2f} %",
-        "accuracy after": f"{100 * t['accuracy_after']:.2f} %  (drop {t['accuracy_drop_points']:.2f} points)",
-        "search": f"best loss {result['search']['best_loss']:.4f} vs identity {result['search']['identity_loss']:.4f}",
-        "size definition": t["size_definition"],
-    }))
+    console.print(
+        key_value_table(
+            "PIC-PQ totals",
+            {
+                "checkpoint": result["checkpoint"],
+                "params": f"{t['params']:,} (was {t['params_ref']:,})",
+                "size": f"{t['size_bytes'] / 1024:.1f} KiB (was {t['size_bytes_ref'] / 1024:.1f} KiB, "
+                f"{t['size_ratio']:.1f}x)",
+                "BOPs": f"{t['bops'] / 1e9:.3f} G (was {t['bops_ref'] / 1e9:.2f} G)",
+                "BOPs ratio": f"{t['bops_ratio']:.1f}x",
+                "FLOPs kept": f"{100 * t['flops_kept']:.1f} %",
+                "accuracy before": f"{100 * t['accuracy_before']:.2f} %",
+                "accuracy after": f"{100 * t['accuracy_after']:.2f} %  "
+                f"(drop {t['accuracy_drop_points']:.2f} points)",
+                "search": f"best loss {result['search']['best_loss']:.4f} "
+                f"vs identity {result['search']['identity_loss']:.4f}",
+                "size definition": t["size_definition"],
+            },
+        )
+    )

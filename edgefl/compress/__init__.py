@@ -10,6 +10,7 @@ Public API (host side; torch is imported lazily by the functions that need it):
   (BN folding only).
 - ``export_metadata(model)`` — ONNX ``metadata_props`` entries (per-layer bits) for the exporter.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -39,8 +40,10 @@ def restore_model(model, compression_state: dict, state_dict: dict):
     """
     method = (compression_state or {}).get("method")
     if method not in RESTORERS:
-        raise EdgeflError(f"checkpoint compression method {method!r} is unknown — known: {', '.join(sorted(RESTORERS))}; "
-                          "upgrade edgefl or re-create the checkpoint")
+        raise EdgeflError(
+            f"checkpoint compression method {method!r} is unknown — known: {', '.join(sorted(RESTORERS))}; "
+            "upgrade edgefl or re-create the checkpoint"
+        )
     module, func = RESTORERS[method].split(":")
     return getattr(importlib.import_module(module), func)(model, compression_state, state_dict)
 

@@ -6,13 +6,21 @@
   the same global ranking, residual chains, quotas and physical removal as PIC-PQ) plus uniform b-bit
   QAT, pruned until the BOPs reach a given budget (PIC-PQ's, for a side-by-side at equal BOPs).
 """
+
 from __future__ import annotations
 
 import copy
 
 import numpy as np
 
-from edgefl.compress.pipeline import CompressionResult, accuracy, layer_rows, quantize_for_qat, tensors, totals
+from edgefl.compress.pipeline import (
+    CompressionResult,
+    accuracy,
+    layer_rows,
+    quantize_for_qat,
+    tensors,
+    totals,
+)
 from edgefl.errors import EdgeflError
 from edgefl.progress import NullProgress
 
@@ -30,13 +38,33 @@ def _train(model, train, epochs, lr, batch_size, seed, preprocessing, progress):
     from edgefl.train import train_classifier
 
     if epochs > 0:
-        train_classifier(model, train, None, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                         preprocessing=preprocessing, progress=progress)
+        train_classifier(
+            model,
+            train,
+            None,
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+            seed=seed,
+            preprocessing=preprocessing,
+            progress=progress,
+        )
 
 
-def run_uniform(fp_model, train, test, preprocessing: dict, input_shape, bits: int, epochs: int = 3,
-                lr: float = 0.01, batch_size: int = 128, seed: int = 0, weight_quantizer: str = "symmetric",
-                progress=None) -> CompressionResult:
+def run_uniform(
+    fp_model,
+    train,
+    test,
+    preprocessing: dict,
+    input_shape,
+    bits: int,
+    epochs: int = 3,
+    lr: float = 0.01,
+    batch_size: int = 128,
+    seed: int = 0,
+    weight_quantizer: str = "symmetric",
+    progress=None,
+) -> CompressionResult:
     """Uniform ``bits``-bit QAT for ``epochs`` epochs (stem and classifier FP32)."""
     from edgefl.compress.qmodules import model_quant_specs
     from edgefl.compress.restore import compression_state
@@ -51,22 +79,30 @@ def run_uniform(fp_model, train, test, preprocessing: dict, input_shape, bits: i
     _train(model, train, epochs, lr, batch_size, seed, preprocessing, progress or NullProgress())
     model.eval()
     state = compression_state("uniform", None, model_quant_specs(model), bits=bits)
-    return CompressionResult(model, state, layer_rows(fp_model, model, input_shape),
-                             totals(fp_model, model, input_shape, acc_before, accuracy(model, test, preprocessing)))
+    return CompressionResult(
+        model,
+        state,
+        layer_rows(fp_model, model, input_shape),
+        totals(fp_model, model, input_shape, acc_before, accuracy(model, test, preprocessing)),
+    )
 
 
 def l1_filter_scores(model, layout) -> dict[str, np.ndarray]:
     """L1 norm of every conv filter (output channel)."""
     mods = dict(model.named_modules())
-    return {c.name: mods[c.name].weight.detach().abs().flatten(1).sum(1).double().numpy() for c in layout.convs}
+    return {
+        c.name: mods[c.name].weight.detach().abs().flatten(1).sum(1).double().numpy() for c in layout.convs
+    }
 
 
 def bops_at_bits(model, input_shape, bits: int, quantized: set) -> int:
     """BOPs of a float (pruned) model if the ``quantized`` layers ran at ``bits``/``bits`` (others 32/32)."""
     from edgefl.compress.bops import cost_report
 
-    return sum(r.macs * (bits * bits if r.name in quantized else 1024)
-               for r in cost_report(model, input_shape, full_precision=True).layers)
+    return sum(
+        r.macs * (bits * bits if r.name in quantized else 1024)
+        for r in cost_report(model, input_shape, full_precision=True).layers
+    )
 
 
 def magnitude_plan_for_bops(fp_model, input_shape, target_bops: float, bits: int, safeguard: float = 0.1):
@@ -90,7 +126,7 @@ def magnitude_plan_for_bops(fp_model, input_shape, target_bops: float, bits: int
     best = attempt(1.0)
     if best[1] <= target_bops:
         return best
-    lo, hi = 0.0, 1.0                      # keep fraction: lo always feasible-or-floor, hi infeasible
+    lo, hi = 0.0, 1.0  # keep fraction: lo always feasible-or-floor, hi infeasible
     floor = attempt(1e-6)
     if floor[1] > target_bops:
         return None
@@ -105,10 +141,24 @@ def magnitude_plan_for_bops(fp_model, input_shape, target_bops: float, bits: int
     return best
 
 
-def run_magnitude(fp_model, train, test, preprocessing: dict, input_shape, target_bops: float, bits: int,
-                  ft_epochs: int = 1, qat_epochs: int = 2, lr: float = 0.01, batch_size: int = 128, seed: int = 0,
-                  weight_quantizer: str = "symmetric", safeguard: float = 0.1, progress=None) -> CompressionResult:
-    """L1-magnitude pruning + uniform quantization at (at most) ``target_bops``; ``bits`` is lowered if needed."""
+def run_magnitude(
+    fp_model,
+    train,
+    test,
+    preprocessing: dict,
+    input_shape,
+    target_bops: float,
+    bits: int,
+    ft_epochs: int = 1,
+    qat_epochs: int = 2,
+    lr: float = 0.01,
+    batch_size: int = 128,
+    seed: int = 0,
+    weight_quantizer: str = "symmetric",
+    safeguard: float = 0.1,
+    progress=None,
+) -> CompressionResult:
+    """L1-magnitude pruning + uniform quantization at <= ``target_bops``; ``bits`` is lowered if needed."""
     from edgefl.compress.prune import apply_plan
     from edgefl.compress.qmodules import model_quant_specs
     from edgefl.compress.restore import compression_state
@@ -125,7 +175,9 @@ def run_magnitude(fp_model, train, test, preprocessing: dict, input_shape, targe
             bits = b
             break
     if found is None:
-        raise EdgeflError(f"magnitude pruning cannot reach {target_bops:.3g} BOPs even at 2 bits — raise the budget")
+        raise EdgeflError(
+            f"magnitude pruning cannot reach {target_bops:.3g} BOPs even at 2 bits — raise the budget"
+        )
     plan, _ = found
     model = apply_plan(copy.deepcopy(fp_model), plan)
     _train(model, train, ft_epochs, lr, batch_size, seed, preprocessing, progress)
@@ -134,6 +186,10 @@ def run_magnitude(fp_model, train, test, preprocessing: dict, input_shape, targe
     _train(model, train, qat_epochs, lr, batch_size, seed, preprocessing, progress)
     model.eval()
     state = compression_state("magnitude", plan, model_quant_specs(model), bits=bits)
-    return CompressionResult(model, state, layer_rows(fp_model, model, input_shape),
-                             totals(fp_model, model, input_shape, acc_before, accuracy(model, test, preprocessing)),
-                             {"bits": bits})
+    return CompressionResult(
+        model,
+        state,
+        layer_rows(fp_model, model, input_shape),
+        totals(fp_model, model, input_shape, acc_before, accuracy(model, test, preprocessing)),
+        {"bits": bits},
+    )

@@ -9,6 +9,7 @@ weight is still exactly on a per-channel symmetric grid (picpq.md §6, ghost.md 
 ``export_form(model)`` then puts every quantizer in export mode: weights become grid values with
 constant per-channel scales (8-bit container), activations get Clip + 8-bit Q/DQ.
 """
+
 from __future__ import annotations
 
 import torch
@@ -33,8 +34,12 @@ def conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
         if node.op != "call_module" or not isinstance(modules.get(node.target), nn.BatchNorm2d):
             continue
         src = node.args[0]
-        if (isinstance(src, fx.Node) and src.op == "call_module" and isinstance(modules.get(src.target), nn.Conv2d)
-                and len(src.users) == 1):
+        if (
+            isinstance(src, fx.Node)
+            and src.op == "call_module"
+            and isinstance(modules.get(src.target), nn.Conv2d)
+            and len(src.users) == 1
+        ):
             pairs.append((src.target, node.target))
     return pairs
 
@@ -65,7 +70,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     modules = dict(model.named_modules())
     for conv_name, bn_name in conv_bn_pairs(model):
         conv, bn = modules[conv_name], modules[bn_name]
-        inv = bn.weight / torch.sqrt(bn.running_var + bn.eps)            # γ/σ
+        inv = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # γ/σ
         bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
         new_bias = (bias - bn.running_mean) * inv + bn.bias
         if isinstance(conv, QConv2d) and conv.w_bits < 32:

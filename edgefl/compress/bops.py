@@ -15,6 +15,7 @@ Definitions (picpq.md §3, ghost.md §3):
   The int8 container of the ONNX file is larger for sub-8-bit layers: this size is theoretical.
 - Ratios are FP reference (same architecture unpruned, everything 32-bit) over the compressed model.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -30,11 +31,11 @@ ACT_RULES = ("own", "input", "previous")
 @dataclass(frozen=True)
 class LayerCost:
     name: str
-    kind: str            # "conv" | "linear"
+    kind: str  # "conv" | "linear"
     in_channels: int
     out_channels: int
     macs: int
-    params: int          # weights + bias
+    params: int  # weights + bias
     w_bits: int
     a_bits: int
     bops: int
@@ -63,8 +64,13 @@ class CostReport:
         return (sum(layer.size_bits for layer in self.layers) + self.other_bits) / 8
 
     def to_dict(self) -> dict:
-        return {"macs": self.macs, "bops": self.bops, "params": self.params, "size_bytes": self.size_bytes,
-                "layers": [asdict(layer) for layer in self.layers]}
+        return {
+            "macs": self.macs,
+            "bops": self.bops,
+            "params": self.params,
+            "size_bytes": self.size_bytes,
+            "layers": [asdict(layer) for layer in self.layers],
+        }
 
 
 def _layer_bits(module: nn.Module) -> tuple[int, int]:
@@ -78,7 +84,9 @@ def _record_shapes(model: nn.Module, input_shape) -> dict[str, tuple]:
     shapes, hooks = {}, []
     for name, m in model.named_modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
-            hooks.append(m.register_forward_hook(lambda mod, inp, out, n=name: shapes.__setitem__(n, out.shape)))
+            hooks.append(
+                m.register_forward_hook(lambda mod, inp, out, n=name: shapes.__setitem__(n, out.shape))
+            )
     param = next(model.parameters())
     was_training = model.training
     model.eval()
@@ -95,11 +103,20 @@ def _record_shapes(model: nn.Module, input_shape) -> dict[str, tuple]:
 def _macs(module: nn.Module, out_shape) -> int:
     if isinstance(module, nn.Conv2d):
         kh, kw = module.kernel_size
-        return int(out_shape[2] * out_shape[3] * module.out_channels * (module.in_channels // module.groups) * kh * kw)
+        return int(
+            out_shape[2]
+            * out_shape[3]
+            * module.out_channels
+            * (module.in_channels // module.groups)
+            * kh
+            * kw
+        )
     return int(module.in_features * module.out_features)
 
 
-def cost_report(model: nn.Module, input_shape, act_rule: str = "own", full_precision: bool = False) -> CostReport:
+def cost_report(
+    model: nn.Module, input_shape, act_rule: str = "own", full_precision: bool = False
+) -> CostReport:
     """Per-layer MACs, bits, BOPs and size of ``model`` for one input of ``input_shape`` ([C, H, W]).
 
     Args:
@@ -125,22 +142,35 @@ def cost_report(model: nn.Module, input_shape, act_rule: str = "own", full_preci
         macs = _macs(m, shapes[name])
         n_w = m.weight.numel()
         n_b = m.bias.numel() if m.bias is not None else 0
-        report.layers.append(LayerCost(
-            name=name, kind="conv" if isinstance(m, nn.Conv2d) else "linear",
-            in_channels=m.weight.shape[1] * (m.groups if isinstance(m, nn.Conv2d) else 1),
-            out_channels=m.weight.shape[0], macs=macs, params=n_w + n_b, w_bits=w_bits, a_bits=a_bits,
-            bops=macs * w_bits * a_bits, size_bits=n_w * w_bits + n_b * FULL_PRECISION_BITS))
+        report.layers.append(
+            LayerCost(
+                name=name,
+                kind="conv" if isinstance(m, nn.Conv2d) else "linear",
+                in_channels=m.weight.shape[1] * (m.groups if isinstance(m, nn.Conv2d) else 1),
+                out_channels=m.weight.shape[0],
+                macs=macs,
+                params=n_w + n_b,
+                w_bits=w_bits,
+                a_bits=a_bits,
+                bops=macs * w_bits * a_bits,
+                size_bits=n_w * w_bits + n_b * FULL_PRECISION_BITS,
+            )
+        )
     return report
 
 
 def compression_summary(reference: CostReport, compressed: CostReport) -> dict:
     """Totals and ratios (reference / compressed) for reports and JSON output."""
     return {
-        "params": compressed.params, "params_ref": reference.params,
-        "size_bytes": compressed.size_bytes, "size_bytes_ref": reference.size_bytes,
+        "params": compressed.params,
+        "params_ref": reference.params,
+        "size_bytes": compressed.size_bytes,
+        "size_bytes_ref": reference.size_bytes,
         "size_ratio": reference.size_bytes / compressed.size_bytes,
-        "macs": compressed.macs, "macs_ref": reference.macs,
-        "bops": compressed.bops, "bops_ref": reference.bops,
+        "macs": compressed.macs,
+        "macs_ref": reference.macs,
+        "bops": compressed.bops,
+        "bops_ref": reference.bops,
         "bops_ratio": reference.bops / compressed.bops,
         "size_definition": "sum(weights*w_bits) + biases and BN affine at 32 bits; bytes = bits/8",
     }

@@ -11,6 +11,7 @@ Documented deviations from the official code (defaults; see the spec):
   clip range (``act_clip="dorefa"`` gives the fixed [0, 1]); single A+W QAT stage; b ≥ 2 clamp;
   short schedules by default (``PicpqSettings.paper()`` has the paper's sizes).
 """
+
 from __future__ import annotations
 
 import copy
@@ -19,16 +20,23 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from edgefl.compress.pipeline import (CompressionResult, accuracy, layer_rows, quantize_for_qat, split_validation,
-                                      tensors, totals)
+from edgefl.compress.pipeline import (
+    CompressionResult,
+    accuracy,
+    layer_rows,
+    quantize_for_qat,
+    split_validation,
+    tensors,
+    totals,
+)
 from edgefl.errors import EdgeflError
 from edgefl.progress import NullProgress
 
 
 @dataclass(frozen=True)
 class PicpqSettings:
-    flops_target: float = 0.5          # keep this fraction of FLOPs (paper: 1 - prune_away/100)
-    max_bits: tuple = (32, 8, 6, 4)    # stem, then one per stage
+    flops_target: float = 0.5  # keep this fraction of FLOPs (paper: 1 - prune_away/100)
+    max_bits: tuple = (32, 8, 6, 4)  # stem, then one per stage
     lam: float = 1 / 6
     min_bits: int = 2
     safeguard: float = 0.1
@@ -53,13 +61,26 @@ class PicpqSettings:
     @classmethod
     def paper(cls, **overrides) -> "PicpqSettings":
         """The official ResNet-56/CIFAR-10 sizes (hours on a GPU)."""
-        base = cls(flops_target=0.45, rank_images=768, population=64, sample=16, generations=400, tau_hat=200,
-                   search_batch=128, ft_epochs=400, qat_epochs=400, weight_quantizer="dorefa_zero", act_clip="dorefa")
+        base = cls(
+            flops_target=0.45,
+            rank_images=768,
+            population=64,
+            sample=16,
+            generations=400,
+            tau_hat=200,
+            search_batch=128,
+            ft_epochs=400,
+            qat_epochs=400,
+            weight_quantizer="dorefa_zero",
+            act_clip="dorefa",
+        )
         return replace(base, **overrides)
 
     def check(self) -> "PicpqSettings":
         if not 0 < self.flops_target <= 1:
-            raise EdgeflError(f"--flops-target {self.flops_target} must be in (0, 1] (fraction of FLOPs kept)")
+            raise EdgeflError(
+                f"--flops-target {self.flops_target} must be in (0, 1] (fraction of FLOPs kept)"
+            )
         if any(b < self.min_bits for b in self.max_bits):
             raise EdgeflError(f"--max-bits {list(self.max_bits)} must all be >= {self.min_bits}")
         if self.lam < 0 or not 0 <= self.safeguard < 1:
@@ -68,7 +89,7 @@ class PicpqSettings:
 
 
 def _batches(x, size: int):
-    return [x[i:i + size] for i in range(0, len(x), size)]
+    return [x[i : i + size] for i in range(0, len(x), size)]
 
 
 def _search_space(fp_model, input_shape, num_classes: int):
@@ -77,15 +98,26 @@ def _search_space(fp_model, input_shape, num_classes: int):
     from edgefl.compress.prune import layer_spatial, macs_from_plan, model_layout
 
     layout = model_layout(fp_model)
-    widths = {n: (m.weight.shape[0], m.weight.shape[1]) for n, m in fp_model.named_modules()
-              if isinstance(m, (nn.Conv2d, nn.Linear))}
-    flops_fn = functools.partial(macs_from_plan, layout, layer_spatial(fp_model, input_shape), widths,
-                                 linear_out=num_classes)
+    widths = {
+        n: (m.weight.shape[0], m.weight.shape[1])
+        for n, m in fp_model.named_modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    }
+    flops_fn = functools.partial(
+        macs_from_plan, layout, layer_spatial(fp_model, input_shape), widths, linear_out=num_classes
+    )
     return layout, lambda alive: flops_fn(alive=alive)
 
 
-def run_picpq(fp_model, train, test, preprocessing: dict, input_shape, settings: PicpqSettings = PicpqSettings(),
-              progress=None) -> CompressionResult:
+def run_picpq(
+    fp_model,
+    train,
+    test,
+    preprocessing: dict,
+    input_shape,
+    settings: PicpqSettings = PicpqSettings(),
+    progress=None,
+) -> CompressionResult:
     """Compress a trained float model with PIC-PQ.
 
     Args:
@@ -99,8 +131,13 @@ def run_picpq(fp_model, train, test, preprocessing: dict, input_shape, settings:
     """
     import torch
 
-    from edgefl.compress.picpq_criterion import (assign_bits, filter_rank_property, global_prune_plan, importance,
-                                                 stage_max_bits)
+    from edgefl.compress.picpq_criterion import (
+        assign_bits,
+        filter_rank_property,
+        global_prune_plan,
+        importance,
+        stage_max_bits,
+    )
     from edgefl.compress.picpq_search import evolve, mean_loss, sgd_steps
     from edgefl.compress.prune import apply_plan, layer_l1_ratio
     from edgefl.compress.restore import compression_state
@@ -119,7 +156,7 @@ def run_picpq(fp_model, train, test, preprocessing: dict, input_shape, settings:
     x_val, y_val = x_all[val_idx], y_all[val_idx]
     acc_before = accuracy(fp_model, test, preprocessing)
 
-    fp = filter_rank_property(fp_model, layout, _batches(x_fit[:s.rank_images], 128))
+    fp = filter_rank_property(fp_model, layout, _batches(x_fit[: s.rank_images], 128))
     fp_std = np.array([fp[n].std() for n in names])
 
     def plan_for(a, b):
@@ -131,15 +168,18 @@ def run_picpq(fp_model, train, test, preprocessing: dict, input_shape, settings:
         sgd_steps(pruned, x_fit, y_fit, s.tau_hat, s.search_batch, lr=0.01, seed=s.seed)
         return mean_loss(pruned, x_val, y_val)
 
-    search = evolve(fitness, fp_std, s.population, s.sample, s.generations, s.sigma, s.mutate_fraction, s.seed,
-                    progress)
+    search = evolve(
+        fitness, fp_std, s.population, s.sample, s.generations, s.sigma, s.mutate_fraction, s.seed, progress
+    )
     plan, flops = plan_for(search.best.a, search.best.b)
     model = apply_plan(copy.deepcopy(fp_model), plan)
     ratios = layer_l1_ratio(fp_model, model, names)
     bits = assign_bits(ratios, stage_max_bits(layout, s.max_bits), s.lam, s.min_bits)
     acc_pruned = accuracy(model, test, preprocessing)
 
-    common = dict(lr=s.lr, batch_size=s.batch_size, seed=s.seed, preprocessing=preprocessing, progress=progress)
+    common = dict(
+        lr=s.lr, batch_size=s.batch_size, seed=s.seed, preprocessing=preprocessing, progress=progress
+    )
     if s.ft_epochs > 0:
         train_classifier(model, train, None, epochs=s.ft_epochs, **common)
     acc_ft = accuracy(model, test, preprocessing)
@@ -151,24 +191,41 @@ def run_picpq(fp_model, train, test, preprocessing: dict, input_shape, settings:
 
     from edgefl.compress.qmodules import model_quant_specs
 
-    state = compression_state("picpq", plan, model_quant_specs(model), settings=_jsonable(asdict(s)),
-                              deformation=search.best.to_dict(names))
+    state = compression_state(
+        "picpq",
+        plan,
+        model_quant_specs(model),
+        settings=_jsonable(asdict(s)),
+        deformation=search.best.to_dict(names),
+    )
     extra_rows = {n: {"s_l1": round(ratios[n], 4), "rank_mean": round(float(fp[n].mean()), 3)} for n in names}
     rows = layer_rows(fp_model, model, input_shape, extra_rows)
     tot = totals(fp_model, model, input_shape, acc_before, acc_after)
-    tot.update({"flops_kept": flops / flops_fn({sp: np.ones(n, bool) for sp, n in layout.spaces.items()}),
-                "accuracy_pruned": acc_pruned, "accuracy_finetuned": acc_ft})
-    search_info = {"identity_loss": search.identity_loss, "best_loss": search.best.loss,
-                   "evaluations": len(search.history), "losses": [round(v, 5) for v in search.history]}
-    return CompressionResult(model, state, rows, tot, {"search": search_info, "torch_threads": torch.get_num_threads()})
+    tot.update(
+        {
+            "flops_kept": flops / flops_fn({sp: np.ones(n, bool) for sp, n in layout.spaces.items()}),
+            "accuracy_pruned": acc_pruned,
+            "accuracy_finetuned": acc_ft,
+        }
+    )
+    search_info = {
+        "identity_loss": search.identity_loss,
+        "best_loss": search.best.loss,
+        "evaluations": len(search.history),
+        "losses": [round(v, 5) for v in search.history],
+    }
+    return CompressionResult(
+        model, state, rows, tot, {"search": search_info, "torch_threads": torch.get_num_threads()}
+    )
 
 
 def _jsonable(d: dict) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
-def compress_checkpoint_picpq(checkpoint, out, settings: PicpqSettings, data: str | None = None,
-                              progress=None) -> dict:
+def compress_checkpoint_picpq(
+    checkpoint, out, settings: PicpqSettings, data: str | None = None, progress=None
+) -> dict:
     """Load a float checkpoint, run PIC-PQ on its data split, write the compressed checkpoint.
 
     Args:
@@ -185,8 +242,10 @@ def compress_checkpoint_picpq(checkpoint, out, settings: PicpqSettings, data: st
 
     ckpt = load_checkpoint(checkpoint)
     if ckpt.config.get("compression"):
-        raise EdgeflError(f"{checkpoint} is already compressed ({ckpt.config['compression'].get('method')}) — "
-                          "start from the float checkpoint")
+        raise EdgeflError(
+            f"{checkpoint} is already compressed ({ckpt.config['compression'].get('method')}) — "
+            "start from the float checkpoint"
+        )
     data = data or ckpt.config.get("data")
     if not data:
         raise EdgeflError("the checkpoint does not name its data — pass --data (e.g. mnist)")

@@ -12,6 +12,7 @@ Pure functions over arrays (``filter_rank_property`` runs the model; everything 
 - ``assign_bits``: b_l = B_max,l if s_l == 1 else B_max,l − ceil(λ / s_l), clamped to ≥ min_bits
   (project deviation: the official code has no lower clamp).
 """
+
 from __future__ import annotations
 
 import math
@@ -39,9 +40,11 @@ def filter_rank_property(model: nn.Module, layout: Layout, batches) -> dict[str,
     count = [0]
     hooks = []
     for c in layout.convs:
+
         def hook(mod, inp, out, name=c.name):
-            r = torch.linalg.matrix_rank(out.float()).sum(0)          # [C]
+            r = torch.linalg.matrix_rank(out.float()).sum(0)  # [C]
             sums[name] = sums.get(name, 0) + r.to(torch.float64)
+
         hooks.append(modules[c.name].register_forward_hook(hook))
     was_training = model.training
     model.eval()
@@ -82,8 +85,14 @@ def chain_units(layout: Layout, scores: dict[str, np.ndarray]):
     return [(s, space, g, cover) for s, _, g, space, cover in units]
 
 
-def global_prune_plan(layout: Layout, scores: dict[str, np.ndarray], flops_fn, flops_target: float,
-                      safeguard: float = 0.1, check_every: int = 10) -> tuple[dict, int]:
+def global_prune_plan(
+    layout: Layout,
+    scores: dict[str, np.ndarray],
+    flops_fn,
+    flops_target: float,
+    safeguard: float = 0.1,
+    check_every: int = 10,
+) -> tuple[dict, int]:
     """Prune lowest-importance units until FLOPs < ``flops_target`` · FLOPs_orig.
 
     Args:
@@ -112,7 +121,10 @@ def global_prune_plan(layout: Layout, scores: dict[str, np.ndarray], flops_fn, f
         if since_check >= check_every:
             flops, since_check = flops_fn(alive), 0
     flops = flops_fn(alive)
-    plan = {"layout": layout.name, "pruned": {s: np.flatnonzero(~m).tolist() for s, m in alive.items() if (~m).any()}}
+    plan = {
+        "layout": layout.name,
+        "pruned": {s: np.flatnonzero(~m).tolist() for s, m in alive.items() if (~m).any()},
+    }
     return plan, flops
 
 
@@ -125,8 +137,9 @@ def bits_from_ratio(s: float, max_bits: int, lam: float = 1 / 6, min_bits: int =
     return int(max(min_bits, max_bits - math.ceil(lam / s - 1e-12)))
 
 
-def assign_bits(ratios: dict[str, float], max_bits: dict[str, int], lam: float = 1 / 6,
-                min_bits: int = 2) -> dict[str, int]:
+def assign_bits(
+    ratios: dict[str, float], max_bits: dict[str, int], lam: float = 1 / 6, min_bits: int = 2
+) -> dict[str, int]:
     """Bit width per layer from its L1-mass ratio s_l and its maximum bits."""
     return {n: bits_from_ratio(ratios[n], max_bits[n], lam, min_bits) for n in ratios}
 

@@ -12,6 +12,7 @@ Fitness (``short_finetune_loss``): prune a copy of the FP model with I = a·FP +
 ``steps`` SGD steps (lr 0.01, momentum 0.9, wd 5e-4), return the mean cross-entropy on the held-out
 validation split (lower is better).
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -36,11 +37,20 @@ class Candidate:
 class SearchResult:
     best: Candidate
     identity_loss: float
-    history: list[float] = field(default_factory=list)   # loss of every evaluated candidate, in order
+    history: list[float] = field(default_factory=list)  # loss of every evaluated candidate, in order
 
 
-def evolve(fitness, fp_std: np.ndarray, population: int = 8, sample: int = 3, generations: int = 8,
-           sigma: float = 1.0, mutate_fraction: float = 0.1, seed: int = 0, progress=None) -> SearchResult:
+def evolve(
+    fitness,
+    fp_std: np.ndarray,
+    population: int = 8,
+    sample: int = 3,
+    generations: int = 8,
+    sigma: float = 1.0,
+    mutate_fraction: float = 0.1,
+    seed: int = 0,
+    progress=None,
+) -> SearchResult:
     """Aging evolution over (a, b); ``fitness(a, b) -> loss``.
 
     Args:
@@ -91,13 +101,13 @@ def evolve(fitness, fp_std: np.ndarray, population: int = 8, sample: int = 3, ge
             a[layer] *= np.exp(rng.normal(0, sigma * step))
             b[layer] += rng.normal(0, std[layer])
         pop.append(evaluate(Candidate(a, b)))
-        pop.popleft()                     # aging: the oldest member dies
+        pop.popleft()  # aging: the oldest member dies
     task.close()
     return SearchResult(best, identity_loss, history)
 
 
 def sgd_steps(model, x, y, steps: int, batch_size: int = 64, lr: float = 0.01, seed: int = 0) -> None:
-    """``steps`` SGD steps (momentum 0.9, wd 5e-4) on tensors ``x``/``y``, sampling batches with a seeded RNG."""
+    """``steps`` SGD steps (momentum 0.9, wd 5e-4) on ``x``/``y`` with seeded random batches."""
     import torch
     import torch.nn.functional as F
 
@@ -123,5 +133,7 @@ def mean_loss(model, x, y, batch_size: int = 500) -> float:
     total = 0.0
     with torch.no_grad():
         for i in range(0, x.shape[0], batch_size):
-            total += F.cross_entropy(model(x[i:i + batch_size]), y[i:i + batch_size], reduction="sum").item()
+            total += F.cross_entropy(
+                model(x[i : i + batch_size]), y[i : i + batch_size], reduction="sum"
+            ).item()
     return total / max(1, x.shape[0])

@@ -1,4 +1,5 @@
 """Shared steps of the pruning/quantization methods: tensors, QAT set-up, evaluation, summaries, saving."""
+
 from __future__ import annotations
 
 import copy
@@ -12,6 +13,7 @@ from edgefl.data.arrays import ArrayData, normalize
 @dataclass
 class CompressionResult:
     """What a method returns: the compressed model, its checkpoint state, per-layer rows and totals."""
+
     model: object
     state: dict
     layers: list[dict]
@@ -38,12 +40,16 @@ def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np
 
 def quant_specs(bits: dict[str, int], weight_kind: str = "symmetric") -> dict[str, dict]:
     """Layer specs for ``quantize_model``: weights and input activations at the layer's own bits (< 32)."""
-    return {n: {"w": {"kind": weight_kind, "bits": int(b)}, "a": {"kind": "range", "bits": int(b)}}
-            for n, b in bits.items() if b < 32}
+    return {
+        n: {"w": {"kind": weight_kind, "bits": int(b)}, "a": {"kind": "range", "bits": int(b)}}
+        for n, b in bits.items()
+        if b < 32
+    }
 
 
-def quantize_for_qat(model, bits: dict[str, int], calib_x, weight_kind: str = "symmetric",
-                     act_clip: str = "calibrate"):
+def quantize_for_qat(
+    model, bits: dict[str, int], calib_x, weight_kind: str = "symmetric", act_clip: str = "calibrate"
+):
     """Swap in quantized layers (in place) and set activation clip ranges.
 
     Args:
@@ -55,7 +61,7 @@ def quantize_for_qat(model, bits: dict[str, int], calib_x, weight_kind: str = "s
         raise ValueError(f"act_clip must be 'calibrate' or 'dorefa', got {act_clip!r}")
     quantize_model(model, quant_specs(bits, weight_kind))
     if act_clip == "calibrate":
-        calibrate_activations(model, [calib_x[i:i + 128] for i in range(0, len(calib_x), 128)])
+        calibrate_activations(model, [calib_x[i : i + 128] for i in range(0, len(calib_x), 128)])
     return model
 
 
@@ -73,8 +79,16 @@ def layer_rows(reference, model, input_shape, extra: dict[str, dict] | None = No
     rows = []
     for r in cost_report(model, input_shape).layers:
         o = ref[r.name]
-        row = {"layer": r.name, "out": f"{o.out_channels}->{r.out_channels}", "in": f"{o.in_channels}->{r.in_channels}",
-               "w_bits": r.w_bits, "a_bits": r.a_bits, "macs": r.macs, "bops": r.bops, "bops_ref": o.bops}
+        row = {
+            "layer": r.name,
+            "out": f"{o.out_channels}->{r.out_channels}",
+            "in": f"{o.in_channels}->{r.in_channels}",
+            "w_bits": r.w_bits,
+            "a_bits": r.a_bits,
+            "macs": r.macs,
+            "bops": r.bops,
+            "bops_ref": o.bops,
+        }
         row.update((extra or {}).get(r.name, {}))
         rows.append(row)
     return rows
@@ -84,9 +98,16 @@ def totals(reference, model, input_shape, acc_before: float, acc_after: float) -
     """Totals: params, size, BOPs and their ratios, accuracy before/after and the drop (points)."""
     from edgefl.compress.bops import compression_summary, cost_report
 
-    out = compression_summary(cost_report(reference, input_shape, full_precision=True), cost_report(model, input_shape))
-    out.update({"accuracy_before": acc_before, "accuracy_after": acc_after,
-                "accuracy_drop_points": round(100 * (acc_before - acc_after), 4)})
+    out = compression_summary(
+        cost_report(reference, input_shape, full_precision=True), cost_report(model, input_shape)
+    )
+    out.update(
+        {
+            "accuracy_before": acc_before,
+            "accuracy_after": acc_after,
+            "accuracy_drop_points": round(100 * (acc_before - acc_after), 4),
+        }
+    )
     return out
 
 

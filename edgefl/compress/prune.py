@@ -15,6 +15,7 @@ A *plan* is ``{"layout": name, "pruned": {space: [indices]}}`` (JSON); ``apply_p
 weights (conv out/in channels, BN entries, classifier input columns) and ``mask_plan`` zeroes the same
 filters in place (for the masked-vs-physical oracle test).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -33,14 +34,14 @@ class ConvNode:
     bn: str | None
     out_space: str
     out_offset: int
-    in_space: str | None       # None: the model input (never pruned)
+    in_space: str | None  # None: the model input (never pruned)
     in_offset: int
-    stage: int                 # 0 = stem; 1.. = residual stage (for per-stage maximum bits)
+    stage: int  # 0 = stem; 1.. = residual stage (for per-stage maximum bits)
 
 
 @dataclass(frozen=True)
 class PadNode:
-    name: str                  # option-A shortcut module
+    name: str  # option-A shortcut module
     space: str
     in_offset: int
     in_width: int
@@ -52,9 +53,9 @@ class PadNode:
 @dataclass
 class Layout:
     name: str
-    spaces: dict[str, int]                     # space -> size
+    spaces: dict[str, int]  # space -> size
     convs: list[ConvNode]
-    linear: tuple[str, str, int] | None        # (name, in_space, in_offset)
+    linear: tuple[str, str, int] | None  # (name, in_space, in_offset)
     pads: list[PadNode] = field(default_factory=list)
 
     def chains(self) -> dict[str, list[ConvNode]]:
@@ -81,8 +82,11 @@ class ChannelPadShortcut(nn.Module):
 def _cifar_resnet_layout(model: nn.Module) -> Layout:
     stages = [model.layer1, model.layer2, model.layer3]
     widths = [s[0].conv2.out_channels for s in stages]
-    option_a = all(type(b.shortcut).__name__ in ("Identity", "ShortcutA", "ChannelPadShortcut")
-                   for s in stages for b in s)
+    option_a = all(
+        type(b.shortcut).__name__ in ("Identity", "ShortcutA", "ChannelPadShortcut")
+        for s in stages
+        for b in s
+    )
     spaces: dict[str, int] = {}
     offsets = [0] * len(stages)
     if option_a:  # one residual space; symmetric padding puts stage k at an offset inside stage k+1
@@ -105,11 +109,29 @@ def _cifar_resnet_layout(model: nn.Module) -> Layout:
             convs.append(ConvNode(f"{base}.conv2", f"{base}.bn2", res[k], offsets[k], mid, 0, k + 1))
             sc = block.shortcut
             if isinstance(sc, nn.Sequential):
-                convs.append(ConvNode(f"{base}.shortcut.0", f"{base}.shortcut.1", res[k], offsets[k], prev[0], prev[1],
-                                      k + 1))
+                convs.append(
+                    ConvNode(
+                        f"{base}.shortcut.0",
+                        f"{base}.shortcut.1",
+                        res[k],
+                        offsets[k],
+                        prev[0],
+                        prev[1],
+                        k + 1,
+                    )
+                )
             elif not isinstance(sc, nn.Identity):
-                pads.append(PadNode(f"{base}.shortcut", "res", prev[1], prev[2], offsets[k], widths[k],
-                                    block.conv1.stride[0]))
+                pads.append(
+                    PadNode(
+                        f"{base}.shortcut",
+                        "res",
+                        prev[1],
+                        prev[2],
+                        offsets[k],
+                        widths[k],
+                        block.conv1.stride[0],
+                    )
+                )
             prev = (res[k], offsets[k], widths[k])
     return Layout("cifar_resnet", spaces, convs, ("classifier", prev[0], prev[1]), pads)
 
@@ -122,8 +144,10 @@ def model_layout(model: nn.Module) -> Layout:
     """The channel layout of an *unpruned* model (raises EdgeflError for unsupported architectures)."""
     kind = type(model).__name__
     if kind not in LAYOUTS:
-        raise EdgeflError(f"filter pruning does not support {kind} — supported: {', '.join(sorted(LAYOUTS))}; "
-                          "use a uniform quantization method for this model")
+        raise EdgeflError(
+            f"filter pruning does not support {kind} — supported: {', '.join(sorted(LAYOUTS))}; "
+            "use a uniform quantization method for this model"
+        )
     return LAYOUTS[kind](model)
 
 
@@ -142,8 +166,17 @@ def _local(kept: np.ndarray, offset: int, width: int) -> list[int]:
 
 
 def _slice_conv(conv: nn.Conv2d, out_idx, in_idx) -> nn.Conv2d:
-    new = nn.Conv2d(len(in_idx), len(out_idx), conv.kernel_size, conv.stride, conv.padding, conv.dilation, 1,
-                    conv.bias is not None, conv.padding_mode).to(conv.weight.device, conv.weight.dtype)
+    new = nn.Conv2d(
+        len(in_idx),
+        len(out_idx),
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        1,
+        conv.bias is not None,
+        conv.padding_mode,
+    ).to(conv.weight.device, conv.weight.dtype)
     with torch.no_grad():
         new.weight.copy_(conv.weight[out_idx][:, in_idx])
         if conv.bias is not None:
@@ -152,7 +185,9 @@ def _slice_conv(conv: nn.Conv2d, out_idx, in_idx) -> nn.Conv2d:
 
 
 def _slice_bn(bn: nn.BatchNorm2d, idx) -> nn.BatchNorm2d:
-    new = nn.BatchNorm2d(len(idx), bn.eps, bn.momentum, bn.affine, bn.track_running_stats).to(bn.weight.device)
+    new = nn.BatchNorm2d(len(idx), bn.eps, bn.momentum, bn.affine, bn.track_running_stats).to(
+        bn.weight.device
+    )
     with torch.no_grad():
         for name in ("weight", "bias", "running_mean", "running_var"):
             getattr(new, name).copy_(getattr(bn, name)[idx])
@@ -181,15 +216,20 @@ def apply_plan(model: nn.Module, plan: dict) -> nn.Module:
     """
     layout = model_layout(model)
     if plan.get("layout") != layout.name:
-        raise EdgeflError(f"pruning plan is for layout {plan.get('layout')!r}, the model is {layout.name!r} — "
-                          "use the checkpoint the plan was made for")
+        raise EdgeflError(
+            f"pruning plan is for layout {plan.get('layout')!r}, the model is {layout.name!r} — "
+            "use the checkpoint the plan was made for"
+        )
     kept = kept_indices(layout, plan["pruned"])
     modules = dict(model.named_modules())
     for c in layout.convs:
         conv = modules[c.name]
         out_idx = _local(kept[c.out_space], c.out_offset, conv.out_channels)
-        in_idx = (list(range(conv.in_channels)) if c.in_space is None
-                  else _local(kept[c.in_space], c.in_offset, conv.in_channels))
+        in_idx = (
+            list(range(conv.in_channels))
+            if c.in_space is None
+            else _local(kept[c.in_space], c.in_offset, conv.in_channels)
+        )
         _set(model, c.name, _slice_conv(conv, out_idx, in_idx))
         if c.bn:
             _set(model, c.bn, _slice_bn(modules[c.bn], out_idx))
@@ -228,8 +268,10 @@ def mask_plan(model: nn.Module, plan: dict) -> nn.Module:
 def layer_l1_ratio(original: nn.Module, pruned: nn.Module, names) -> dict[str, float]:
     """s_l = Σ|W_pruned| / Σ|W_orig| for each named conv (PIC-PQ's bit rule input)."""
     a, b = dict(original.named_modules()), dict(pruned.named_modules())
-    return {n: float(b[n].weight.detach().abs().sum() / a[n].weight.detach().abs().sum().clamp_min(1e-12))
-            for n in names}
+    return {
+        n: float(b[n].weight.detach().abs().sum() / a[n].weight.detach().abs().sum().clamp_min(1e-12))
+        for n in names
+    }
 
 
 def layer_spatial(model: nn.Module, input_shape) -> dict[str, int]:
@@ -244,8 +286,13 @@ def layer_spatial(model: nn.Module, input_shape) -> dict[str, int]:
     return out
 
 
-def macs_from_plan(layout: Layout, spatial: dict[str, int], widths: dict[str, tuple[int, int]],
-                   alive: dict[str, np.ndarray], linear_out: int) -> int:
+def macs_from_plan(
+    layout: Layout,
+    spatial: dict[str, int],
+    widths: dict[str, tuple[int, int]],
+    alive: dict[str, np.ndarray],
+    linear_out: int,
+) -> int:
     """FLOPs as PIC-PQ counts them (conv MACs + FC weights) for the alive masks, without building a model.
 
     Args:
@@ -255,10 +302,10 @@ def macs_from_plan(layout: Layout, spatial: dict[str, int], widths: dict[str, tu
     total = 0
     for c in layout.convs:
         out_w, in_w = widths[c.name]
-        n_out = int(alive[c.out_space][c.out_offset:c.out_offset + out_w].sum())
-        n_in = in_w if c.in_space is None else int(alive[c.in_space][c.in_offset:c.in_offset + in_w].sum())
+        n_out = int(alive[c.out_space][c.out_offset : c.out_offset + out_w].sum())
+        n_in = in_w if c.in_space is None else int(alive[c.in_space][c.in_offset : c.in_offset + in_w].sum())
         total += spatial[c.name] * n_out * n_in
     if layout.linear:
         name, space, offset = layout.linear
-        total += int(alive[space][offset:offset + widths[name][1]].sum()) * linear_out
+        total += int(alive[space][offset : offset + widths[name][1]].sum()) * linear_out
     return total

@@ -9,6 +9,7 @@ is not quantized).
 ``{"layer1.0.conv1": {"w": {"kind": "symmetric", "bits": 4, ...}, "a": {"kind": "range", "bits": 4,
 "signed": false} or None}}``.
 """
+
 from __future__ import annotations
 
 import torch
@@ -53,8 +54,17 @@ class QLinear(_QuantMixin, nn.Linear):
 
 def _clone_as(module: nn.Module, spec: dict) -> nn.Module:
     if isinstance(module, nn.Conv2d):
-        q = QConv2d(module.in_channels, module.out_channels, module.kernel_size, module.stride, module.padding,
-                    module.dilation, module.groups, module.bias is not None, module.padding_mode)
+        q = QConv2d(
+            module.in_channels,
+            module.out_channels,
+            module.kernel_size,
+            module.stride,
+            module.padding,
+            module.dilation,
+            module.groups,
+            module.bias is not None,
+            module.padding_mode,
+        )
     elif isinstance(module, nn.Linear):
         q = QLinear(module.in_features, module.out_features, module.bias is not None)
     else:
@@ -113,8 +123,11 @@ def calibrate_activations(model: nn.Module, batches, percentile: float = 99.99) 
         batches: iterable of input tensors (already normalised).
         percentile: percentile of |x| used as the clip value.
     """
-    acts = [m.act_quant for m in quant_layers(model).values()
-            if m.act_quant is not None and getattr(m.act_quant, "calibrate", True)]
+    acts = [
+        m.act_quant
+        for m in quant_layers(model).values()
+        if m.act_quant is not None and getattr(m.act_quant, "calibrate", True)
+    ]
     was_training = model.training
     model.eval()
     for a in acts:

@@ -21,6 +21,7 @@ Quantizers:
 - ``RangeActQuantizer``: unsigned (or signed) uniform activations on [0, clip]; ``clip`` is a buffer
   (1.0 = DoReFa's clamp to [0, 1]) that ``calibrating`` mode can set from data.
 """
+
 from __future__ import annotations
 
 import torch
@@ -38,7 +39,7 @@ def quantize_k(x: torch.Tensor, bits: int) -> torch.Tensor:
     """DoReFa ``q_k``: round ``x`` in [0, 1] to ``2^k`` levels, straight-through gradient."""
     if bits >= FULL_PRECISION_BITS:
         return x
-    n = float(2 ** bits - 1)
+    n = float(2**bits - 1)
     return round_ste(x * n) / n
 
 
@@ -53,8 +54,9 @@ def _channel_view(scale: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return scale.reshape((-1,) + (1,) * (w.dim() - 1))
 
 
-def symmetric_scale(w: torch.Tensor, bits: int, per_channel: bool = True, method: str = "mse",
-                    ratios: int = 24) -> torch.Tensor:
+def symmetric_scale(
+    w: torch.Tensor, bits: int, per_channel: bool = True, method: str = "mse", ratios: int = 24
+) -> torch.Tensor:
     """Scale of the symmetric grid for ``w`` (shape [C] if per-channel, else [1] broadcast to [C]).
 
     Args:
@@ -73,9 +75,9 @@ def symmetric_scale(w: torch.Tensor, bits: int, per_channel: bool = True, method
         best = amax / qmax
     elif method == "mse":
         cand = torch.linspace(0.3, 1.0, ratios, device=w.device, dtype=w.dtype)
-        scales = amax[None, :] * cand[:, None] / qmax                      # R x C
+        scales = amax[None, :] * cand[:, None] / qmax  # R x C
         q = torch.clamp(torch.round(flat[None] / scales[..., None]), -qmax, qmax) * scales[..., None]
-        err = (q - flat[None]).pow(2).sum(dim=2)                           # R x C
+        err = (q - flat[None]).pow(2).sum(dim=2)  # R x C
         best = scales.gather(0, err.argmin(dim=0, keepdim=True))[0]
     else:
         raise ValueError(f"unknown scale method {method!r}; use 'max' or 'mse'")
@@ -143,7 +145,7 @@ class DoReFaWeightQuantizer(nn.Module):
         return {"kind": self.kind, "bits": self.bits}
 
     def _levels(self) -> int:
-        return symmetric_qmax(self.bits) if self.zero else 2 ** self.bits - 1
+        return symmetric_qmax(self.bits) if self.zero else 2**self.bits - 1
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         if self.bits >= FULL_PRECISION_BITS:
@@ -194,7 +196,7 @@ class RangeActQuantizer(nn.Module):
         if self.signed:
             q = symmetric_qmax(self.bits)
             return -q, q
-        return 0, 2 ** self.bits - 1
+        return 0, 2**self.bits - 1
 
     def scale(self) -> torch.Tensor:
         return self.clip / self.qrange()[1]
@@ -209,11 +211,13 @@ class RangeActQuantizer(nn.Module):
         if self.export_mode:  # explicit Clip: an 8-bit container alone would not clamp at `clip`
             x = torch.clamp(x, lo, self.clip)
             qmin, qmax = (-128, 127) if self.signed else (0, 255)
-            return torch.fake_quantize_per_tensor_affine(x, self.scale(), torch.zeros((), dtype=torch.int32),
-                                                         qmin, qmax)
+            return torch.fake_quantize_per_tensor_affine(
+                x, self.scale(), torch.zeros((), dtype=torch.int32), qmin, qmax
+            )
         qmin, qmax = self.qrange()
-        return torch.fake_quantize_per_tensor_affine(x, self.scale(), torch.zeros((), dtype=torch.int32),
-                                                     qmin, qmax)
+        return torch.fake_quantize_per_tensor_affine(
+            x, self.scale(), torch.zeros((), dtype=torch.int32), qmin, qmax
+        )
 
     def finish_calibration(self, percentile: float = 99.99) -> None:
         """Set ``clip`` to the given percentile of |x| seen while calibrating (and ``signed``)."""
@@ -222,7 +226,9 @@ class RangeActQuantizer(nn.Module):
             return
         values = torch.cat([v for v, _ in self._seen])
         if values.numel() > 2_000_000:
-            values = values[torch.randperm(values.numel(), generator=torch.Generator().manual_seed(0))[:2_000_000]]
+            values = values[
+                torch.randperm(values.numel(), generator=torch.Generator().manual_seed(0))[:2_000_000]
+            ]
         self.signed = any(neg for _, neg in self._seen)
         self.clip.fill_(float(torch.quantile(values.float(), percentile / 100.0).clamp_min(1e-6)))
         self._seen = []
@@ -236,7 +242,8 @@ class RangeActQuantizer(nn.Module):
 
 WEIGHT_QUANTIZERS = {
     "symmetric": lambda spec, channels: SymmetricWeightQuantizer(
-        spec["bits"], channels, spec.get("per_channel", True), spec.get("method", "mse")),
+        spec["bits"], channels, spec.get("per_channel", True), spec.get("method", "mse")
+    ),
     "dorefa_zero": lambda spec, channels: DoReFaWeightQuantizer(spec["bits"], channels, zero=True),
     "dorefa": lambda spec, channels: DoReFaWeightQuantizer(spec["bits"], channels, zero=False),
 }

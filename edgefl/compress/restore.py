@@ -4,6 +4,7 @@
 spec}, ...}``; restoring replays the pruning plan on the fresh registry model (shapes only; the
 weights come from the checkpoint) and swaps in the quantized wrappers. No pickle anywhere.
 """
+
 from __future__ import annotations
 
 from edgefl.errors import EdgeflError
@@ -24,6 +25,8 @@ def restore_pruned_quantized(model, state: dict, state_dict: dict):
             apply_plan(model, state["prune"])
         quantize_model(model, state.get("layers") or {})
     except (KeyError, ValueError, TypeError) as e:
-        raise EdgeflError(f"compression state of method {state.get('method')!r} does not fit the model ({e}) — "
-                          "re-create the compressed checkpoint") from None
+        raise EdgeflError(
+            f"compression state of method {state.get('method')!r} does not fit the model ({e}) — "
+            "re-create the compressed checkpoint"
+        ) from None
     return model

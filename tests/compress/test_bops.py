@@ -1,6 +1,6 @@
 """BOPs / size accountant with hand-computed numbers."""
+
 import pytest
-import torch
 from torch import nn
 
 from edgefl.compress.bops import compression_summary, cost_report
@@ -11,17 +11,20 @@ from edgefl.models import build_model
 class Tiny(nn.Module):
     def __init__(self):
         super().__init__()
-        self.conv = nn.Conv2d(1, 2, 3, padding=1, bias=False)   # 4x4 out: MACs = 16*2*1*9 = 288
+        self.conv = nn.Conv2d(1, 2, 3, padding=1, bias=False)  # 4x4 out: MACs = 16*2*1*9 = 288
         self.bn = nn.BatchNorm2d(2)
         self.conv2 = nn.Conv2d(2, 2, 3, stride=2, padding=1, bias=False)  # 2x2 out: 4*2*2*9 = 144
-        self.fc = nn.Linear(8, 3)                                 # 24 MACs
+        self.fc = nn.Linear(8, 3)  # 24 MACs
 
     def forward(self, x):
         return self.fc(self.conv2(self.bn(self.conv(x))).flatten(1))
 
 
 def _q(bits, a=None):
-    return {"w": {"kind": "symmetric", "bits": bits}, "a": None if a is None else {"kind": "range", "bits": a}}
+    return {
+        "w": {"kind": "symmetric", "bits": bits},
+        "a": None if a is None else {"kind": "range", "bits": a},
+    }
 
 
 def test_tiny_model_by_hand():
@@ -29,7 +32,7 @@ def test_tiny_model_by_hand():
     assert [layer.macs for layer in fp.layers] == [288, 144, 24]
     assert fp.bops == (288 + 144 + 24) * 1024
     m = quantize_model(Tiny(), {"conv2": _q(4, a=2)})
-    own = cost_report(m, (1, 4, 4))                    # PIC-PQ: own bits for weights and activations
+    own = cost_report(m, (1, 4, 4))  # PIC-PQ: own bits for weights and activations
     assert own.bops == 288 * 1024 + 144 * 16 + 24 * 1024
     inp = cost_report(m, (1, 4, 4), act_rule="input")  # actual input quantizer bits
     assert inp.bops == 288 * 1024 + 144 * 4 * 2 + 24 * 1024

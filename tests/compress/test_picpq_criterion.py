@@ -1,4 +1,5 @@
 """PIC-PQ criterion pieces: rank property, affine importance, global plan, quotas, bit rule."""
+
 import functools
 
 import numpy as np
@@ -6,8 +7,16 @@ import pytest
 import torch
 from torch import nn
 
-from edgefl.compress.picpq_criterion import (assign_bits, bits_from_ratio, chain_units, filter_rank_property,
-                                             global_prune_plan, importance, layer_quota, stage_max_bits)
+from edgefl.compress.picpq_criterion import (
+    assign_bits,
+    bits_from_ratio,
+    chain_units,
+    filter_rank_property,
+    global_prune_plan,
+    importance,
+    layer_quota,
+    stage_max_bits,
+)
 from edgefl.compress.prune import apply_plan, layer_spatial, macs_from_plan, model_layout
 from edgefl.models import build_model
 
@@ -17,9 +26,14 @@ def resnet():
     torch.manual_seed(0)
     model = build_model("resnet20", in_channels=1, num_classes=10).eval()
     layout = model_layout(model)
-    widths = {n: (m.weight.shape[0], m.weight.shape[1]) for n, m in model.named_modules()
-              if isinstance(m, (nn.Conv2d, nn.Linear))}
-    flops = functools.partial(macs_from_plan, layout, layer_spatial(model, (1, 16, 16)), widths, linear_out=10)
+    widths = {
+        n: (m.weight.shape[0], m.weight.shape[1])
+        for n, m in model.named_modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    }
+    flops = functools.partial(
+        macs_from_plan, layout, layer_spatial(model, (1, 16, 16)), widths, linear_out=10
+    )
     return model, layout, (lambda alive: flops(alive=alive))
 
 
@@ -45,17 +59,18 @@ def test_rank_property_by_hand():
     layout = Layout("hand", {"s": 3}, [ConvNode("0", None, "s", 0, None, 0, 0)], None)
     img = torch.zeros(1, 1, 5, 5)
     img[0, 0, 0, :] = 1.0
-    img[0, 0, 2, 1] = 3.0                                # two independent rows -> rank 2
+    img[0, 0, 2, 1] = 3.0  # two independent rows -> rank 2
     fp = filter_rank_property(model, layout, [img, torch.zeros(1, 1, 5, 5)])
-    assert fp["0"].tolist() == [1.0, 1.0, 0.0]           # (2 + 0) / 2 images; the zero filter has rank 0
+    assert fp["0"].tolist() == [1.0, 1.0, 0.0]  # (2 + 0) / 2 images; the zero filter has rank 0
 
 
 def test_importance_is_affine():
     assert importance(np.array([1.0, 2.0]), 3.0, -1.0).tolist() == [2.0, 5.0]
 
 
-@pytest.mark.parametrize("channels,safeguard,quota", [(16, 0.1, 14), (64, 0.1, 57), (4, 0.1, 2), (2, 0.1, 0),
-                                                       (10, 0.5, 5)])
+@pytest.mark.parametrize(
+    "channels,safeguard,quota", [(16, 0.1, 14), (64, 0.1, 57), (4, 0.1, 2), (2, 0.1, 0), (10, 0.5, 5)]
+)
 def test_layer_quota(channels, safeguard, quota):
     assert layer_quota(channels, safeguard) == quota
 
@@ -63,16 +78,18 @@ def test_layer_quota(channels, safeguard, quota):
 def test_identity_transform_is_plain_global_rank_ordering(resnet):
     _, layout, _ = resnet
     rng = np.random.default_rng(0)
-    fp = {c.name: rng.uniform(0, 8, c_out) for c, c_out in
-          ((c, resnet[0].get_submodule(c.name).out_channels) for c in layout.convs)}
+    fp = {
+        c.name: rng.uniform(0, 8, c_out)
+        for c, c_out in ((c, resnet[0].get_submodule(c.name).out_channels) for c in layout.convs)
+    }
     ident = chain_units(layout, {n: importance(v, 1.0, 0.0) for n, v in fp.items()})
     plain = chain_units(layout, fp)
     assert [(u[1], u[2]) for u in ident] == [(u[1], u[2]) for u in plain]
-    # chain scores are index-wise sums: residual unit g=30 covers stage-1 index 6, stage-2 index 14, stage-3 30
+    # chain scores are index-wise sums: unit g=30 covers stage-1 index 6, stage-2 index 14, stage-3 30
     res = {u[2]: u for u in plain if u[1] == "res"}
     chain = [c for c in layout.convs if c.out_space == "res"]
     expected = sum(fp[c.name][30 - c.out_offset] for c in chain if 0 <= 30 - c.out_offset < len(fp[c.name]))
-    assert res[30][0] == pytest.approx(expected) and len(res[30][3]) == 10    # stem + 3 conv2 per stage
+    assert res[30][0] == pytest.approx(expected) and len(res[30][3]) == 10  # stem + 3 conv2 per stage
     assert [s for s, *_ in plain] == sorted(s for s, *_ in plain)
 
 
@@ -104,7 +121,7 @@ def test_large_b_protects_a_layer_and_negative_b_prunes_it_to_the_floor(resnet):
     model, layout, flops = resnet
     rng = np.random.default_rng(2)
     fp = {n: rng.uniform(0, 4, len(v)) for n, v in _scores(model, layout).items()}
-    target = "layer2.1.conv1"                          # 32 filters in its own (non-chain) space
+    target = "layer2.1.conv1"  # 32 filters in its own (non-chain) space
     shifted = {n: importance(v, 1.0, 1e6 if n == target else 0.0) for n, v in fp.items()}
     plan, _ = global_prune_plan(layout, shifted, flops, 0.5)
     assert "layer2.1.mid" not in plan["pruned"]
@@ -121,14 +138,19 @@ def test_bit_rule_by_hand(s, bits):
 
 def test_bit_rule_clamp_lambda_and_fp_stem():
     assert bits_from_ratio(0.5, 4, lam=1 / 5) == 3
-    assert bits_from_ratio(0.05, 4) == 2                # 4 - ceil(3.33) = 0 -> clamped to 2
-    assert bits_from_ratio(0.3, 32) == 32               # the stem stays FP
+    assert bits_from_ratio(0.05, 4) == 2  # 4 - ceil(3.33) = 0 -> clamped to 2
+    assert bits_from_ratio(0.3, 32) == 32  # the stem stays FP
     assert assign_bits({"a": 1.0, "b": 0.5}, {"a": 6, "b": 6}) == {"a": 6, "b": 5}
 
 
 def test_stage_max_bits(resnet):
     _, layout, _ = resnet
     mb = stage_max_bits(layout, [32, 8, 6, 4])
-    assert mb["conv1"] == 32 and mb["layer1.2.conv2"] == 8 and mb["layer2.0.conv1"] == 6 and mb["layer3.1.conv1"] == 4
+    assert (
+        mb["conv1"] == 32
+        and mb["layer1.2.conv2"] == 8
+        and mb["layer2.0.conv1"] == 6
+        and mb["layer3.1.conv1"] == 4
+    )
     with pytest.raises(ValueError, match="stem"):
         stage_max_bits(layout, [8, 6, 4])

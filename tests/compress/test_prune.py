@@ -1,4 +1,5 @@
 """Residual-aware physical filter removal: masked vs pruned oracle, chain widths, restore round trip."""
+
 import copy
 
 import numpy as np
@@ -6,8 +7,16 @@ import pytest
 import torch
 from torch import nn
 
-from edgefl.compress.prune import (ChannelPadShortcut, apply_plan, kept_indices, layer_l1_ratio, layer_spatial,
-                                   macs_from_plan, mask_plan, model_layout)
+from edgefl.compress.prune import (
+    ChannelPadShortcut,
+    apply_plan,
+    kept_indices,
+    layer_l1_ratio,
+    layer_spatial,
+    macs_from_plan,
+    mask_plan,
+    model_layout,
+)
 from edgefl.compress.bops import cost_report
 from edgefl.errors import EdgeflError
 from edgefl.models import build_model
@@ -26,8 +35,13 @@ def _random_bn(model):
 
 def _random_plan(layout, fraction=1 / 3, seed=0):
     rng = np.random.default_rng(seed)
-    return {"layout": layout.name,
-            "pruned": {s: sorted(rng.choice(n, int(n * fraction), replace=False).tolist()) for s, n in layout.spaces.items()}}
+    return {
+        "layout": layout.name,
+        "pruned": {
+            s: sorted(rng.choice(n, int(n * fraction), replace=False).tolist())
+            for s, n in layout.spaces.items()
+        },
+    }
 
 
 @pytest.mark.parametrize("shortcut", ["A", "B"])
@@ -41,7 +55,7 @@ def test_masked_and_physically_pruned_outputs_identical(shortcut):
     pruned_model = apply_plan(copy.deepcopy(model), plan)
     pruned = pruned_model(x)
     assert (masked - pruned).abs().max() < 1e-5
-    assert (model(x) - pruned).abs().max() > 1e-3          # the plan really changed the function
+    assert (model(x) - pruned).abs().max() > 1e-3  # the plan really changed the function
     assert cost_report(pruned_model, (1, 28, 28)).macs < cost_report(model, (1, 28, 28)).macs
 
 
@@ -54,7 +68,7 @@ def test_option_a_chain_widths_and_pad_widths():
     assert offsets["conv1"] == 24 and offsets["layer2.1.conv2"] == 16 and offsets["layer3.2.conv2"] == 0
     plan = {"layout": "cifar_resnet", "pruned": {"res": [0, 1, 20, 30, 50], "layer1.0.mid": [3]}}
     apply_plan(model, plan)
-    # residual chain: stage 1 keeps 16 - 1 (index 30 -> local 6), stage 2 keeps 32 - 2 (20, 30), stage 3 keeps 59
+    # residual chain: stage 1 keeps 16 - 1 (30 -> local 6), stage 2 keeps 32 - 2 (20, 30), stage 3 keeps 59
     assert model.conv1.out_channels == 15
     assert all(b.conv2.out_channels == 15 for b in model.layer1)
     assert all(b.conv2.out_channels == 30 for b in model.layer2)
@@ -63,7 +77,7 @@ def test_option_a_chain_widths_and_pad_widths():
     assert model.classifier.in_features == 59
     sc = model.layer2[0].shortcut
     assert isinstance(sc, ChannelPadShortcut)
-    # stage-2 window [16, 48) keeps 30: below stage 1's window [24, 40): 16..23 minus 20 = 7; above: 40..47 = 8
+    # stage-2 window [16, 48) keeps 30: below stage 1's [24, 40): 16..23 minus 20 = 7; above: 40..47 = 8
     assert (sc.before, sc.after) == (7, 8)
     assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
 
@@ -72,8 +86,11 @@ def test_macs_from_plan_matches_counter():
     model = build_model("resnet20", in_channels=1, num_classes=10).eval()
     layout = model_layout(model)
     plan = _random_plan(layout, 0.4, seed=3)
-    widths = {n: (m.weight.shape[0], m.weight.shape[1]) for n, m in model.named_modules()
-              if isinstance(m, (nn.Conv2d, nn.Linear))}
+    widths = {
+        n: (m.weight.shape[0], m.weight.shape[1])
+        for n, m in model.named_modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    }
     kept = kept_indices(layout, plan["pruned"])
     alive = {s: np.isin(np.arange(n), kept[s]) for s, n in layout.spaces.items()}
     analytic = macs_from_plan(layout, layer_spatial(model, (1, 28, 28)), widths, alive, 10)

@@ -1,4 +1,5 @@
 """Quantized layers, module swap round trip, BN folding onto the integer grid, export form."""
+
 import copy
 
 import pytest
@@ -7,7 +8,13 @@ from torch import nn
 
 from edgefl.compress import export_metadata, prepare_for_export
 from edgefl.compress.bn_fold import conv_bn_pairs, fold_batchnorm
-from edgefl.compress.qmodules import QConv2d, QLinear, calibrate_activations, model_quant_specs, quantize_model
+from edgefl.compress.qmodules import (
+    QConv2d,
+    QLinear,
+    calibrate_activations,
+    model_quant_specs,
+    quantize_model,
+)
 
 
 class Net(nn.Module):
@@ -29,15 +36,17 @@ def _net():
     torch.manual_seed(0)
     net = Net()
     for bn in (net.bn1, net.bn2):
-        bn.weight.data.uniform_(-1.5, 1.5)        # negative gammas flip the integer grid when folded
+        bn.weight.data.uniform_(-1.5, 1.5)  # negative gammas flip the integer grid when folded
         bn.bias.data.uniform_(-0.3, 0.3)
         bn.running_mean.uniform_(-0.2, 0.2)
         bn.running_var.uniform_(0.3, 2.0)
     return net.eval()
 
 
-SPECS = {"conv2": {"w": {"kind": "symmetric", "bits": 4}, "a": {"kind": "range", "bits": 5}},
-         "classifier": {"w": {"kind": "symmetric", "bits": 8}, "a": None}}
+SPECS = {
+    "conv2": {"w": {"kind": "symmetric", "bits": 4}, "a": {"kind": "range", "bits": 5}},
+    "classifier": {"w": {"kind": "symmetric", "bits": 8}, "a": None},
+}
 
 
 def test_swap_keeps_weights_and_reports_bits():

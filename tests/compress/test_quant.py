@@ -1,15 +1,25 @@
 """Quantizers: grids, straight-through gradients, spec round trip, export-mode equivalence."""
+
 import pytest
 import torch
 
 from edgefl.compress.quant import (
-    DoReFaWeightQuantizer, RangeActQuantizer, SymmetricWeightQuantizer, act_quantizer_from_spec,
-    dorefa_activation, dorefa_weight, quantize_k, symmetric_qmax, symmetric_scale, weight_quantizer_from_spec)
+    DoReFaWeightQuantizer,
+    RangeActQuantizer,
+    SymmetricWeightQuantizer,
+    act_quantizer_from_spec,
+    dorefa_activation,
+    dorefa_weight,
+    quantize_k,
+    symmetric_qmax,
+    symmetric_scale,
+    weight_quantizer_from_spec,
+)
 
 
 def test_quantize_k_levels_and_identity_gradient():
     x = torch.linspace(0, 1, 101, requires_grad=True)
-    y = quantize_k(x, 2)                                   # levels 0, 1/3, 2/3, 1
+    y = quantize_k(x, 2)  # levels 0, 1/3, 2/3, 1
     assert sorted(set(torch.round(y * 3).tolist())) == [0.0, 1.0, 2.0, 3.0]
     y.sum().backward()
     assert torch.equal(x.grad, torch.ones_like(x))
@@ -58,16 +68,16 @@ def test_dorefa_ghost_weights_no_zero_and_at_most_2k_levels():
     w = torch.randn(6, 3, 3, 3)
     for k in (2, 3, 4):
         wq = dorefa_weight(w, k, zero=False)
-        levels = torch.unique(torch.round(wq * (2 ** k - 1)))
-        assert len(levels) <= 2 ** k and wq.abs().max() <= 1 + 1e-6
-        assert not torch.any(levels == 0)           # odd integers only
+        levels = torch.unique(torch.round(wq * (2**k - 1)))
+        assert len(levels) <= 2**k and wq.abs().max() <= 1 + 1e-6
+        assert not torch.any(levels == 0)  # odd integers only
         assert torch.all(levels.remainder(2) == 1)
 
 
 def test_dorefa_picpq_weights_symmetric_with_zero():
     torch.manual_seed(0)
     w = torch.randn(6, 3, 3, 3)
-    wq = dorefa_weight(w, 4, zero=True)                 # grid j/7, j in -7..7
+    wq = dorefa_weight(w, 4, zero=True)  # grid j/7, j in -7..7
     ints = wq * 7
     assert torch.allclose(ints, torch.round(ints), atol=1e-5)
     assert ints.abs().max().item() == pytest.approx(7.0)
@@ -111,7 +121,7 @@ def test_export_mode_matches_training_mode():
     q = SymmetricWeightQuantizer(3, 5)
     wq = q(w)
     q.export_mode = True
-    assert torch.allclose(q(wq), wq, atol=1e-6)        # grid values survive the 8-bit container
+    assert torch.allclose(q(wq), wq, atol=1e-6)  # grid values survive the 8-bit container
     a = RangeActQuantizer(3, clip=2.0)
     x = torch.randn(100) * 3
     ya = a(x)
@@ -120,8 +130,11 @@ def test_export_mode_matches_training_mode():
 
 
 def test_spec_round_trip():
-    for q in (SymmetricWeightQuantizer(5, 4, per_channel=False, method="max"), DoReFaWeightQuantizer(3, 4, True),
-              DoReFaWeightQuantizer(6, 4, False)):
+    for q in (
+        SymmetricWeightQuantizer(5, 4, per_channel=False, method="max"),
+        DoReFaWeightQuantizer(3, 4, True),
+        DoReFaWeightQuantizer(6, 4, False),
+    ):
         assert weight_quantizer_from_spec(q.spec(), 4).spec() == q.spec()
     a = RangeActQuantizer(6, signed=True)
     assert act_quantizer_from_spec(a.spec()).spec() == a.spec()
