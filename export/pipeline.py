@@ -35,7 +35,7 @@ from edgefl.export.torch_export import (
     onnx_from_module,
     prepare_for_export,
 )
-from edgefl.export.verify import raise_on_failure, run_parity
+from edgefl.export.verify import raise_on_failure, run_parity, tensorrt_parity
 
 
 @dataclasses.dataclass
@@ -88,9 +88,14 @@ def _trt_major(version: str) -> int:
 
 
 def _engine_step(
-    staging: Path, settings: ExportSettings, request: ExportRequest, has_calib: bool
+    staging: Path, settings: ExportSettings, request: ExportRequest, has_calib: bool, io: dict
 ) -> dict | None:
-    """Build the TensorRT engine now when TensorRT + a GPU are here; otherwise record the on-device plan."""
+    """Build the TensorRT engine now when TensorRT + a GPU are here; otherwise record the on-device plan.
+
+    An engine built here is keyed to this machine's TensorRT and GPU; when they are not the target's,
+    the device still builds its own (``build_on_device`` stays true) and the host engine serves as
+    verification (parser accepts the file, parity of the engine).
+    """
     if settings.format != "tensorrt":
         return None
     from edgefl.runtime import trt_build
@@ -111,8 +116,20 @@ def _engine_step(
             "command": "python -m edgefl.runtime build-engine BUNDLE_DIR",
             **plan,
         }
-    built = trt_build.build_engine(staging, plan)
-    return {"build_on_device": False, **plan, **built}
+    built = trt_build.build_engine(staging, plan, manifest=dict(io, engine=plan))
+    same_line = trt_build.version_tuple(built["tensorrt_version"]) == trt_build.version_tuple(
+        settings.trt_version
+    )
+    return {
+        "build_on_device": not same_line,
+        "reason": None
+        if same_line
+        else f"built with TensorRT {built['tensorrt_version']} here; the target runs {settings.trt_version}",
+        "expected_tensorrt": settings.trt_version,
+        "command": "python -m edgefl.runtime build-engine BUNDLE_DIR",
+        **plan,
+        **built,
+    }
 
 
 def export_checkpoint(request: ExportRequest, progress=None) -> ExportResult:
@@ -138,6 +155,8 @@ def export_checkpoint(request: ExportRequest, progress=None) -> ExportResult:
         raise EdgeflError(f"--batch must be ≥ 1, got {request.batch}")
     profile = load_profile(request.profile)
     resolve_export_settings(profile, request.precision, request.format)  # refuse before any heavy work
+    out = Path(request.out)
+    _check_out(out)  # before any heavy work
     on_stage = _Stages(progress, 6 if (request.precision, request.format) == ("int8", "onnx") else 5)
     on_stage("load checkpoint")
     checkpoint = load_checkpoint(request.checkpoint)
@@ -169,7 +188,6 @@ def export_checkpoint(request: ExportRequest, progress=None) -> ExportResult:
     if 0 < _trt_major(profile.tensorrt) < 10:
         check_no_trt8_int64_hazards(proto)
 
-    out = Path(request.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=str(out.parent)))
     try:
@@ -195,19 +213,27 @@ def export_checkpoint(request: ExportRequest, progress=None) -> ExportResult:
             files.append(bundle_io.CALIB_FILE)
 
         on_stage("TensorRT engine" if settings.format == "tensorrt" else "manifest")
-        engine = _engine_step(staging, settings, request, has_calib)
+        batch_dim = "batch" if request.dynamic_batch else request.batch
+        io = {
+            "model_file": bundle_io.MODEL_FILE,
+            "inputs": [bundle_io.io_spec(INPUT_NAME, (batch_dim, *input_shape))],
+            "outputs": [
+                bundle_io.io_spec(OUTPUT_NAMES[0], (batch_dim, int(weight.shape[0]))),
+                bundle_io.io_spec(OUTPUT_NAMES[1], (batch_dim, int(weight.shape[1]))),
+            ],
+        }
+        engine = _engine_step(staging, settings, request, has_calib, io)
         if engine and engine.get("engine_file"):
             files.append(engine["engine_file"])
-        batch_dim = "batch" if request.dynamic_batch else request.batch
-        features = int(weight.shape[1])
+            parity["tensorrt"] = tensorrt_parity(
+                reference, staging, dict(io, engine=engine), samples.parity, engine["precision"]
+            )
+            raise_on_failure(parity)
         manifest = bundle_io.build_manifest(
             edgefl_version=__version__,
             model=config["model"],
-            inputs=[bundle_io.io_spec(INPUT_NAME, (batch_dim, *input_shape))],
-            outputs=[
-                bundle_io.io_spec(OUTPUT_NAMES[0], (batch_dim, int(weight.shape[0]))),
-                bundle_io.io_spec(OUTPUT_NAMES[1], (batch_dim, features)),
-            ],
+            inputs=io["inputs"],
+            outputs=io["outputs"],
             preprocessing=config.get("preprocessing"),
             labels=config.get("labels"),
             profile=profile.to_dict(),
@@ -220,7 +246,7 @@ def export_checkpoint(request: ExportRequest, progress=None) -> ExportResult:
                 "samples": samples.source,
                 "int64_weights": len(int64_weights(written)),
                 "trt8_int64_hazards": 0 if 0 < _trt_major(profile.tensorrt) < 10 else None,
-                "tensorrt_run": bool(engine and not engine["build_on_device"]),
+                "tensorrt_run": bool(engine and engine.get("engine_file")),
             },
             settings=dict(settings.to_dict(), batch=request.batch, dynamic_batch=request.dynamic_batch),
             engine=engine,
@@ -247,10 +273,17 @@ def _compression_summary(compression, proto, quantized_model: bool, settings: Ex
     return summary
 
 
+def _check_out(out: Path) -> None:
+    """--out may be new, empty, or an earlier bundle (replaced); anything else is refused."""
+    if out.exists() and (
+        not out.is_dir() or (any(out.iterdir()) and not (out / bundle_io.MANIFEST).is_file())
+    ):
+        raise EdgeflError(f"{out} exists and is not an edgefl bundle — choose another --out")
+
+
 def _publish(staging: Path, out: Path) -> None:
-    """Move the finished bundle into place; an existing *bundle* there is replaced, anything else refused."""
+    """Move the finished bundle into place, replacing an earlier bundle there."""
     if out.exists():
-        if not out.is_dir() or (any(out.iterdir()) and not (out / bundle_io.MANIFEST).is_file()):
-            raise EdgeflError(f"{out} exists and is not an edgefl bundle — choose another --out")
+        _check_out(out)
         shutil.rmtree(out)
     staging.rename(out)

@@ -173,6 +173,43 @@ def run_parity(model, model_path, x: np.ndarray, checks, fp16_samples: int = 128
     return results
 
 
+# TensorRT "fp32" may run TF32 on Ampere+ (on by default), so its engine is gated like fp16.
+TENSORRT_GATES = {"fp32": "fp16", "fp16": "fp16", "int8": "int8"}
+
+
+def tensorrt_outputs(bundle_dir, manifest: dict, x: np.ndarray, precision: str) -> dict:
+    """Run a bundle's freshly built engine (edgefl.runtime.trt_engine) over ``x`` in engine-sized chunks."""
+    from edgefl.runtime.trt_engine import TensorRTEngine
+
+    engine = TensorRTEngine(str(bundle_dir), manifest, build_if_missing=False, precision=precision)
+    try:
+        shape = manifest["inputs"][0]["shape"]
+        step = shape[0] if isinstance(shape[0], int) else int(manifest["engine"]["batch"]["max"])
+        chunks: dict = {}
+        for start in range(0, len(x), step):
+            xb = np.ascontiguousarray(x[start : start + step], np.float32)
+            valid = len(xb)
+            if isinstance(shape[0], int) and valid < step:
+                xb = np.concatenate([xb, np.zeros((step - valid,) + xb.shape[1:], np.float32)])
+            for name, value in engine.infer({manifest["inputs"][0]["name"]: xb}).items():
+                chunks.setdefault(name, []).append(value[:valid])
+    finally:
+        engine.close()
+    return {name: np.concatenate(values) for name, values in chunks.items()}
+
+
+def tensorrt_parity(model, bundle_dir, manifest: dict, x: np.ndarray, precision: str) -> dict:
+    """Torch vs the TensorRT engine built on this machine, gated per TENSORRT_GATES."""
+    figures = compare_outputs(torch_outputs(model, x), tensorrt_outputs(bundle_dir, manifest, x, precision))
+    check = TENSORRT_GATES[precision]
+    return {
+        "runner": f"TensorRT {precision} (this machine) vs torch",
+        "gated": True,
+        **figures,
+        **gate(figures, check),
+    }
+
+
 def raise_on_failure(parity: dict) -> None:
     """Raise EdgeflError naming every failed parity check."""
     failed = {name: r["failures"] for name, r in parity.items() if r["gated"] and not r["passed"]}

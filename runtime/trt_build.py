@@ -250,8 +250,15 @@ def _make_calibrator(trt, batches, cache_path, cuda):
     return EntropyCalibrator()
 
 
-def build_engine(bundle_dir, plan=None, logger_level="WARNING"):
+def build_engine(bundle_dir, plan=None, logger_level="WARNING", manifest=None):
     """Parse the bundle's model.onnx and build + stamp the engine in the bundle directory.
+
+    Args:
+        bundle_dir: the bundle directory (the engine file is written there).
+        plan: engine plan (``engine_plan``); default: the manifest's "engine" entry.
+        logger_level: TensorRT logger severity name.
+        manifest: the manifest dict when it is not on disk yet (export builds before writing it);
+            needs "model_file" and "inputs".
 
     Returns:
         dict: engine_file, tensorrt_version, compute_capability, build_seconds, engine_sha256.
@@ -263,8 +270,9 @@ def build_engine(bundle_dir, plan=None, logger_level="WARNING"):
 
     from edgefl.runtime.trt_engine import cuda_memory
 
-    with open(os.path.join(bundle_dir, MANIFEST)) as f:
-        manifest = json.load(f)
+    if manifest is None:
+        with open(os.path.join(bundle_dir, MANIFEST)) as f:
+            manifest = json.load(f)
     plan = plan or (manifest.get("engine") or {})
     if "precision" not in plan:
         raise EdgeRuntimeError("the bundle has no engine plan — export it with --format tensorrt")

@@ -98,17 +98,19 @@ def command(
         )
     )
     engine = manifest.get("engine")
+    if engine and engine.get("engine_file"):
+        console.print(
+            f"TensorRT engine {engine['engine_file']} built and checked here "
+            f"(TensorRT {engine['tensorrt_version']})."
+        )
     if engine and engine.get("build_on_device"):
         err_console.print(
-            f"[yellow]TensorRT engine not built here[/] ({engine['reason']}); the bundle is prepared for the "
-            f"on-device build ({engine['precision']}, TensorRT {engine['expected_tensorrt']}): run "
+            f"[yellow]the device builds its own engine[/] ({engine['reason']}); "
+            f"the bundle is prepared for the on-device build "
+            f"({engine['precision']}, TensorRT {engine['expected_tensorrt']}): run "
             f"`python -m edgefl.runtime build-engine {result.bundle_dir}` on the device, "
             "or let the agent build it at first start.",
             highlight=False,
-        )
-    elif engine:
-        console.print(
-            f"TensorRT engine {engine['engine_file']} built (TensorRT {engine['tensorrt_version']})."
         )
     console.print(
         f"bundle written to {result.bundle_dir} ({len(manifest['files'])} files, sha256 in manifest.json)"
