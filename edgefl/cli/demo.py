@@ -18,9 +18,9 @@ def command(
     train_examples: int = typer.Option(3000, min=100, help="Training images from the shipped MNIST split."),
     epochs: int = typer.Option(1, min=1),
     compress: str = typer.Option("ghost", help="ghost or none."),
-    satellites: int = typer.Option(4, min=1, help="Satellites in the simulated constellation."),
-    hours: float = typer.Option(6.0, help="Simulated hours of orbit."),
-    speedup: float = typer.Option(720.0, help="Simulated seconds per wall second."),
+    satellites: int = typer.Option(6, min=1, help="Satellites in the simulated constellation."),
+    hours: float = typer.Option(8.0, help="Simulated hours of orbit."),
+    speedup: float = typer.Option(960.0, help="Simulated seconds per wall second."),
     broker: str = typer.Option(None, help="MQTT broker URL (default: the embedded broker)."),
     seed: int = typer.Option(0),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
@@ -28,7 +28,7 @@ def command(
     """The whole edgefl journey on this machine, ending with a summary table and an HTML report."""
     from edgefl.demo import DemoConfig, run_demo
 
-    planes = 2 if satellites % 2 == 0 else 1
+    planes = next(p for p in (3, 2, 1) if satellites % p == 0)
     cfg = DemoConfig(
         model=model,
         train_examples=train_examples,

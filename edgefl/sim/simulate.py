@@ -45,6 +45,8 @@ class SimConfig:
     features: str = "pixels"
     alpha: float = 0.5
     max_per_satellite: int = 0
+    max_test: int = 0
+    init: str = "zeros"
     train: dict = field(default_factory=lambda: {"epochs": 1, "lr": 0.01, "batch_size": 32})
     train_time_s: float = 900.0
     sync_deadline_s: float = 3 * 3600.0
@@ -54,7 +56,8 @@ class SimConfig:
     staleness_weight: str = "inv_sqrt_1p"
     codec: str = "none"
     broker_url: str | None = None
-    target_accuracy: float = 0.85
+    target_accuracy: float | None = 0.85
+    target_gain: float | None = None  # instead: target = accuracy of the starting model + gain
     seed: int = 0
     startup_wall_s: float = 120.0
 
@@ -62,6 +65,8 @@ class SimConfig:
         bad = [m for m in self.modes if m not in MODES]
         if bad:
             raise EdgeflError(f"unknown mode(s) {bad} — use {list(MODES)}")
+        if (self.target_accuracy is None) == (self.target_gain is None):
+            raise EdgeflError("give exactly one of target accuracy and target gain")
         if self.speedup <= 0 or self.duration_s <= 0:
             raise EdgeflError("speedup and duration must be positive — e.g. --speedup 600 --hours 8")
         return self
@@ -170,9 +175,9 @@ def simulate(cfg: SimConfig, out: str | Path, progress=None) -> dict:
     sats = schedule.satellites
     cfg.satellites = len(sats)
     duration = min(cfg.duration_s, schedule.duration_s) if cfg.schedule else cfg.duration_s
-    work = make_workload(len(sats), cfg.features, cfg.alpha, cfg.seed, cfg.max_per_satellite)
+    work = make_workload(len(sats), cfg.features, cfg.alpha, cfg.seed, cfg.max_per_satellite, cfg.max_test)
     shares = write_shares(work, sats, sim_dir / "data")
-    save_model_tensors(str(sim_dir / "data" / "init.safetensors"), initial_head(work))
+    save_model_tensors(str(sim_dir / "data" / "init.safetensors"), initial_head(work, cfg.init))
     run_id = uuid.uuid4().hex[:6]
     feds = {mode: f"orbit-{mode}-{run_id}" for mode in cfg.modes}
     wall_start = time.time()
@@ -315,8 +320,17 @@ def _observe(transport, topics, clock, procs, work, duration, progress) -> dict:
     return seen
 
 
+def target_for(cfg: SimConfig, seen: dict) -> float:
+    """The absolute target, or the starting model's accuracy (version 0, shared by every mode) + gain."""
+    if cfg.target_gain is None:
+        return float(cfg.target_accuracy)
+    starts = [rows[min(rows)]["accuracy"] for rows in seen.values() if rows]
+    return round(min(starts) + cfg.target_gain, 4) if starts else float("nan")
+
+
 def _results(cfg, feds, seen, sim_dir, sats, duration) -> dict:
     runs = {}
+    target = target_for(cfg, seen)
     for mode in feds:
         events = []
         for sat in sats:
@@ -339,7 +353,7 @@ def _results(cfg, feds, seen, sim_dir, sats, duration) -> dict:
                     bytes_down=sum(e["bytes"] for e in downs),
                 )
             )
-        reached = [r["sim_time_s"] for r in history if r["accuracy"] >= cfg.target_accuracy]
+        reached = [r["sim_time_s"] for r in history if r["accuracy"] >= target]
         uploads = [e for e in events if e["kind"] == "upload"]
         runs[mode] = {
             "label": mode_label(cfg, mode, len(sats)),
@@ -360,7 +374,7 @@ def _results(cfg, feds, seen, sim_dir, sats, duration) -> dict:
     return {
         "format": "edgefl.simulation",
         "version": 1,
-        "target_accuracy": cfg.target_accuracy,
+        "target_accuracy": target,
         "duration_s": duration,
         "satellites": sats,
         "schedule": "schedule.json",

@@ -51,13 +51,19 @@ def bundle_features(x: np.ndarray, bundle: str | Path) -> np.ndarray:
 
 
 def make_workload(
-    n_satellites: int, features: str = "pixels", alpha: float = 0.5, seed: int = 0, max_per_satellite: int = 0
+    n_satellites: int,
+    features: str = "pixels",
+    alpha: float = 0.5,
+    seed: int = 0,
+    max_per_satellite: int = 0,
+    max_test: int = 0,
 ) -> Workload:
     """Split the shipped MNIST into a test set and one non-IID (Dirichlet α) share per satellite.
 
     Args:
         features: "pixels" or the path of an exported bundle (its ``features`` output is used).
         max_per_satellite: cap each share (0 = no cap) to keep runs light.
+        max_test: score global models on the first max_test test images (0 = all 2,000).
     """
     from edgefl.data import load_mnist, partition_dirichlet, train_test_split
 
@@ -72,20 +78,34 @@ def make_workload(
         raise EdgeflError(f"features {features!r}: use 'pixels' or an exported bundle directory")
     parts = partition_dirichlet(train.y, n_satellites, alpha, seed=seed)
     if max_per_satellite:
-        parts = [p[:max_per_satellite] for p in parts]
+        parts = [np.asarray(p)[:max_per_satellite] for p in parts]
+    # only the images some satellite holds go through the feature extractor; shares are re-indexed
+    used = np.unique(np.concatenate([np.asarray(p, dtype=np.int64) for p in parts]))
+    where = {int(i): k for k, i in enumerate(used)}
+    local_parts = [np.array([where[int(i)] for i in p], dtype=np.int64) for p in parts]
+    n_test = min(len(test.y), max_test) if max_test else len(test.y)
     return Workload(
-        fx(train.x),
-        train.y.astype(np.int64),
-        fx(test.x),
-        test.y.astype(np.int64),
-        [np.asarray(p) for p in parts],
+        fx(train.x[used]),
+        train.y[used].astype(np.int64),
+        fx(test.x[:n_test]),
+        test.y[:n_test].astype(np.int64),
+        local_parts,
         int(train.y.max()) + 1,
         features,
     )
 
 
-def initial_head(work: Workload) -> OrderedDict:
-    """A zero classifier head: the federation learns it from scratch in orbit."""
+def initial_head(work: Workload, init: str = "zeros") -> OrderedDict:
+    """The head the federation starts from: zeros (learned from scratch in orbit) or the bundle's own
+    exported head (``init="bundle"``: the satellites fine-tune the deployed model)."""
+    if init == "bundle":
+        if work.source == "pixels":
+            raise EdgeflError("init 'bundle' needs bundle features — pass an exported bundle as features")
+        from edgefl.runtime.config import load_model_tensors
+
+        return OrderedDict(sorted(load_model_tensors(work.source).items()))
+    if init != "zeros":
+        raise EdgeflError(f"init {init!r}: use 'zeros' or 'bundle'")
     return OrderedDict(
         [
             ("classifier.bias", np.zeros(work.num_classes, np.float32)),
