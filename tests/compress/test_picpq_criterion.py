@@ -154,3 +154,28 @@ def test_stage_max_bits(resnet):
     )
     with pytest.raises(ValueError, match="stem"):
         stage_max_bits(layout, [8, 6, 4])
+
+
+def _bops_after(model, layout, flops, fp, keep, lam):
+    import copy
+
+    from edgefl.compress.bops import cost_report
+    from edgefl.compress.pipeline import quant_specs
+    from edgefl.compress.prune import layer_l1_ratio
+    from edgefl.compress.qmodules import quantize_model
+
+    plan, _ = global_prune_plan(layout, fp, flops, keep)
+    pruned = apply_plan(copy.deepcopy(model), plan)
+    names = [c.name for c in layout.convs]
+    bits = assign_bits(layer_l1_ratio(model, pruned, names), stage_max_bits(layout, [32, 8, 6, 4]), lam)
+    return cost_report(quantize_model(pruned, quant_specs(bits)), (1, 16, 16)).bops
+
+
+def test_more_pruning_or_larger_lambda_never_lowers_the_bops_ratio(resnet):
+    model, layout, flops = resnet
+    fp = filter_rank_property(model, layout, [torch.rand(4, 1, 16, 16)])
+    fp = {n: v + np.random.default_rng(0).uniform(0, 0.1, len(v)) for n, v in fp.items()}
+    by_keep = [_bops_after(model, layout, flops, fp, keep, 1 / 6) for keep in (0.9, 0.7, 0.5, 0.3)]
+    assert by_keep == sorted(by_keep, reverse=True)
+    by_lam = [_bops_after(model, layout, flops, fp, 0.6, lam) for lam in (1 / 10, 1 / 6, 1 / 3, 1.0)]
+    assert by_lam == sorted(by_lam, reverse=True) and by_lam[0] > by_lam[-1]
