@@ -49,12 +49,25 @@ def restore_model(model, compression_state: dict, state_dict: dict):
 
 
 def prepare_for_export(model):
-    """Deep copy of ``model`` in eval mode with BN folded and quantizers in export mode."""
+    """Deep copy of ``model`` in eval mode with BN folded and quantizers in export mode.
+
+    Float models (no quantized layers) come back as an unchanged eval-mode copy: ONNX Runtime and
+    TensorRT fold their BNs themselves. BN folding needs a torch.fx trace; a quantized model that
+    cannot be traced is exported with its BNs (still exact, just not fused).
+    """
     import copy
 
     from edgefl.compress.bn_fold import export_form, fold_batchnorm
+    from edgefl.compress.qmodules import quant_layers
 
-    return export_form(fold_batchnorm(copy.deepcopy(model).eval()))
+    model = copy.deepcopy(model).eval()
+    if not quant_layers(model):
+        return model
+    try:
+        model = fold_batchnorm(model)
+    except Exception:  # noqa: BLE001 - torch.fx raises several types for untraceable forwards
+        model = copy.deepcopy(model)
+    return export_form(model)
 
 
 def export_metadata(model) -> dict:

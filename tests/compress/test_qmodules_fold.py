@@ -97,3 +97,11 @@ def test_prepare_for_export_is_a_copy_in_export_mode():
     assert exp.conv2.weight_quant.export_mode and exp.conv2.act_quant.export_mode
     assert (exp(x) - net(x)).abs().max() < 1e-4
     assert export_metadata(net) == {"edgefl.bits.conv2": "w4a5", "edgefl.bits.classifier": "w8a32"}
+
+
+def test_float_models_pass_through_unfolded():
+    net = _net()
+    exp = prepare_for_export(net)
+    assert exp is not net and isinstance(exp.bn1, nn.BatchNorm2d) and not exp.training
+    x = torch.randn(2, 1, 6, 6)
+    assert torch.equal(exp(x), net(x))
