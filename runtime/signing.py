@@ -38,6 +38,7 @@ __all__ = [
     "generate_key",
     "key_from_hex",
     "mac_hex",
+    "message_fields",
     "sign_message",
     "sign_metadata",
     "verify_message",
@@ -182,7 +183,8 @@ def verify_metadata(keyring, metadata, arrays, client_id=None):
     return None
 
 
-def _message_fields(msg):
+def message_fields(msg):
+    """The fields of a wire Message that its signature covers (all but the signature)."""
     fields = dict((name, getattr(msg, name)) for name in _MESSAGE_FIELDS)
     fields["params"] = dict((k, v) for k, v in msg.params.items() if k != SIGNATURE_FIELD)
     return fields
@@ -195,7 +197,7 @@ def sign_message(key, msg):
         key: the client's key bytes (``key_from_hex`` of its config entry).
         msg: a wire Message (modified in place and returned).
     """
-    msg.params[SIGNATURE_FIELD] = mac_hex(key, _message_fields(msg), msg.tensors)
+    msg.params[SIGNATURE_FIELD] = mac_hex(key, message_fields(msg), msg.tensors)
     return msg
 
 
@@ -205,7 +207,7 @@ def verify_message(keyring, msg):
     Returns:
         None when valid, else a short reason ("update is not signed", "bad signature", ...).
     """
-    fields = _message_fields(msg)
+    fields = message_fields(msg)
     fields[SIGNATURE_FIELD] = msg.params.get(SIGNATURE_FIELD)
     return verify_metadata(keyring, fields, msg.tensors, client_id=msg.client_id)
 

@@ -175,6 +175,7 @@ def _one_mutant(core, kind, who, payload, report):
     status = statuses[0]
     if status.params.get("accepted"):
         report.accepted_mutants += 1
+        report.crash_examples.append({"kind": kind, "error": "mutant accepted", "topic_client": who})
         return
     code = reason_code(str(status.params.get("reason", "")))
     report.rejected += 1
