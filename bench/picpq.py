@@ -90,7 +90,8 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--fp-epochs", type=int, default=4)
+    p.add_argument("--fp-epochs", type=int, default=3)
+    p.add_argument("--fp-checkpoint", type=Path, default=None, help="Reuse a float ResNet-20 checkpoint.")
     p.add_argument("--flops-target", type=float, default=0.5)
     p.add_argument(
         "--max-bits", default="32,6,5,4", help="stem, stage 1..3 (the spec's ResNet default is 32,8,6,4)"
@@ -99,7 +100,7 @@ def main(argv=None) -> dict:
     p.add_argument("--population", type=int, default=6)
     p.add_argument("--tau-hat", type=int, default=16)
     p.add_argument("--ft-epochs", type=int, default=1)
-    p.add_argument("--qat-epochs", type=int, default=2)
+    p.add_argument("--qat-epochs", type=int, default=1)
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument(
         "--work", type=Path, default=None, help="Keep the FP and PIC-PQ checkpoints and the bundle here."
@@ -126,19 +127,29 @@ def main(argv=None) -> dict:
     budget = args.ft_epochs + args.qat_epochs
     rows, console = [], Console(stderr=True)
     with progress_for(True) as progress:
-        seed_everything(args.seed)
-        fp = build_model("resnet20", in_channels=1, num_classes=10)
         t0 = time.perf_counter()
-        fp_metrics = train_classifier(
-            fp,
-            train,
-            test,
-            epochs=args.fp_epochs,
-            lr=0.1,
-            seed=args.seed,
-            preprocessing=prep,
-            progress=progress,
-        )
+        if (
+            args.fp_checkpoint
+        ):  # e.g. `edgefl train --epochs 3 --seed 0`: the same seeded model as --fp-epochs 3
+            from edgefl.checkpoint import load_checkpoint
+            from edgefl.train import evaluate
+
+            ckpt = load_checkpoint(args.fp_checkpoint)
+            fp, fp_epochs = ckpt.model, ckpt.config.get("metrics", {}).get("epochs")
+            fp_metrics = {"test_accuracy": evaluate(fp, test, prep)["accuracy"]}
+        else:
+            seed_everything(args.seed)
+            fp, fp_epochs = build_model("resnet20", in_channels=1, num_classes=10), args.fp_epochs
+            fp_metrics = train_classifier(
+                fp,
+                train,
+                test,
+                epochs=args.fp_epochs,
+                lr=0.1,
+                seed=args.seed,
+                preprocessing=prep,
+                progress=progress,
+            )
         fp_seconds = time.perf_counter() - t0
         settings = PicpqSettings(
             flops_target=args.flops_target,
@@ -211,7 +222,8 @@ def main(argv=None) -> dict:
         "test_examples": len(test),
         "torch_threads": args.threads,
         "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()},
-        "fp_epochs": args.fp_epochs,
+        "fp_epochs": fp_epochs,
+        "fp_checkpoint": str(args.fp_checkpoint or ""),
         "rows": rows,
         "bar": bar,
         "export": export,
