@@ -5,7 +5,9 @@
 Main table: one STAD model trained on anomaly-free versions of all four scenes (ground-truth anomalies
 in-painted away), evaluated on each scene. The student runs as it does on the device: the exported
 bundle (forward-only score graph) through ``edgefl.runtime``'s onnxruntime engine, 1 thread. The teacher
-runs the autograd input-gradient score (tiled attention). RX runs on the same input (the selected bands);
+runs in torch (tiled attention). STAD scores use the
+checkpoint's score definition (default: weighted reconstruction error); the full input-gradient score is
+reported beside it. RX runs on the same input (the selected bands);
 RX on all bands and on 10 evenly spaced bands is reported as a reference. Latency: median of repeated runs
 on this CPU, one thread. Leave-one-scene-out: a model trained on the other three scenes, evaluated on the
 held-out one. Ablations on the main student: no STF (w = 1), the reconstruction-error approximation, the
@@ -77,29 +79,33 @@ def export_bundle(models, workdir, name):
 def evaluate(models, bundle, scene, cfg, repeat):
     """RX / teacher / student-on-device metrics and latencies for one scene."""
     from edgefl.runtime.engine import open_engine
-    from edgefl.stad.detect import gradient_score, graph_score, path_agreement, recon_score
+    from edgefl.stad.detect import SCORE_PATHS, gradient_score, graph_score, path_agreement, recon_score
     from edgefl.stad.metrics import had_metrics, threshold_curves
     from edgefl.stad.prep import chw_from_hwc, minmax_normalize, select_bands
 
     selected = select_bands(scene.cube, cfg.channels, cfg.band_mode, scene.name)
     x = chw_from_hwc(minmax_normalize(selected))
     rx, rx_m = rx_entry(np.transpose(x, (1, 2, 0)), scene.gt)
-    teacher, t_sec = timed(lambda: gradient_score(models.teacher, x), repeat=max(1, repeat - 1))
+    teacher_fn = SCORE_PATHS[cfg.score]
+    teacher, t_sec = timed(lambda: teacher_fn(models.teacher, x), repeat=max(1, repeat - 1))
     engine = open_engine(str(bundle), backend="onnxruntime", threads=1)
     raw = chw_from_hwc(selected)[None]
     student, s_sec = timed(lambda: engine.infer({"cube": raw})["score"][0], repeat=repeat)
     engine.close()
-    autograd = gradient_score(models.student, x)
+    torch_same = SCORE_PATHS[cfg.score](models.student, x)  # the same definition in torch
+    full = gradient_score(models.student, x)  # the full STAD score: autograd input gradient
+    exact_graph = graph_score(models.student, x, score="gradient")
     entry = {
         "rx": rx_m,
         "teacher": {**pick(had_metrics(teacher, scene.gt)), "latency_s": t_sec},
         "student": {**pick(had_metrics(student, scene.gt)), "latency_s": s_sec},
         "student_paths": {
-            "device_vs_autograd": path_agreement(autograd, student),
-            "autograd_auc_df": had_metrics(autograd, scene.gt)["auc_df"],
-            "torch_graph_auc_df": had_metrics(graph_score(models.student, x), scene.gt)["auc_df"],
-            "recon_approx_auc_df": had_metrics(recon_score(models.student, x), scene.gt)["auc_df"],
-            "no_stf_auc_df": had_metrics(gradient_score(models.student, x, use_stf=False), scene.gt)[
+            "device_vs_torch_same_score": path_agreement(torch_same, student),
+            "device_vs_full_gradient": path_agreement(full, student),
+            "full_gradient_auc_df": had_metrics(full, scene.gt)["auc_df"],
+            "exact_gradient_graph_vs_autograd": path_agreement(full, exact_graph),
+            "recon_auc_df": had_metrics(recon_score(models.student, x), scene.gt)["auc_df"],
+            "no_stf_auc_df": had_metrics(SCORE_PATHS[cfg.score](models.student, x, False), scene.gt)[
                 "auc_df"
             ],
         },
@@ -229,7 +235,7 @@ def main(argv=None):
         "bar": bar,
         "bundle_parity": manifest["parity"],
         "student_path": "exported bundle (score graph) via edgefl.runtime onnxruntime engine",
-        "teacher_path": f"torch autograd input-gradient score, attention tiles of {cfg.teacher_tile} px",
+        "teacher_path": f"torch score '{cfg.score}', attention tiles of {cfg.teacher_tile} px",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

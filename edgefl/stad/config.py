@@ -5,23 +5,36 @@ import dataclasses
 
 @dataclasses.dataclass
 class StadConfig:
-    """Everything that defines a STAD model and its training; recorded in the checkpoints."""
+    """Everything that defines a STAD model and its training; recorded in the checkpoints.
+
+    Defaults and why (bench/stad.py and the session report have the figures):
+    * ``channels=10, band_mode="first"`` — the official training default (first C bands);
+      ``"uniform"`` (C evenly spaced bands) is available and makes global RX much stronger.
+    * ``score="recon"`` — the weighted reconstruction error (the spec's edge option (c), a line in the
+      official test.py), not the input-gradient saliency: on the shipped scenes the gradient score of the
+      teacher is far worse (attention spreads the gradient over the whole tile) and the student's
+      3×3-conv gradient lights up the neighbourhood of every target; ``"gradient"`` is kept, exact on the
+      device too (scoregraph), and the bench measures how close the two are.
+    * ``teacher_tile=16 = crop`` — the teacher attends over the same number of pixels as in training.
+    * ``teacher_lr=3e-3``, a few hundred steps — the budget is minutes on 2 CPU cores, not 100 epochs.
+    """
 
     channels: int = 10
-    band_mode: str = "uniform"
+    band_mode: str = "first"
     crop: int = 16
     batch_size: int = 8
-    teacher_steps: int = 300
+    teacher_steps: int = 400
     student_steps: int = 400
-    teacher_lr: float = 1e-3
+    teacher_lr: float = 3e-3
     student_lr: float = 1e-3
     teacher_ema: float = 0.99
     student_ema: float = 0.9
     teacher_ffn: int = 1000
-    teacher_tile: int = 50
+    teacher_tile: int = 16
     teacher_norm_first: bool = True
     student_hidden: int = 16
     student_kernel: int = 3
+    score: str = "recon"
     seed: int = 12345
 
     def to_dict(self) -> dict:

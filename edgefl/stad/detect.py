@@ -4,10 +4,11 @@ Score paths (a dict registry, see SCORE_PATHS):
 * ``gradient`` — the STAD score as the official code computes it: torch autograd of
   L = mean(w · Σ_k (o_k − x)²) w.r.t. the normalised input, then max over bands of |∂L/∂x|; w = STF(x)
   treated as a constant. Works for the teacher and the student.
-* ``graph`` — the student's forward-only score graph (scoregraph.StudentScoreGraph), the path that is
-  exported and runs on the device; the same number up to float rounding (``path_agreement`` measures it).
-* ``recon`` — the reconstruction-error approximation (spec edge-note option (c)): max over bands of
-  w · Σ_k (o_k − x)²; an ablation only.
+* ``graph`` — the student's forward-only graph of that same gradient (scoregraph.StudentScoreGraph);
+  equal up to float rounding (``path_agreement`` measures it).
+* ``recon`` — the weighted reconstruction error (spec edge-note option (c)): max over bands of
+  w · Σ_k (o_k − x)²; forward-only by nature. The project default score (config.StadConfig.score).
+* ``graph-recon`` — the student's device graph in reconstruction mode.
 """
 
 import dataclasses
@@ -46,18 +47,28 @@ def recon_score(model, x: np.ndarray, use_stf: bool = True) -> np.ndarray:
         return (w * err).amax(dim=1)[0].numpy()
 
 
-def graph_score(model, x: np.ndarray, use_stf: bool = True) -> np.ndarray:
+def graph_score(model, x: np.ndarray, use_stf: bool = True, score: str = "gradient") -> np.ndarray:
     """Forward-only score graph of a student (the device path) on a normalised C×H×W cube → H×W."""
     if not hasattr(model, "block1"):
         raise EdgeflError(
             "the forward-only score graph exists for the STAD student only — use path 'gradient'"
         )
-    graph = StudentScoreGraph(model, use_stf=use_stf).eval()
+    graph = StudentScoreGraph(model, use_stf=use_stf, score=score).eval()
     with torch.no_grad():
         return graph(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None])[0].numpy()
 
 
-SCORE_PATHS = {"gradient": gradient_score, "graph": graph_score, "recon": recon_score}
+def graph_recon_score(model, x: np.ndarray, use_stf: bool = True) -> np.ndarray:
+    """The device graph in reconstruction-error mode (same number as ``recon``)."""
+    return graph_score(model, x, use_stf, score="recon")
+
+
+SCORE_PATHS = {
+    "gradient": gradient_score,
+    "graph": graph_score,
+    "recon": recon_score,
+    "graph-recon": graph_recon_score,
+}
 
 
 @dataclasses.dataclass
@@ -96,12 +107,17 @@ def detect_cube(
 
 
 def path_agreement(reference: np.ndarray, other: np.ndarray) -> dict:
-    """How close two score maps are: max abs / max relative difference and Pearson correlation."""
+    """How close two score maps are: max abs / max relative difference, Pearson and Spearman correlation."""
     a, b = np.asarray(reference, np.float64).ravel(), np.asarray(other, np.float64).ravel()
+    from scipy.stats import spearmanr
+
     diff = np.abs(a - b)
-    corr = float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else float("nan")
+    varied = a.std() > 0 and b.std() > 0
+    corr = float(np.corrcoef(a, b)[0, 1]) if varied else float("nan")
+    rank = float(spearmanr(a, b)[0]) if varied else float("nan")
     return {
         "max_abs_diff": float(diff.max()),
         "max_rel_diff": float(diff.max() / max(np.abs(a).max(), 1e-30)),
         "pearson": corr,
+        "spearman": rank,
     }

@@ -3,9 +3,11 @@
 The generic ``edgefl export`` pipeline targets classifiers (outputs ``logits`` + ``features``, a
 classification head); STAD needs a different graph, so this module is the small adapter: it exports
 ``scoregraph.StudentScoreGraph`` (input ``cube`` = 1×C×H×W raw values of the selected bands, H and W
-dynamic; output ``score`` = 1×H×W; normalisation, STF and the analytic input gradient inside the graph)
+dynamic; output ``score`` = 1×H×W; normalisation, STF, the student and the score — the weighted
+reconstruction error or the analytic input gradient, as the checkpoint records — inside the graph)
 with the TorchScript exporter at the profile's opset, runs onnx's full checker, measures parity against
-the torch autograd score on the shipped scenes, and writes a bundle in the shared manifest format
+the torch score of the same definition on the shipped scenes, and writes a bundle in the shared
+manifest format
 (``head`` is null: there is no classifier head to fine-tune). ``edgefl.runtime.engine.open_engine``
 runs it unchanged; band selection is the only host-side step, described in ``preprocessing["stad"]``.
 """
@@ -26,14 +28,14 @@ MODEL_FILE, MANIFEST = "model.onnx", "manifest.json"
 PARITY_TOLERANCE = 1e-4  # max |onnx − autograd| / max |autograd| on a scene
 
 
-def onnx_from_student(student, channels: int, opset: int):
-    """StudentScoreGraph → ONNX ModelProto with dynamic height/width."""
+def onnx_from_student(student, channels: int, opset: int, score: str = "gradient"):
+    """StudentScoreGraph (score "gradient" or "recon") → ONNX ModelProto with dynamic height/width."""
     import onnx
     import torch
 
     from edgefl.stad.scoregraph import StudentScoreGraph
 
-    graph = StudentScoreGraph(student).eval()
+    graph = StudentScoreGraph(student, score=score).eval()
     example = torch.rand(1, channels, 24, 20)
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
@@ -65,15 +67,17 @@ def onnx_score(model_path, cube_chw: np.ndarray) -> np.ndarray:
 
 
 def parity_on_scenes(student, stad: dict, model_path, scenes: list) -> dict:
-    """ONNX score vs torch autograd score (the full STAD score) per scene, with AUC(D,F) of both."""
-    from edgefl.stad.detect import gradient_score, path_agreement
+    """ONNX score vs the torch score of the same definition per scene, with AUC(D,F) of both.
+
+    The torch reference is autograd for "gradient" and the plain torch student for "recon"."""
+    from edgefl.stad.detect import SCORE_PATHS, path_agreement
     from edgefl.stad.metrics import roc_auc
     from edgefl.stad.prep import chw_from_hwc, minmax_normalize, select_bands
 
     per_scene = {}
     for s in scenes:
         raw = chw_from_hwc(select_bands(s.cube, stad["channels"], stad["band_mode"], s.name))
-        ref = gradient_score(
+        ref = SCORE_PATHS[stad.get("score", "gradient")](
             student,
             chw_from_hwc(
                 minmax_normalize(select_bands(s.cube, stad["channels"], stad["band_mode"], s.name), s.name)
@@ -86,7 +90,7 @@ def parity_on_scenes(student, stad: dict, model_path, scenes: list) -> dict:
         per_scene[s.name] = entry
     worst = max((e["max_rel_diff"] for e in per_scene.values()), default=0.0)
     return {
-        "reference": "torch autograd input-gradient score (detect path 'gradient')",
+        "reference": f"torch score '{stad.get('score', 'gradient')}' (edgefl.stad.detect)",
         "max_rel_diff": worst,
         "tolerance": PARITY_TOLERANCE,
         "passed": bool(worst <= PARITY_TOLERANCE),
@@ -120,7 +124,7 @@ def export_stad_bundle(checkpoint, out, profile: str = "jetson-tx2", scenes=None
             "pass the student checkpoint"
         )
     opset = min(int(prof.max_opset), 17)
-    proto = onnx_from_student(student, stad["channels"], opset)
+    proto = onnx_from_student(student, stad["channels"], opset, stad.get("score", "gradient"))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=str(out.parent)))
@@ -151,8 +155,9 @@ def export_stad_bundle(checkpoint, out, profile: str = "jetson-tx2", scenes=None
                     "channels": c,
                     "band_mode": stad["band_mode"],
                     "layout": "raw selected bands as 1×C×H×W; min-max normalisation, STF and "
-                    "the input-gradient score run inside the graph",
+                    "the score run inside the graph",
                     "score": stad.get("score"),
+                    "score_definition": stad.get("score_definition"),
                 }
             },
             "labels": None,

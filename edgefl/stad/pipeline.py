@@ -17,9 +17,10 @@ from edgefl.stad.config import StadConfig
 from edgefl.stad.train import train_teacher
 
 TEACHER_DIR, STUDENT_DIR = "teacher", "student"
-SCORE_DEFINITION = (
-    "max_c |d/dx mean(w * sum_k (o_k - x)^2)|, w = STF(x), x = global min-max of selected bands"
-)
+SCORE_DEFINITIONS = {
+    "gradient": "max_c |d/dx mean(w * sum_k (o_k - x)^2)|, w = STF(x), x = global min-max of selected bands",
+    "recon": "max_c w * sum_k (o_k - x)^2, w = STF(x), x = global min-max of selected bands",
+}
 
 
 @dataclasses.dataclass
@@ -93,7 +94,8 @@ def _checkpoint_config(kind: str, model, cfg: StadConfig, history: dict) -> dict
             "role": kind,
             "channels": cfg.channels,
             "band_mode": cfg.band_mode,
-            "score": SCORE_DEFINITION,
+            "score": cfg.score,
+            "score_definition": SCORE_DEFINITIONS[cfg.score],
             "training": cfg.to_dict(),
             "blob_restoration": history.get("blob_restoration"),
         },
@@ -138,3 +140,11 @@ def load_stad(path):
 
 def eval_scene_cube(scene, cfg: StadConfig) -> np.ndarray:
     return prepare_cube(scene.cube, cfg.channels, cfg.band_mode, scene.name)
+
+
+def default_path(stad: dict) -> str:
+    """The detect path a checkpoint is meant for: the device graph for a student, torch for a teacher."""
+    score = stad.get("score", "gradient")
+    if stad.get("role") == "student":
+        return "graph-recon" if score == "recon" else "graph"
+    return score

@@ -121,10 +121,10 @@ def detect_scene(model_path, scene_spec, out, path=None, cube_key=None, gt_key=N
         score, used = bundle_score(model_path, scene.cube, scene.name), "bundle (onnxruntime, edgefl.runtime)"
     else:
         from edgefl.stad.detect import detect_cube
-        from edgefl.stad.pipeline import load_stad
+        from edgefl.stad.pipeline import default_path, load_stad
 
         model, stad = load_stad(model_path)
-        used = path or ("graph" if stad.get("role") == "student" else "gradient")
+        used = path or default_path(stad)
         score = detect_cube(
             model, scene.cube, stad["channels"], stad["band_mode"], path=used, scene=scene.name
         ).score

@@ -7,7 +7,9 @@ mask a > 0, and BatchNorm in eval mode is an affine map folded into the kernels 
 it in a single forward pass (option (a) of the spec's edge note; not the reconstruction-error
 approximation (c)). It takes the band-selected raw cube and does everything on the graph: global
 min-max normalisation, the STF (``stf_weights_torch``), the student forward, the hand-written backward,
-and the max over bands. One input ``cube`` (1×C×H×W, H and W dynamic), one output ``score`` (1×H×W).
+and the max over bands. With ``score="recon"`` it returns the weighted reconstruction error instead
+(the project default, see config.StadConfig). One input ``cube`` (1×C×H×W, H and W dynamic), one
+output ``score`` (1×H×W).
 ``tests/stad/test_scoregraph.py`` checks it against torch autograd (max relative difference ~1e-6).
 """
 
@@ -17,6 +19,9 @@ from torch import nn
 
 from edgefl.stad.stf import stf_weights_torch
 from edgefl.stad.student import StadStudent
+
+
+SCORES = ("gradient", "recon")
 
 
 def _bn_scale_shift(bn: nn.BatchNorm2d):
@@ -49,9 +54,11 @@ class StudentScoreGraph(nn.Module):
     Args:
         student: a trained StadStudent (its eval-mode BatchNorm statistics are folded in).
         use_stf: False for the w = 1 ablation.
+        score: "gradient" (the exact input-gradient score) or "recon" (the weighted reconstruction error
+            max_c w·Σ_k (o_k − x)², forward ops only by definition).
     """
 
-    def __init__(self, student: StadStudent, use_stf: bool = True):
+    def __init__(self, student: StadStudent, use_stf: bool = True, score: str = "gradient"):
         super().__init__()
         student = student.eval()
         kernels = []
@@ -62,7 +69,9 @@ class StudentScoreGraph(nn.Module):
         for i, (k, c) in enumerate(kernels):
             self.register_buffer(f"k{i}", k.detach().clone())
             self.register_buffer(f"c{i}", c.detach().clone())
-        self.use_stf = use_stf
+        if score not in SCORES:
+            raise ValueError(f"score must be one of {SCORES}, got {score!r}")
+        self.use_stf, self.score = use_stf, score
 
     def _kc(self, i: int):
         return getattr(self, f"k{i}"), getattr(self, f"c{i}")
@@ -81,6 +90,8 @@ class StudentScoreGraph(nn.Module):
                 outs.append(h)
         k5, c5 = self._kc(4)
         outs.append(F.conv2d(h, k5, c5))
+        if self.score == "recon":  # the weighted reconstruction error, max over bands
+            return (w * sum((o - x) ** 2 for o in outs)).amax(dim=1)
         # dL/do_k = 2·w·(o_k − x)/numel(x) for L = mean(w·Σ_k (o_k − x)²)
         numel = torch.ones_like(x[:1]).sum()
         v = [2.0 * w * (o - x) / numel for o in outs]

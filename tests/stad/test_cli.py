@@ -37,7 +37,7 @@ def test_detect_with_checkpoint_and_bundle_give_the_same_map(tiny_stad, tmp_path
     r2 = edgefl("detect", out / "bundle", "hydice", "--out", tmp_path / "bundle", "--json")
     assert r2.returncode == 0, r2.stderr
     a, b = json.loads(r1.stdout), json.loads(r2.stdout)
-    assert a["score_path"] == "graph" and b["score_path"].startswith("bundle")
+    assert a["score_path"] == "graph-recon" and b["score_path"].startswith("bundle")
     s1 = np.load(a["files"]["score"])
     s2 = np.load(b["files"]["score"])
     assert s1.shape == (100, 80)

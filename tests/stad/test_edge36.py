@@ -10,7 +10,7 @@ import torch
 
 import edgefl.runtime
 from edgefl.data import load_hsi_scene
-from edgefl.stad.detect import gradient_score
+from edgefl.stad.detect import SCORE_PATHS
 from edgefl.stad.pipeline import load_stad
 from edgefl.stad.prep import chw_from_hwc, minmax_normalize, select_bands
 
@@ -65,6 +65,6 @@ def test_bundle_on_python36_matches_torch(tiny_stad, python36, tmp_path):
         assert r.returncode == 0, r.stderr
         assert "(3, 6)" in r.stdout
         edge = np.load(str(tmp_path / "score.npy"))
-        ref = gradient_score(student, chw_from_hwc(minmax_normalize(selected)))
+        ref = SCORE_PATHS[stad["score"]](student, chw_from_hwc(minmax_normalize(selected)))
         assert edge.shape == scene.cube.shape[:2]
         assert np.abs(edge - ref).max() <= 1e-5 * np.abs(ref).max()

@@ -47,6 +47,13 @@ def test_graph_normalises_raw_input_itself():
     np.testing.assert_allclose(got, ref, rtol=1e-3, atol=1e-6 * np.abs(ref).max())
 
 
+def test_recon_graph_equals_torch_recon():
+    s, x = _student(5), _cube()
+    ref = recon_score(s, x)
+    got = graph_score(s, x, score="recon")
+    assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
 def test_recon_score_differs_from_gradient():
     s, x = _student(2), _cube()
     assert not np.allclose(recon_score(s, x), gradient_score(s, x))
@@ -57,7 +64,7 @@ def test_onnx_graph_runs_with_dynamic_shape_and_matches_torch(tmp_path):
 
     s = _student(3)
     path = tmp_path / "m.onnx"
-    onnx.save(onnx_from_student(s, 6, opset=13), str(path))
+    onnx.save(onnx_from_student(s, 6, opset=13, score="gradient"), str(path))
     onnx.checker.check_model(str(path), full_check=True)
     for h, w in ((17, 13), (31, 40)):  # exported at 24×20
         x = _cube(h, w, seed=h)
