@@ -22,6 +22,7 @@ from collections import OrderedDict
 import numpy as np
 
 from edgefl.runtime.errors import EdgeRuntimeError
+from edgefl.runtime.manifest import read_manifest, sha256_file
 from edgefl.runtime.persist import atomic_write
 from edgefl.runtime.transport.chunking import ChunkingTransport
 from edgefl.runtime.transport.paho_mqtt import MqttOptions, PahoTransport
@@ -79,8 +80,10 @@ def load_model_tensors(path):
     """
     if os.path.isdir(path):
         if os.path.isfile(os.path.join(path, "model.safetensors")):
+            verify_checkpoint_files(path)
             path = os.path.join(path, "model.safetensors")
         elif os.path.isfile(os.path.join(path, "head.safetensors")):
+            read_manifest(path, verify=True)  # every bundle file against its sha256 first
             tensors = read_safetensors(os.path.join(path, "head.safetensors"))
             return OrderedDict((HEAD_NAMES.get(n, n), np.array(v, np.float32))
                                for n, v in sorted(tensors.items()))
@@ -93,6 +96,27 @@ def load_model_tensors(path):
     tensors = read_safetensors(path)
     return OrderedDict((n, np.array(v, np.float32)) for n, v in sorted(tensors.items())
                        if v.dtype.kind == "f")
+
+
+def verify_checkpoint_files(path):
+    """Check a checkpoint directory's files against the sha256 its config.json records."""
+    try:
+        with open(os.path.join(path, "config.json")) as f:
+            files = json.load(f).get("files")
+    except (IOError, OSError, ValueError, AttributeError) as exc:
+        raise EdgeRuntimeError("checkpoint {} has no readable config.json ({}) — re-create it"
+                               .format(path, exc))
+    if not isinstance(files, dict) or "model.safetensors" not in files:
+        raise EdgeRuntimeError("checkpoint {}: config.json records no sha256 for model.safetensors "
+                               "— re-create the checkpoint".format(path))
+    for name, digest in sorted(files.items()):
+        full = os.path.join(path, name)
+        if os.path.basename(name) != name or not os.path.isfile(full):
+            raise EdgeRuntimeError("checkpoint {}: {} is missing — the checkpoint is incomplete"
+                                   .format(path, name))
+        if sha256_file(full) != digest:
+            raise EdgeRuntimeError("checkpoint {}: {} does not match its recorded sha256 (corrupt "
+                                   "or modified) — re-create or copy it again".format(path, name))
 
 
 def save_model_tensors(path, tensors, metadata=None):
