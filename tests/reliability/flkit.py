@@ -114,8 +114,8 @@ class ManualAgent(object):
     AgentCore and transport): connect, wait for a round's job, train, publish, drop out of
     contact, come back. Every payload it publishes is recorded in ``sent``."""
 
-    def __init__(self, client_id, mqtt, federation="rel"):
-        self.client_id, self.mqtt = client_id, mqtt
+    def __init__(self, client_id, mqtt, federation="rel", sign_key=None):
+        self.client_id, self.mqtt, self.sign_key = client_id, mqtt, sign_key
         self.core = AgentCore(AgentConfig(federation, client_id))
         self.trainer = TargetTrainer(client_id)
         self.transport, self.pending, self.sent = None, [], []
@@ -126,6 +126,10 @@ class ManualAgent(object):
         from edgefl.runtime.loops import wait_connected
 
         self.transport = make_transport(self.client_id, self.mqtt)
+        if self.sign_key is not None:
+            from edgefl.runtime.signing import SigningTransport
+
+            self.transport = SigningTransport(self.transport, self.sign_key)
         for topic in self.core.subscriptions():
             self.transport.subscribe(topic, 1)
         self.transport.connect()

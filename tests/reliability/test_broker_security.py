@@ -193,3 +193,47 @@ def test_cli_init_json(tmp_path):
     doc = json.loads(result.stdout)
     assert doc["clients"] == ["client-000", "client-001"]
     assert (tmp_path / "f" / "broker" / "mosquitto.conf").exists()
+
+
+def test_signed_round_over_tls_with_the_generated_configs(fed, flkit):
+    """The runtime's own transport, with the configs `federation init` wrote: TLS + password +
+    ACL + HMAC. A tampered (re-signed-less) update from client-000 is rejected with a reason;
+    the round then completes and its model is the reference run's."""
+    from collections import OrderedDict
+
+    import numpy as np
+
+    from edgefl.runtime.signing import Keyring, key_from_hex, sign_message
+    from edgefl.runtime.wire import decode_message, encode_message
+
+    agg_json = json.loads(fed.aggregator_config.read_text())
+    cfg = flkit.aggregator_config(
+        federation=FED, clients=fed.clients, min_clients=3, rounds=1, deadline_s=60.0
+    )
+    expected = flkit.reference_run(cfg, flkit.init_model(), [fed.clients])
+    agg = flkit.AggregatorThread(
+        cfg, flkit.init_model(), agg_json["mqtt"], keyring=Keyring.from_file(agg_json["signing"]["keyring"])
+    )
+    agents = []
+    try:
+        for cid in fed.clients:
+            agent_json = json.loads(fed.agent_configs[cid].read_text())
+            key = key_from_hex(agent_json["signing"]["key"])
+            agents.append(flkit.ManualAgent(cid, agent_json["mqtt"], federation=FED, sign_key=key).connect())
+        a0 = agents[0]
+        topic, payload = a0.train(a0.job(1))
+        forged = sign_message(a0.sign_key, decode_message(payload))
+        forged.tensors = OrderedDict((n, np.array(v) * np.float32(10)) for n, v in forged.tensors.items())
+        a0.transport.inner.publish(topic, encode_message(forged), 1, False)  # bypass the signer
+        assert a0.status(1) == (1, False, "signature: bad signature")
+        for agent in agents:
+            agent.publish((topic, payload) if agent is a0 else agent.train(agent.job(1)))
+        assert a0.status(2) == (1, True, "")
+        agg.join()
+    finally:
+        agg.stop()
+        for agent in agents:
+            agent.disconnect()
+    assert [h["clients"] for h in agg.core.history] == [fed.clients]
+    assert flkit.models_equal(agg.core.global_model, expected.global_model)
+    assert agg.core.rejections == {"signature": 1}
