@@ -8,12 +8,11 @@ config["stad"], so a checkpoint can never be applied with the wrong C (spec pitf
 import dataclasses
 from pathlib import Path
 
-import numpy as np
 
 from edgefl.errors import EdgeflError
 from edgefl.stad.blobs import anomaly_free
 from edgefl.stad.prep import prepare_cube
-from edgefl.stad.config import StadConfig
+from edgefl.stad.config import StadConfig, check_config
 from edgefl.stad.train import train_teacher
 
 TEACHER_DIR, STUDENT_DIR = "teacher", "student"
@@ -57,7 +56,7 @@ def train_stad(scenes: list, cfg: StadConfig, on_step=None) -> StadModels:
     """
     from edgefl.stad.distill import distill_student
 
-    cubes = training_cubes(scenes, cfg)
+    cubes = training_cubes(scenes, check_config(cfg))
     teacher, th = train_teacher(cubes, cfg, (lambda *a: on_step("teacher", *a)) if on_step else None)
     student, sh = distill_student(
         teacher, cubes, cfg, (lambda *a: on_step("student", *a)) if on_step else None
@@ -136,10 +135,6 @@ def load_stad(path):
             f"{path} is not a STAD checkpoint (no 'stad' section) — train one with `edgefl compress stad`"
         )
     return ckpt.model, stad
-
-
-def eval_scene_cube(scene, cfg: StadConfig) -> np.ndarray:
-    return prepare_cube(scene.cube, cfg.channels, cfg.band_mode, scene.name)
 
 
 def default_path(stad: dict) -> str:

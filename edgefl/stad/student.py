@@ -5,7 +5,9 @@
     forward(x) = [block1(x), block2(block1(x)), out(block2(block1(x)))]  aligned with the 3 teacher stages
 
 The official student uses hidden = 100 (≈ 37k parameters at C = 10, only ≈ 1.7× fewer than the teacher);
-the project default is hidden = 16 (≈ 6k parameters, ≈ 10.6× fewer) — see bench/stad.py for the effect.
+the project default is hidden = 16 (≈ 6k parameters, ≈ 10.7× fewer). ``kernel=1`` gives the per-pixel
+variant (the 1×1-conv + BN student; with hidden = 100 it is the official per-pixel MLP shape, ≈ 4.8k
+parameters): its input gradient is strictly local.
 """
 
 import torch

@@ -49,3 +49,13 @@ def test_rx_survives_a_singular_covariance():
     cube = np.concatenate([cube, cube[:, :, :1]], axis=2)  # duplicated band → singular Σ
     r = rx_scores(cube)
     assert np.isfinite(r).all() and r.max() > 0
+
+
+def test_bad_stad_settings_are_refused_not_rewritten():
+    from edgefl.stad.config import StadConfig, check_config
+
+    assert check_config(StadConfig()) == StadConfig()
+    with pytest.raises(EdgeflError, match="channels=9 is invalid — use an even number"):
+        check_config(StadConfig(channels=9))
+    with pytest.raises(EdgeflError, match="student_kernel=2"):
+        check_config(StadConfig(student_kernel=2))
