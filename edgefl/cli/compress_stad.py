@@ -31,6 +31,9 @@ def command(
     student_kernel: int = typer.Option(
         _D.student_kernel, help="Student kernel: 1 (per-pixel) or 3 (3×3 conv)."
     ),
+    score: str = typer.Option(
+        _D.score, help="Anomaly score: 'recon' (weighted reconstruction error) or 'gradient'."
+    ),
     seed: int = typer.Option(_D.seed),
     export_profile: str = typer.Option(
         "jetson-tx2", help="Also export the device bundle for this profile ('' to skip)."
@@ -49,6 +52,7 @@ def command(
         student_steps=student_steps,
         student_hidden=student_hidden,
         student_kernel=student_kernel,
+        score=score,
         seed=seed,
     )
     with progress_for(not as_json) as progress:
