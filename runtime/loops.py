@@ -16,9 +16,10 @@ def wait_connected(transport, timeout=30.0, clock=time.time):
     end = clock() + timeout
     early = []
     while clock() < end:
-        for ev in transport.poll(0.1):
-            if ev.kind == "connected":
-                return early
+        batch = transport.poll(0.1)
+        for i, ev in enumerate(batch):
+            if ev.kind == "connected":  # keep what came with it (e.g. retained messages)
+                return early + [e for e in batch[i + 1:] if e.kind != "connected"]
             early.append(ev)
     err = getattr(transport, "last_error", None)
     raise EdgeRuntimeError("could not connect to the MQTT broker within {:.0f}s{} — check "

@@ -60,3 +60,18 @@ def test_persistent_session_queues_qos1_only():
     p.publish("t/0", b"q0", qos=0)
     a.connect()
     assert [e.payload for e in a.poll() if e.kind == "message"] == [b"q1"]
+
+
+def test_wait_connected_keeps_messages_that_arrive_with_the_connection():
+    from edgefl.runtime.loops import wait_connected
+    from edgefl.runtime.transport import Event
+
+    class Burst(object):
+        def __init__(self):
+            self.batches = [[Event("message", "a", b"1"), Event("connected"),
+                             Event("message", "b", b"2")]]
+
+        def poll(self, timeout=0.0):
+            return self.batches.pop(0) if self.batches else []
+
+    assert [e.topic for e in wait_connected(Burst(), timeout=1.0)] == ["a", "b"]
