@@ -15,7 +15,8 @@ body{font-family:system-ui,sans-serif;margin:2em auto;max-width:980px;color:#222
 h1{font-size:1.6em;margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
 table{border-collapse:collapse;margin:.6em 0;font-size:.9em} td,th{border:1px solid #ddd;padding:.25em .6em}
 th{background:#f5f5f5;text-align:left} td.num{text-align:right;font-variant-numeric:tabular-nums}
-figure{margin:.8em 0} figure img{max-width:100%;border:1px solid #eee} figcaption{font-size:.85em;color:#555}
+figure{display:inline-block;vertical-align:top;width:49%;margin:.6em 0} figure.wide{width:100%}
+figure img{max-width:100%;border:1px solid #eee} figcaption{font-size:.85em;color:#555}
 .note{color:#777;font-size:.9em} .ok{color:#2a7} .bad{color:#c33}
 """
 
@@ -52,10 +53,11 @@ def table(headers: list[str], rows: list[list]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def figure(png: bytes, caption: str, key: str) -> str:
+def figure(png: bytes, caption: str, key: str, wide: bool = False) -> str:
     uri = "data:image/png;base64," + base64.b64encode(png).decode()
+    cls = ' class="wide"' if wide else ""
     return (
-        f'<figure><img class="plot" data-plot="{esc(key)}" alt="{esc(caption)}" src="{uri}">'
+        f'<figure{cls}><img class="plot" data-plot="{esc(key)}" alt="{esc(caption)}" src="{uri}">'
         f"<figcaption>{esc(caption)}</figcaption></figure>"
     )
 
@@ -147,17 +149,17 @@ def section_contacts(run: RunData) -> str | None:
         return None
     sched = run.schedule
     windows = {s: [(c.start_s, c.end_s) for c in sched.for_satellite(s)] for s in sched.satellites}
-    events = []
-    for r in (run.simulation or {}).get("runs", {}).values():
-        events = r.get("events") or []
-        if events:
-            break
+    runs = (run.simulation or {}).get("runs", {})
+    shown = "async" if "async" in runs else next(iter(runs), None)
+    events = (runs.get(shown) or {}).get("events") or []
     summary = sched.summary()
+    transfers = f"; model transfers of the {shown} run" if events else ""
     return figure(
         plots.contact_timeline(windows, events),
         f"Contact windows per satellite ({summary['contacts']} passes over "
-        f"{', '.join(sched.stations)}; mean pass {summary['mean_contact_s'] / 60:.1f} min)",
+        f"{', '.join(sched.stations)}; mean pass {summary['mean_contact_s'] / 60:.1f} min{transfers})",
         "contact-timeline",
+        wide=True,
     ) + table(["figure", "value"], [[k, v] for k, v in summary.items()])
 
 

@@ -64,7 +64,7 @@ def contact_timeline(
     plt = _pyplot()
     sats = sorted(windows)
     scale = 3600.0 if hours else 1.0
-    fig, ax = plt.subplots(figsize=(FIGSIZE[0], 0.45 * len(sats) + 1.3))
+    fig, ax = plt.subplots(figsize=(2 * FIGSIZE[0], 0.42 * len(sats) + 1.3))
     for i, sat in enumerate(sats):
         spans = [(a / scale, (b - a) / scale) for a, b in windows[sat]]
         ax.broken_barh(spans, (i - 0.35, 0.7), color="#9ecae1", edgecolor="#3182bd", lw=0.5)

@@ -1,0 +1,32 @@
+"""The demo journey end to end with tiny settings (the real demo only differs in sizes)."""
+
+import json
+import re
+
+import pytest
+
+from edgefl.demo import STEPS, DemoConfig, run_demo
+from edgefl.errors import EdgeflError
+
+
+@pytest.mark.slow
+def test_demo_runs_every_step_and_writes_the_report(tmp_path):
+    cfg = DemoConfig(train_examples=400, satellites=2, planes=1, hours=2.0, speedup=1200.0, latency_runs=30)
+    doc = run_demo(cfg, tmp_path / "run")
+    assert [s["name"] for s in doc["steps"]] == [name for name, _ in STEPS] + ["report"]
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    facts = run["summary"]
+    assert facts["opset"] == 13 and facts["export_precision"] == "int8/onnx"
+    assert facts["mean_bits"] <= 4.0 + 1e-6 and facts["bops_ratio"] > 1
+    assert (tmp_path / "run" / "agent.tar.gz").stat().st_size == facts["pack_bytes"]
+    assert facts["sync_versions"] >= 1 and facts["async_versions"] >= 1
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert {"accuracy-vs-time", "contact-timeline", "layer-bits", "layer-bops", "latency"} <= set(
+        re.findall(r'data-plot="([^"]+)"', page)
+    )
+
+
+def test_demo_refuses_a_used_directory(tmp_path):
+    (tmp_path / "x").write_text("keep me")
+    with pytest.raises(EdgeflError, match="not empty"):
+        run_demo(DemoConfig(), tmp_path)
