@@ -77,8 +77,9 @@ class MosquittoProcess:
         self.start()
 
 
-def plain_conf(port: int, data_dir: Path) -> str:
-    """Anonymous loopback broker with persistence, saved every second (and on a clean stop)."""
+def plain_conf(port: int, data_dir: Path, save_every_change: bool = False) -> str:
+    """Anonymous loopback broker with persistence, saved every second (and on a clean stop), or
+    after every change (survives kill -9 at any time, but slows a busy broker a lot)."""
     return "\n".join(
         [
             "per_listener_settings false",
@@ -86,6 +87,7 @@ def plain_conf(port: int, data_dir: Path) -> str:
             "persistence true",
             f"persistence_location {data_dir}/",
             "autosave_interval 1",
+            *(["autosave_on_changes true"] if save_every_change else []),
             "max_queued_messages 10000",
             f"listener {port} 127.0.0.1",
             *(["user root"] if os.geteuid() == 0 else []),
@@ -101,13 +103,18 @@ def broker_factory(tmp_path):
     started: list[MosquittoProcess] = []
 
     def factory(
-        conf_text: str | None = None, port: int | None = None, name: str = "broker"
+        conf_text: str | None = None,
+        port: int | None = None,
+        name: str = "broker",
+        save_every_change: bool = False,
     ) -> MosquittoProcess:
         port = port or free_port()
         folder = tmp_path / f"{name}-{port}"
         (folder / "data").mkdir(parents=True, exist_ok=True)
         conf = folder / "mosquitto.conf"
-        conf.write_text(conf_text if conf_text is not None else plain_conf(port, folder / "data"))
+        conf.write_text(
+            conf_text if conf_text is not None else plain_conf(port, folder / "data", save_every_change)
+        )
         broker = MosquittoProcess(conf, port, folder / "mosquitto.log")
         started.append(broker)
         return broker.start()

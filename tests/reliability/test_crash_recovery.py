@@ -3,9 +3,12 @@
 
 import signal
 
+import pytest
+
 CLIENTS = ["c0", "c1", "c2", "c3"]
 
 
+@pytest.mark.slow
 def test_aggregator_kill9_mid_round_resumes_and_ends_with_the_uninterrupted_model(fedrun, flkit, wait):
     # Prepare: 3 rounds, every round waits for all 4 clients; c2 and c3 train slowly so each
     # round has a window where exactly c0 and c1 are accepted.
@@ -39,6 +42,7 @@ def test_aggregator_kill9_mid_round_resumes_and_ends_with_the_uninterrupted_mode
     assert not flkit.models_equal(final, flkit.init_model())
 
 
+@pytest.mark.slow
 def test_agent_killed_mid_training_rejoins_next_round_and_round_closes_at_deadline(fedrun, flkit, wait):
     # Prepare: round 1 closes at its 3 s deadline with the quorum of 3 it has once c3 is killed.
     agg = dict(federation="rel", clients=CLIENTS, min_clients=3, rounds=2, deadline_s=3.0)
