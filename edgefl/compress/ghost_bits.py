@@ -48,16 +48,20 @@ def _kmeans_pp_init(values: np.ndarray, k: int, rng: np.random.Generator) -> np.
         if total <= 0.0:  # every point already sits on a centre
             centres[i:] = centres[0]
             break
-        idx = rng.choice(len(values), p=d2 / total)
-        centres[i] = values[idx]
+        idx = int(np.searchsorted(np.cumsum(d2), rng.random() * total, side="right"))
+        centres[i] = values[min(idx, len(values) - 1)]
         np.minimum(d2, (values - centres[i]) ** 2, out=d2)
     return centres
 
 
-def _assign_sorted(values: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    """Index of the nearest centre (centres sorted ascending) for every value, in O(N log K)."""
+def _cluster_edges(sorted_x: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Boundaries of the nearest-centre clusters in sorted data: cluster j is ``x[e[j]:e[j+1]]``.
+
+    In 1-D the nearest-centre regions are intervals split at the midpoints between sorted centres,
+    so an assignment costs K binary searches instead of N.
+    """
     mids = (centres[1:] + centres[:-1]) / 2.0
-    return np.searchsorted(mids, values)
+    return np.concatenate(([0], np.searchsorted(sorted_x, mids, side="right"), [sorted_x.size]))
 
 
 def kmeans_1d(values: np.ndarray, k: int, *, seed: int = 0, max_iter: int = 50) -> tuple[np.ndarray, float]:
@@ -72,7 +76,7 @@ def kmeans_1d(values: np.ndarray, k: int, *, seed: int = 0, max_iter: int = 50) 
     Returns:
         (sorted centres, inertia = sum of squared distances to the nearest centre).
     """
-    x = np.asarray(values, dtype=np.float64).ravel()
+    x = np.sort(np.asarray(values, dtype=np.float64).ravel())
     if x.size == 0:
         raise ValueError("kmeans_1d needs at least one value")
     k = max(1, min(int(k), x.size))
@@ -81,17 +85,18 @@ def kmeans_1d(values: np.ndarray, k: int, *, seed: int = 0, max_iter: int = 50) 
         return unique, 0.0
     rng = np.random.default_rng(seed)
     centres = np.sort(_kmeans_pp_init(unique, k, rng))
+    prefix = np.concatenate(([0.0], np.cumsum(x)))
     for _ in range(max_iter):
-        labels = _assign_sorted(x, centres)
-        counts = np.bincount(labels, minlength=k)
-        sums = np.bincount(labels, weights=x, minlength=k)
+        edges = _cluster_edges(x, centres)
+        counts = np.diff(edges)
+        sums = prefix[edges[1:]] - prefix[edges[:-1]]
         new = np.where(counts > 0, sums / np.maximum(counts, 1), centres)
         new.sort()
         if np.array_equal(new, centres):
             break
         centres = new
-    labels = _assign_sorted(x, centres)
-    inertia = float(((x - centres[labels]) ** 2).sum())
+    counts = np.diff(_cluster_edges(x, centres))
+    inertia = float(((x - np.repeat(centres, counts)) ** 2).sum())
     return centres, inertia
 
 

@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgefl.compress.ghost_bits import (
     bits_from_distortion,
@@ -77,3 +79,20 @@ def test_tau_for_target_mean_bits_hits_the_target():
 def test_bad_range_is_a_clear_error():
     with pytest.raises(EdgeflError, match="bit range"):
         search_bits({"c": np.ones(10)}, bit_range=(6, 3))
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    scale=st.floats(1e-4, 1.0),
+    n=st.integers(8, 300),
+    seed=st.integers(0, 2**16),
+    taus=st.lists(st.floats(1e-6, 1e6), min_size=2, max_size=6),
+)
+def test_bits_never_grow_with_the_threshold(scale, n, seed, taus):
+    w = np.random.default_rng(seed).normal(0, scale, n)
+    layer = layer_distortion("c", w, bit_range=(2, 8), seed=seed)
+    bits = [bits_from_distortion(layer, t) for t in sorted(taus)]
+    assert bits == sorted(bits, reverse=True) and all(2 <= b <= 8 for b in bits)
+    # more centres never fit worse (within k-means' local optimum slack)
+    d = [layer.distortion[k] for k in range(2, 9)]
+    assert all(b <= a * 1.05 + 1e-12 for a, b in zip(d, d[1:]))
