@@ -65,3 +65,9 @@ def init(
     console = Console()
     console.print(table)
     console.print(f"start the broker: mosquitto -c {layout.broker_conf}")
+    if not broker_user:
+        console.print(
+            "  (started as root, mosquitto drops to user 'mosquitto': "
+            f"chown -R mosquitto {layout.out / 'broker'} or pass --broker-user)"
+        )
+    console.print('then add "model" to the aggregator config and "bundle" + "data" to each agent config')
