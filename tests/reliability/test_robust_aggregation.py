@@ -97,3 +97,56 @@ def test_plain_fedavg_is_broken_by_the_same_attack(task, clean_accuracy, attack)
     assert acc < clean_accuracy - 10.0, (
         f"attack too weak to show anything: {acc:.2f}% vs {clean_accuracy:.2f}%"
     )
+
+
+def _run_through_aggregator(task, attack, **config):
+    """The same federation through the runtime's AggregatorCore and AgentCore (wire messages,
+    validation, the configured strategy / clipping / norm bound)."""
+    from edgefl.runtime.agent import AgentConfig, AgentCore, TrainResult
+    from edgefl.runtime.aggregator import AggregatorConfig, AggregatorCore, Publish
+
+    shards, (xt, yt) = task
+    clients = ["c%02d" % i for i in range(N_CLIENTS)]
+    w0 = OrderedDict([("w", np.zeros((784, 10), np.float32)), ("b", np.zeros(10, np.float32))])
+    core = AggregatorCore(
+        AggregatorConfig(
+            "robust", clients=clients, min_clients=N_CLIENTS - N_POISONED, rounds=ROUNDS, **config
+        ),
+        w0,
+    )
+    agents = {c: AgentCore(AgentConfig("robust", c)) for c in clients}
+    ann = [a for a in core.start(0.0) if isinstance(a, Publish) and a.topic.endswith("/round")][0]
+    rejected, now = [], 0.0
+    for rnd in range(ROUNDS):
+        actions = []
+        for i, cid in enumerate(clients):
+            job = agents[cid].on_message(ann.topic, ann.payload)
+            x, y = shards[i]
+            delta = _local_delta(job.global_model, x, y, seed=1000 * rnd + i)
+            if i < N_POISONED:
+                delta = ATTACKS[attack](delta)
+            local = OrderedDict((k, job.global_model[k] + delta[k]) for k in delta)
+            topic, payload = agents[cid].on_trained(job, TrainResult(local, len(y), {}))
+            actions += core.on_message(topic, payload, now)
+        if not any(isinstance(a, Publish) and a.topic.endswith("/round") for a in actions):
+            now += core.cfg.deadline_s + 1.0  # the norm bound refused some: close at the deadline
+            actions = core.tick(now)
+        ann = [a for a in actions if isinstance(a, Publish) and a.topic.endswith("/round")][0]
+        rejected.append(core.history[-1]["rejected"])
+    return float((_logits(core.global_model, xt).argmax(axis=1) == yt).mean() * 100.0), rejected
+
+
+@pytest.mark.parametrize(
+    "attack,config",
+    [
+        ("sign_flip", {"strategy": "median"}),
+        ("scaled", {"strategy": "trimmed_mean", "strategy_options": {"beta": 0.2}}),
+        ("scaled", {"strategy": "fedavg", "max_norm": 5.0}),
+    ],
+    ids=["median-config", "trimmed-mean-config", "norm-bound-rejects"],
+)
+def test_robust_aggregation_configured_on_the_aggregator(task, clean_accuracy, attack, config):
+    acc, rejected = _run_through_aggregator(task, attack, **config)
+    assert acc >= clean_accuracy - 2.0, f"{config} under {attack}: {acc:.2f}% vs clean {clean_accuracy:.2f}%"
+    if "max_norm" in config:  # the boosted updates were refused (with a reason), not clipped in
+        assert rejected == [N_POISONED] * ROUNDS
