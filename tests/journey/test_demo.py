@@ -11,7 +11,7 @@ from edgefl.errors import EdgeflError
 
 @pytest.mark.slow
 def test_demo_runs_every_step_and_writes_the_report(tmp_path):
-    cfg = DemoConfig(train_examples=400, satellites=2, planes=1, hours=2.0, speedup=1200.0, latency_runs=30)
+    cfg = DemoConfig(train_examples=400, satellites=3, planes=3, hours=3.0, speedup=1440.0, latency_runs=30)
     doc = run_demo(cfg, tmp_path / "run")
     assert [s["name"] for s in doc["steps"]] == [name for name, _ in STEPS] + ["report"]
     run = json.loads((tmp_path / "run" / "run.json").read_text())
