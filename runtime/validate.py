@@ -70,6 +70,9 @@ def _check_fields(msg, exp, topic_client):
                                                                  topic_client[:60])),
         (exp.sampled is not None and msg.client_id not in exp.sampled, "not-sampled",
          "{!r} is not in round {}'s sample".format(msg.client_id[:60], exp.round)),
+        # sync: a late update is named for what it is (stale) before its base model is checked
+        (not exp.async_mode and msg.round < exp.round, "stale-round",
+         "update for round {}, current round is {}".format(msg.round, exp.round)),
         (msg.base_digest not in exp.versions, "base-digest",
          "base model {}... is not a model this aggregator can accept".format(
              msg.base_digest[:12])),
