@@ -98,7 +98,9 @@ def parity_on_scenes(student, stad: dict, model_path, scenes: list) -> dict:
     }
 
 
-def export_stad_bundle(checkpoint, out, profile: str = "jetson-tx2", scenes=None) -> dict:
+def export_stad_bundle(
+    checkpoint, out, profile: str = "jetson-tx2", scenes=None, precision: str = "fp32"
+) -> dict:
     """Export a STAD student checkpoint to a verified bundle directory.
 
     Args:
@@ -106,6 +108,8 @@ def export_stad_bundle(checkpoint, out, profile: str = "jetson-tx2", scenes=None
         out: bundle directory to write (replaced if it is a bundle).
         profile: device profile name (sets the opset ceiling, recorded in the manifest).
         scenes: HSIScene list for the parity check (default: the 4 shipped scenes).
+        precision: only "fp32" (the STF's RX runs in float64 inside the graph; reduced precision is not
+            verified for STAD).
     Returns:
         the manifest dict.
     """
@@ -116,6 +120,8 @@ def export_stad_bundle(checkpoint, out, profile: str = "jetson-tx2", scenes=None
     from edgefl.export.profiles import load_profile
     from edgefl.stad.pipeline import load_stad, parameter_count
 
+    if precision != "fp32":
+        raise EdgeflError(f"STAD bundles are exported in fp32 only, not {precision} — use --precision fp32")
     prof = load_profile(profile)
     student, stad = load_stad(checkpoint)
     if stad.get("role") != "student":
