@@ -262,7 +262,7 @@ class FedRun:
         self.procs.append(proc)
         return proc
 
-    def start_aggregator(self, aggregator: dict) -> subprocess.Popen:
+    def start_aggregator(self, aggregator: dict, **extra) -> subprocess.Popen:
         cfg = {
             "aggregator": aggregator,
             "mqtt": self.mqtt,
@@ -271,6 +271,7 @@ class FedRun:
             "output": str(self.output),
             "client_id": "aggregator",
             "timeout_s": 60,
+            **extra,
         }
         path = self.dir / "aggregator.json"
         path.write_text(json.dumps(cfg))
@@ -291,6 +292,15 @@ class FedRun:
         path = self.dir / f"{client_id}.json"
         path.write_text(json.dumps(cfg))
         return self._spawn(client_id, [sys.executable, str(HERE / "flkit.py"), "agent", str(path)])
+
+    def start_runtime_agent(self, client_id: str, **cfg) -> subprocess.Popen:
+        """``python -m edgefl.runtime agent`` (the device entry point) with this config."""
+        cfg = {"client_id": client_id, "mqtt": self.mqtt, "timeout_s": 60, **cfg}
+        path = self.dir / f"{client_id}.json"
+        path.write_text(json.dumps(cfg))
+        return self._spawn(
+            client_id, [sys.executable, "-m", "edgefl.runtime", "agent", "--config", str(path)]
+        )
 
     def state(self):
         """The aggregator's persisted state (an AggregatorCore), or None before the first write."""
