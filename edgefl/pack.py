@@ -256,5 +256,8 @@ def unpack(archive: str | Path, dest: str | Path) -> Path:
         for m in tar.getmembers():
             if m.name.startswith("/") or ".." in Path(m.name).parts or not (m.isfile() or m.isdir()):
                 raise EdgeflError(f"{archive}: unsafe member {m.name!r} — not an edgefl pack")
-        tar.extractall(dest, filter="data")
+        if hasattr(tarfile, "data_filter"):  # Python ≥ 3.10.12 / 3.11.4
+            tar.extractall(dest, filter="data")
+        else:
+            tar.extractall(dest)
     return dest / TOP

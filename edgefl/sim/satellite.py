@@ -88,6 +88,7 @@ class SatelliteRun:
 
     def contact(self, w: dict, end_s: float) -> None:
         from edgefl.runtime.config import make_transport
+        from edgefl.runtime.errors import WireError
         from edgefl.runtime.wire import decode_message
 
         cfg, core = self.cfg, self.core
@@ -113,7 +114,7 @@ class SatelliteRun:
                         try:
                             self.latest_round = max(self.latest_round, decode_message(ev.payload).round)
                             fresh = True
-                        except Exception:  # a bad announcement is the core's to report
+                        except WireError:  # a bad announcement is the core's to report
                             pass
                     job = core.on_message(ev.topic, ev.payload)
                     if job is not None:
