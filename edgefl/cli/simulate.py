@@ -41,6 +41,9 @@ def command(
     speedup: float = typer.Option(600.0, help="Simulated seconds per wall-clock second."),
     mode: list[str] = typer.Option(None, help="sync and/or async (default both, side by side)."),
     features: str = typer.Option("pixels", help="'pixels' or an exported bundle dir (its features output)."),
+    init: str = typer.Option(
+        "zeros", help="Starting head: zeros, or bundle (the exported head; needs a bundle)."
+    ),
     alpha: float = typer.Option(0.5, help="Dirichlet α of the non-IID split."),
     train_min: float = typer.Option(15.0, help="On-board training time per update (simulated minutes)."),
     sync_deadline_h: float = typer.Option(3.0, help="Sync round deadline (simulated hours)."),
@@ -50,6 +53,9 @@ def command(
     codec: str = typer.Option("none", help="Update codec (none, fp16, int8, topk, fedfq, ...)."),
     broker: str = typer.Option(None, help="MQTT broker URL (default: the embedded broker)."),
     target: float = typer.Option(0.85, help="Target test accuracy for time-to-target."),
+    target_gain: float = typer.Option(
+        None, help="Instead of --target: points above the starting model (0.03)."
+    ),
     seed: int = typer.Option(0),
     report: bool = typer.Option(True, help="Write OUT/report.html."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
@@ -68,6 +74,7 @@ def command(
         speedup=speedup,
         modes=list(mode) if mode else ["sync", "async"],
         features=features,
+        init=init,
         alpha=alpha,
         train_time_s=train_min * 60.0,
         sync_deadline_s=sync_deadline_h * 3600.0,
@@ -76,7 +83,8 @@ def command(
         max_staleness=max_staleness,
         codec=codec,
         broker_url=broker,
-        target_accuracy=target,
+        target_accuracy=None if target_gain is not None else target,
+        target_gain=target_gain,
         seed=seed,
     ).check()
     if write_schedule:
@@ -111,7 +119,15 @@ def command(
     console.print(
         table(
             f"in-orbit federation, {hours:g} simulated h ({doc['wall_s']} s wall)",
-            ["mode", "aggregation", "versions", "updates", "final acc", f"h to {target:g}", "bytes up"],
+            [
+                "mode",
+                "aggregation",
+                "versions",
+                "updates",
+                "final acc",
+                f"h to {doc['target_accuracy']:g}",
+                "bytes up",
+            ],
             [
                 [
                     m,
