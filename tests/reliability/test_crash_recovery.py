@@ -64,3 +64,21 @@ def test_agent_killed_mid_training_rejoins_next_round_and_round_closes_at_deadli
     assert [h["clients"] for h in state.history] == [CLIENTS[:3], CLIENTS]
     final, _ = fedrun.final_model()
     assert flkit.models_equal(final, expected.global_model)
+
+
+def test_replayed_update_after_a_restart_is_still_a_duplicate(flkit):
+    # Prepare: an aggregator accepts c0's update and is "killed" (only its persisted state survives).
+    cfg = flkit.aggregator_config(federation="rel", clients=CLIENTS, min_clients=4, rounds=1)
+    core = flkit.AggregatorCore(cfg, flkit.init_model())
+    ann = flkit.announcement(core.start(0.0))
+    agent = flkit.AgentCore(flkit.AgentConfig("rel", "c0"))
+    job = agent.on_message(ann.topic, ann.payload)
+    topic, payload = agent.on_trained(job, flkit.TargetTrainer("c0").train(job.global_model, job.options))
+    core.on_message(topic, payload, 0.0)
+    # Execute: restore from the persisted bytes and replay the same update.
+    restored = flkit.AggregatorCore.from_bytes(core.to_bytes())
+    actions = restored.on_message(topic, payload, 1.0)
+    # Assert: refused as a duplicate, with its reason sent to c0; the accepted set is unchanged.
+    (status,) = [a for a in actions if a.topic.endswith("/status/c0")]
+    assert flkit.status_of(status.payload) == (1, False, "duplicate: 'c0' already contributed to round 1")
+    assert list(restored.accepted) == [("c0", 1)]
