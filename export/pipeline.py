@@ -244,6 +244,8 @@ def export_checkpoint(request: ExportRequest, progress=None) -> ExportResult:
             verification={
                 "onnx_checker": "full_check passed",
                 "samples": samples.source,
+                "parity_samples": int(len(samples.parity)),
+                "calibration_samples": int(len(samples.calibration)) if has_calib else 0,
                 "int64_weights": len(int64_weights(written)),
                 "trt8_int64_hazards": 0 if 0 < _trt_major(profile.tensorrt) < 10 else None,
                 "tensorrt_run": bool(engine and engine.get("engine_file")),

@@ -39,8 +39,7 @@ def samples_from_dataset(name_or_path: str, preprocessing, parity_count: int, ca
     return Samples(
         parity=_normalised(test.x[:parity_count], prep),
         calibration=_normalised(train.x[:calib_count], prep),
-        source=f"{name_or_path} test split (train_test_split seed 0), {min(parity_count, len(test))} "
-        f"parity / {min(calib_count, len(train))} calibration samples",
+        source=f"{name_or_path}: parity on the test split, calibration on the train split (seed 0)",
     )
 
 
