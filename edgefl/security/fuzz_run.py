@@ -39,6 +39,7 @@ class FuzzReport:
     by_kind: dict = field(default_factory=dict)
     model_matches_genuine_only: bool = False
     seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {
@@ -53,6 +54,7 @@ class FuzzReport:
             "by_kind": {k: dict(sorted(v.items())) for k, v in sorted(self.by_kind.items())},
             "model_matches_genuine_only": self.model_matches_genuine_only,
             "seconds": round(self.seconds, 3),
+            **self.extra,
         }
 
 
@@ -181,3 +183,124 @@ def _one_mutant(core, kind, who, payload, report):
     report.rejected += 1
     report.by_reason[code] += 1
     report.by_kind.setdefault(kind, Counter())[code] += 1
+
+
+def run_live_fuzz(
+    mqtt: dict,
+    per_round: int = 1500,
+    rounds: int = 2,
+    clients: int = 4,
+    seed: int = 0,
+    max_bytes: int = 64 * 1024,
+    timeout: float = 120.0,
+) -> FuzzReport:
+    """The same fuzz through a real broker: the runtime's serve loop (in a thread) behind
+    ``mqtt`` (MqttOptions fields), a fuzzer client that sends genuine and mutant updates and
+    reads every status. Per-mutation counts are not known here (statuses carry reasons, not the
+    mutation), so ``by_kind`` holds what was sent.
+
+    Returns:
+        FuzzReport; ``extra`` holds ``logged`` (rejection log lines), ``status_to_sender`` (every
+        status went to the topic's sender) and ``statuses`` (count).
+    """
+    import threading
+
+    from edgefl.runtime.config import make_transport
+    from edgefl.runtime.loops import serve_aggregator, wait_connected
+
+    ids = ["c%d" % i for i in range(clients)]
+    keys = {cid: signing.key_from_hex(signing.generate_key()) for cid in ids}
+    cfg = fuzz_config(ids, rounds, max_bytes)
+    core, clean = AggregatorCore(cfg, init_model()), AggregatorCore(cfg, init_model())
+    core.keyring = signing.Keyring(keys)
+    clean.start(0.0)
+    lines, failures, stop = [], [], threading.Event()
+    agg_transport = make_transport("aggregator", mqtt)
+
+    def serve():
+        try:
+            serve_aggregator(
+                core,
+                agg_transport,
+                stop=stop.is_set,
+                timeout=timeout,
+                poll_s=0.02,
+                log=lambda *line: lines.append(line),
+            )
+        except Exception:  # a crash of the live aggregator: recorded, the fuzzer stops waiting
+            failures.append(traceback.format_exc()[-800:])
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    fuzzer = make_transport("fuzzer", mqtt)
+    fuzzer.subscribe(core.topics.round, 1)
+    fuzzer.subscribe(core.topics.root + "/status/+", 1)
+    fuzzer.connect()
+    events = wait_connected(fuzzer, 10)
+    statuses, announcements, report = [], {}, FuzzReport()
+    start = time.perf_counter()
+
+    def pump(until, limit=timeout):
+        end = time.monotonic() + limit
+        while not until() and not failures and time.monotonic() < end:
+            for ev in events + fuzzer.poll(0.05):
+                if ev.kind == "message" and ev.payload:
+                    msg = decode_message(ev.payload)
+                    if msg.kind == "round":
+                        announcements[msg.round] = Publish(ev.topic, ev.payload, 1, True)
+                    else:
+                        statuses.append((ev.topic.rsplit("/", 1)[1], msg))
+            del events[:]
+        return until()
+
+    agents = {cid: AgentCore(AgentConfig(cfg.federation, cid)) for cid in ids}
+    previous, sent = {}, 0
+    try:
+        for rnd in range(1, rounds + 1):
+            if not pump(lambda: rnd in announcements):
+                break
+            valid = genuine_updates(agents, keys, announcements[rnd])
+            ctx = FuzzContext(valid=valid, previous=previous, max_bytes=max_bytes)
+            for cid in ids[:-1]:  # all but one genuine update, so replays are duplicates
+                fuzzer.publish(core.topics.update(cid), valid[cid], 1)
+                ctx.accepted[cid] = valid[cid]
+            for kind, who, payload in mutants(ctx, per_round, seed=seed * 1000 + rnd):
+                fuzzer.publish(core.topics.update(who), payload, 1)
+                report.by_kind.setdefault(kind, Counter())["sent"] += 1
+                sent += 1
+            if not pump(lambda: len(statuses) >= sent + len(ids) * rnd - 1):
+                break
+            fuzzer.publish(core.topics.update(ids[-1]), valid[ids[-1]], 1)
+            for cid in ids:
+                clean.on_message(core.topics.update(cid), valid[cid], 0.0)
+            previous = valid
+        pump(lambda: len(statuses) >= sent + len(ids) * rounds, 30)
+        thread.join(30)
+    finally:
+        stop.set()
+        fuzzer.close()
+        thread.join(10)
+        agg_transport.close()
+    genuine = {(cid, r) for cid in ids for r in range(1, rounds + 1)}
+    accepted = [(who, m.round) for who, m in statuses if m.params.get("accepted")]
+    report.tried = sent
+    report.accepted_genuine = len([a for a in accepted if a in genuine])
+    report.accepted_mutants = len(accepted) - report.accepted_genuine
+    for _, m in statuses:
+        if not m.params.get("accepted"):
+            report.rejected += 1
+            report.by_reason[reason_code(str(m.params.get("reason", "")))] += 1
+    report.silent = max(0, sent - report.rejected - report.accepted_mutants)
+    report.crashes = len(failures)
+    report.crash_examples = [{"error": f} for f in failures]
+    report.model_matches_genuine_only = core.done and all(
+        np.array_equal(core.global_model[n], clean.global_model[n]) for n in SHAPES
+    )
+    report.seconds = time.perf_counter() - start
+    report.extra = {
+        "statuses": len(statuses),
+        "logged": len([line for line in lines if "rejected update" in line[1]]),
+        "status_to_sender": all(m.client_id == who for who, m in statuses),
+        "aggregator_rejections": sum(core.rejections.values()),
+    }
+    return report
