@@ -87,3 +87,12 @@ def test_quantized_checkpoints_need_int8_and_skip_recalibration():
 def test_unknown_values_list_the_choices(precision, fmt, needle):
     with pytest.raises(EdgeflError, match=needle):
         resolve_export_settings(load_profile("jetson-tx2"), precision, fmt)
+
+
+def test_tensorrt_11_has_no_implicit_int8_calibration():
+    import dataclasses
+
+    future = dataclasses.replace(load_profile("x86-rtx"), name="x86-trt11", tensorrt="11.4")
+    with pytest.raises(EdgeflError, match="removed implicit INT8 calibration"):
+        resolve_export_settings(future, "int8", "tensorrt")
+    assert resolve_export_settings(future, "int8", "tensorrt", quantized_model=True).calibration == "none"
