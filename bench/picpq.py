@@ -99,7 +99,8 @@ def main(argv=None) -> dict:
     p.add_argument("--generations", type=int, default=6)
     p.add_argument("--population", type=int, default=6)
     p.add_argument("--tau-hat", type=int, default=16)
-    p.add_argument("--ft-epochs", type=int, default=1)
+    p.add_argument("--ft-epochs", type=int, default=2)
+    p.add_argument("--ft-lr", type=float, default=0.05)
     p.add_argument("--qat-epochs", type=int, default=1)
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument(
@@ -158,6 +159,7 @@ def main(argv=None) -> dict:
             population=args.population,
             tau_hat=args.tau_hat,
             ft_epochs=args.ft_epochs,
+            ft_lr=args.ft_lr,
             qat_epochs=args.qat_epochs,
             seed=args.seed,
         )
@@ -187,6 +189,7 @@ def main(argv=None) -> dict:
             args.ft_epochs,
             args.qat_epochs,
             seed=args.seed,
+            ft_lr=args.ft_lr,
             progress=progress,
         )
         rows.append(_row(f"L1 magnitude + uniform {mag.extra['bits']}-bit", mag, time.perf_counter() - t0))

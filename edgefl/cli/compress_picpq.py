@@ -33,7 +33,8 @@ def command(
     tau_hat: int = typer.Option(20, min=0, help="SGD steps per fitness evaluation (paper: 200)."),
     ft_epochs: int = typer.Option(1, min=0, help="Fine-tuning epochs after pruning."),
     qat_epochs: int = typer.Option(2, min=0, help="Quantization-aware training epochs."),
-    lr: float = typer.Option(0.01, help="Fine-tune / QAT learning rate."),
+    lr: float = typer.Option(0.01, help="QAT learning rate."),
+    ft_lr: float = typer.Option(0.05, help="Fine-tuning learning rate (right after pruning)."),
     weight_quantizer: str = typer.Option(
         "symmetric", help="'symmetric' (per-channel) or 'dorefa_zero' (paper)."
     ),
@@ -67,6 +68,7 @@ def command(
             ft_epochs=ft_epochs,
             qat_epochs=qat_epochs,
             lr=lr,
+            ft_lr=ft_lr,
             **chosen,
         )
     with progress_for(not as_json) as progress:

@@ -156,6 +156,7 @@ def run_magnitude(
     seed: int = 0,
     weight_quantizer: str = "symmetric",
     safeguard: float = 0.1,
+    ft_lr: float = 0.05,
     progress=None,
 ) -> CompressionResult:
     """L1-magnitude pruning + uniform quantization at <= ``target_bops``; ``bits`` is lowered if needed."""
@@ -180,7 +181,7 @@ def run_magnitude(
         )
     plan, _ = found
     model = apply_plan(copy.deepcopy(fp_model), plan)
-    _train(model, train, ft_epochs, lr, batch_size, seed, preprocessing, progress)
+    _train(model, train, ft_epochs, ft_lr, batch_size, seed, preprocessing, progress)
     x, _ = tensors(train, preprocessing)
     quantize_for_qat(model, {n: bits for n in quantizable_layers(model)}, x[:512], weight_quantizer)
     _train(model, train, qat_epochs, lr, batch_size, seed, preprocessing, progress)

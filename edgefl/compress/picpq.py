@@ -52,7 +52,8 @@ class PicpqSettings:
     mutate_fraction: float = 0.1
     ft_epochs: int = 1
     qat_epochs: int = 2
-    lr: float = 0.01
+    lr: float = 0.01  # QAT
+    ft_lr: float = 0.05  # fine-tuning right after pruning (the paper: 0.01 for 400 epochs)
     batch_size: int = 128
     weight_quantizer: str = "symmetric"
     act_clip: str = "calibrate"
@@ -70,6 +71,7 @@ class PicpqSettings:
             tau_hat=200,
             search_batch=128,
             ft_epochs=400,
+            ft_lr=0.01,
             qat_epochs=400,
             weight_quantizer="dorefa_zero",
             act_clip="dorefa",
@@ -177,15 +179,13 @@ def run_picpq(
     bits = assign_bits(ratios, stage_max_bits(layout, s.max_bits), s.lam, s.min_bits)
     acc_pruned = accuracy(model, test, preprocessing)
 
-    common = dict(
-        lr=s.lr, batch_size=s.batch_size, seed=s.seed, preprocessing=preprocessing, progress=progress
-    )
+    common = dict(batch_size=s.batch_size, seed=s.seed, preprocessing=preprocessing, progress=progress)
     if s.ft_epochs > 0:
-        train_classifier(model, train, None, epochs=s.ft_epochs, **common)
+        train_classifier(model, train, None, epochs=s.ft_epochs, lr=s.ft_lr, **common)
     acc_ft = accuracy(model, test, preprocessing)
     quantize_for_qat(model, bits, x_fit[:512], s.weight_quantizer, s.act_clip)
     if s.qat_epochs > 0:
-        train_classifier(model, train, None, epochs=s.qat_epochs, **common)
+        train_classifier(model, train, None, epochs=s.qat_epochs, lr=s.lr, **common)
     model.eval()
     acc_after = accuracy(model, test, preprocessing)
 
