@@ -9,7 +9,8 @@ Documented deviations from the official code (defaults; see the spec):
   (``weight_quantizer="dorefa_zero"`` gives the paper's); activations: the quantizer sits on each
   quantized conv's *input* at that conv's bits (so BOPs = MACs·b·b is what runs), with a calibrated
   clip range (``act_clip="dorefa"`` gives the fixed [0, 1]); single A+W QAT stage; b ≥ 2 clamp;
-  short schedules by default (``PicpqSettings.paper()`` has the paper's sizes).
+  chain units pruned only where every chain layer still has quota; short schedules by default with a
+  higher fine-tuning learning rate right after pruning (``PicpqSettings.paper()`` has the paper's sizes).
 """
 
 from __future__ import annotations
