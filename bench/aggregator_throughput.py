@@ -116,7 +116,7 @@ def main(argv=None):
         ("min. traffic / bandwidth", f"{100 * result['fraction_of_bandwidth']:.1f} %"),
     ]:
         t.add_row(k, v)
-    Console().print(t)
+    Console(width=150).print(t)
     print(f"wrote {args.out}")
 
 

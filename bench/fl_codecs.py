@@ -111,7 +111,7 @@ def main(argv=None):
             f"{1e3 * r['decode_s']:.0f}",
             f"{r['relative_error']:.3f}",
         )
-    Console().print(t)
+    Console(width=150).print(t)
     print(f"wrote {args.out}")
 
 

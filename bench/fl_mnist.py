@@ -174,7 +174,7 @@ def main(argv=None):
             f"{r['accuracy_drop_points']:+.2f}",
             f"{r['seconds']:.0f}",
         )
-    Console().print(t)
+    Console(width=150).print(t)
     print(f"wrote {args.out}")
 
 

@@ -30,15 +30,27 @@ def _names(updates):
     return sorted(updates[0].tensors)
 
 
+_BLOCK = 1 << 15  # elements per cache-resident float64 block
+
+
 def _weighted_sum(updates, weights):
+    """sum_k w_k * x_k per tensor, float64 accumulation, in cache-sized blocks so each update is
+    read from memory once (the per-element summation order is the sorted client order)."""
     out = OrderedDict()
+    acc, tmp = np.empty(_BLOCK, np.float64), np.empty(_BLOCK, np.float64)
     for n in _names(updates):
-        acc = np.zeros(np.shape(updates[0].tensors[n]), np.float64)
-        tmp = np.empty_like(acc)
-        for u, w in zip(updates, weights):
-            np.multiply(u.tensors[n], w, out=tmp)  # float32 * float64 -> float64, no extra temp
-            acc += tmp
-        out[n] = acc.astype(np.float32)
+        shape = np.shape(updates[0].tensors[n])
+        flats = [np.asarray(u.tensors[n]).reshape(-1) for u in updates]
+        res = np.empty(flats[0].size, np.float32)
+        for start in range(0, res.size, _BLOCK):
+            stop = min(res.size, start + _BLOCK)
+            a, t = acc[:stop - start], tmp[:stop - start]
+            a.fill(0.0)
+            for x, w in zip(flats, weights):
+                np.multiply(x[start:stop], w, out=t)
+                a += t
+            res[start:stop] = a
+        out[n] = res.reshape(shape)
     return out
 
 
