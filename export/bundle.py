@@ -2,8 +2,8 @@
 
 The runtime reads this directory (``edgefl.runtime``), so the manifest keys are a contract
 (see the team conventions): format, version, edgefl_version, model, model_file, inputs, outputs,
-preprocessing, labels, profile, precision, opset, compression, parity, files, head (+ engine,
-verification, settings).
+preprocessing, labels, profile, precision, opset, compression, parity (gated checks only), files,
+head; plus parity_info (reported, not gated), engine, verification and settings.
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ def build_manifest(
     opset: int,
     compression,
     parity: dict,
+    parity_info: dict,
     verification: dict,
     settings: dict,
     engine,
@@ -91,6 +92,7 @@ def build_manifest(
         "opset": int(opset),
         "compression": compression,
         "parity": parity,
+        "parity_info": parity_info,
         "verification": verification,
         "settings": settings,
         "engine": engine,

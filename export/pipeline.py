@@ -240,7 +240,8 @@ def export_checkpoint(request: ExportRequest, progress=None) -> ExportResult:
             precision=settings.precision,
             opset=opset,
             compression=_compression_summary(config.get("compression"), written, quantized_model, settings),
-            parity=parity,
+            parity={name: r for name, r in parity.items() if r["gated"]},
+            parity_info={name: r for name, r in parity.items() if not r["gated"]},
             verification={
                 "onnx_checker": "full_check passed",
                 "samples": samples.source,

@@ -94,7 +94,7 @@ def command(
             f"parity — {manifest['model']} for {settings.profile} "
             f"(opset {manifest['opset']}, {settings.precision})",
             ["check", "runner", "samples", "max |Δ|", "cosine", "top-1 agree", "gate", "result"],
-            parity_rows(manifest["parity"]),
+            parity_rows({**manifest["parity"], **manifest["parity_info"]}),
         )
     )
     engine = manifest.get("engine")
