@@ -16,7 +16,7 @@ def test_aggregator_kill9_mid_round_resumes_and_ends_with_the_uninterrupted_mode
     expected = flkit.reference_run(flkit.aggregator_config(**agg), flkit.init_model(), [CLIENTS] * 3)
     aggregator = fedrun.start_aggregator(agg)
     for cid in CLIENTS:
-        fedrun.start_agent(cid, delay_s=1.5 if cid in ("c2", "c3") else 0.0)
+        fedrun.start_agent(cid, delay_s=2.0 if cid in ("c2", "c3") else 0.0)
 
     # Execute: kill -9 once round 2 holds exactly the fast clients' updates on disk.
     def mid_round_two():
@@ -44,8 +44,9 @@ def test_aggregator_kill9_mid_round_resumes_and_ends_with_the_uninterrupted_mode
 
 @pytest.mark.slow
 def test_agent_killed_mid_training_rejoins_next_round_and_round_closes_at_deadline(fedrun, flkit, wait):
-    # Prepare: round 1 closes at its 3 s deadline with the quorum of 3 it has once c3 is killed.
-    agg = dict(federation="rel", clients=CLIENTS, min_clients=3, rounds=2, deadline_s=3.0)
+    # Prepare: round 1 closes at its 5 s deadline with the quorum of 3 it has once c3 is killed
+    # (the restarted c3 has as long to join round 2).
+    agg = dict(federation="rel", clients=CLIENTS, min_clients=3, rounds=2, deadline_s=5.0)
     expected = flkit.reference_run(flkit.aggregator_config(**agg), flkit.init_model(), [CLIENTS[:3], CLIENTS])
     aggregator = fedrun.start_aggregator(agg)
     agents = {cid: fedrun.start_agent(cid, delays={"1": 30.0} if cid == "c3" else {}) for cid in CLIENTS}
