@@ -100,6 +100,7 @@ class SatelliteRun:
         self.event("connect", window_end_s=round(end_s, 1))
         connected_wall = None  # wall time of the CONNACK of this contact
         fresh = False  # saw a round announcement during this contact
+        received = 0  # round announcements this contact: >1 means some were queued while offline
         upload_blocked = download_blocked = False
         try:
             while self.clock.now() < end_s:
@@ -114,6 +115,7 @@ class SatelliteRun:
                         try:
                             self.latest_round = max(self.latest_round, decode_message(ev.payload).round)
                             fresh = True
+                            received += 1
                         except WireError:  # a bad announcement is the core's to report
                             pass
                     job = core.on_message(ev.topic, ev.payload)
@@ -159,7 +161,7 @@ class SatelliteRun:
                 transport.close()
             except RuntimeError as exc:  # paho: a publish that never completed (link lost)
                 self.event("log", level="warn", text=f"close: {exc}")
-            self.event("disconnect")
+            self.event("disconnect", round_messages=received)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -73,6 +73,11 @@ def test_sync_and_async_side_by_side_on_the_embedded_broker(tmp_path):
             )
         ]
         assert late, mode
+    # persistent sessions: announcements published while a satellite was away were queued for it
+    events = []
+    for sat in SATS:
+        events += json.loads((tmp_path / "run" / "sim" / "events" / f"async-{sat}.json").read_text())
+    assert max(e.get("round_messages", 0) for e in events if e["kind"] == "disconnect") >= 2
     sync_rounds = doc["runs"]["sync"]["rounds"]
     assert sync_rounds and all(len(r["clients"]) >= 2 for r in sync_rounds)  # quorum 2 of 3
     assert doc["runs"]["async"]["versions"] > doc["runs"]["sync"]["versions"]
