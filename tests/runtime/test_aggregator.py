@@ -198,3 +198,42 @@ def test_offline_agent_finds_the_retained_round_and_queued_status(small_model, s
     assert [e.topic for e in events] == ["edgefl/fed/round"]
     job = agent.on_message(events[0].topic, events[0].payload)
     assert job.round == 1
+
+
+def test_async_mode_through_the_loops(small_model, shift_trainer):
+    """FedBuff over the loops: 3 agents keep training on each new version, K = 2 per version."""
+    broker = MemoryBroker()
+    cfg = AggregatorConfig("fed", mode="async", buffer_size=2, rounds=3, max_staleness=2,
+                           deadline_s=30)
+    agg = AggregatorCore(cfg, small_model)
+    threads = []
+    for cid, s in (("a", 1.0), ("b", 2.0), ("c", 3.0)):
+        t = threading.Thread(target=run_agent, args=(AgentCore(AgentConfig("fed", cid)),
+                                                     MemoryTransport(broker, cid),
+                                                     shift_trainer(s, 10)),
+                             kwargs=dict(timeout=20, poll_s=0.01))
+        t.start()
+        threads.append(t)
+    serve_aggregator(agg, MemoryTransport(broker, "agg"), timeout=20, poll_s=0.01)
+    for t in threads:
+        t.join(25)
+    assert agg.done and [h["round"] for h in agg.history] == [1, 2, 3]
+    assert all(len(h["clients"]) == 2 for h in agg.history)
+    moved = agg.global_model["fc.bias"] - small_model["fc.bias"]
+    assert np.all(moved > 0) and np.allclose(moved, moved[0], atol=1e-5)  # shifts are uniform
+
+
+def test_agent_state_survives_a_restart(small_model):
+    agg = AggregatorCore(AggregatorConfig("fed", codec="topk", codec_options={"ratio": 0.1}),
+                         small_model)
+    agg.start(0.0)
+    first = AgentCore(AgentConfig("fed", "a"))
+    job = first.on_message(agg.topics.round, agg._announce().payload)
+    first.on_trained(job, TrainResult(
+        OrderedDict((k, v + 1) for k, v in job.global_model.items()), 5, {}))
+    again = AgentCore(AgentConfig("fed", "a"))
+    again.restore(first.to_bytes())
+    assert again.last_round == 1
+    for n, r in first.codec_state["residual"].items():
+        np.testing.assert_array_equal(again.codec_state["residual"][n], r)
+    assert again.on_message(agg.topics.round, agg._announce().payload) is None  # no resubmit
