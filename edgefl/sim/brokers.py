@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from edgefl.errors import EdgeflError
@@ -26,8 +28,12 @@ def mqtt_options_from_url(url: str) -> dict:
 
 
 @contextlib.contextmanager
-def broker_session(url: str | None) -> Iterator[dict]:
-    """Yield MqttOptions fields for the broker; start (and stop) the embedded one when url is None."""
+def broker_session(url: str | None, log_path: Path | None = None) -> Iterator[dict]:
+    """Yield MqttOptions fields for the broker; start (and stop) the embedded one when url is None.
+
+    The embedded broker's log (amqtt and its asyncio loop) goes to ``log_path`` while it runs, next to
+    the logs of the simulation's processes, instead of the console.
+    """
     if url:
         yield mqtt_options_from_url(url)
         return
@@ -35,8 +41,31 @@ def broker_session(url: str | None) -> Iterator[dict]:
 
     # amqtt keeps a client's session (and its queued messages) only when it gives a username: every
     # process of a simulation sets one.
-    with EmbeddedBroker("127.0.0.1", free_port()) as broker:
-        yield {"host": broker.host, "port": broker.port}
+    with _log_to(log_path, ("amqtt", "asyncio")):
+        with EmbeddedBroker("127.0.0.1", free_port()) as broker:
+            yield {"host": broker.host, "port": broker.port}
+
+
+@contextlib.contextmanager
+def _log_to(path: Path | None, names: tuple[str, ...]) -> Iterator[None]:
+    if path is None:
+        yield
+        return
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    loggers = [logging.getLogger(n) for n in names]
+    saved = [(lg.propagate, lg.level) for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.propagate = False
+        lg.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        for lg, (propagate, level) in zip(loggers, saved):
+            lg.removeHandler(handler)
+            lg.propagate, lg.level = propagate, level
+        handler.close()
 
 
 def free_port() -> int:

@@ -181,7 +181,7 @@ def simulate(cfg: SimConfig, out: str | Path, progress=None) -> dict:
     run_id = uuid.uuid4().hex[:6]
     feds = {mode: f"orbit-{mode}-{run_id}" for mode in cfg.modes}
     wall_start = time.time()
-    with broker_session(cfg.broker_url) as mqtt:
+    with broker_session(cfg.broker_url, sim_dir / "logs" / "broker.log") as mqtt:
         procs = Processes(sim_dir / "logs")
         clock_file = sim_dir / "clock.json"
         clock_file.unlink(missing_ok=True)
