@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from edgefl.errors import EdgeflError
@@ -173,7 +173,7 @@ def simulate(cfg: SimConfig, out: str | Path, progress=None) -> dict:
     schedule = build_schedule(cfg)
     write_schedule(schedule, sim_dir / "schedule.json")
     sats = schedule.satellites
-    cfg.satellites = len(sats)
+    cfg = replace(cfg, satellites=len(sats))  # a schedule file decides the constellation's size
     duration = min(cfg.duration_s, schedule.duration_s) if cfg.schedule else cfg.duration_s
     work = make_workload(len(sats), cfg.features, cfg.alpha, cfg.seed, cfg.max_per_satellite, cfg.max_test)
     shares = write_shares(work, sats, sim_dir / "data")
