@@ -21,6 +21,7 @@ def test_round_completes_across_a_broker_restart(fedrun, flkit, broker, wait):
     aggregator = fedrun.start_aggregator(agg)
     for cid in CLIENTS:
         fedrun.start_agent(cid, delays={"1": 2.0} if cid in ("c2", "c3") else {})
+    wait(lambda: fedrun.training_started("c2") and fedrun.training_started("c3"), 30, "slow agents training")
     wait(
         lambda: getattr(fedrun.state(), "accepted", None) and fedrun.state().round == 1,
         30,
@@ -30,7 +31,6 @@ def test_round_completes_across_a_broker_restart(fedrun, flkit, broker, wait):
     # Execute: stop the broker; c2/c3 finish training and publish while it is down (their
     # client queues the QoS 1 publish); restart it 3 s later.
     broker.stop()
-    wait(lambda: fedrun.training_started("c2") and fedrun.training_started("c3"), 10, "slow agents training")
     time.sleep(3.0)
     broker.start()
     assert fedrun.wait_exit(aggregator) == 0, fedrun.log("aggregator")
