@@ -141,10 +141,10 @@ class SatelliteRun:
                             upload_blocked = True
                         else:
                             self.clock.sleep_until(done)
-                            transport.publish(p.topic, p.payload, 1, False)
-                            transport.flush(10.0)
-                            self.event("upload", round=p.round, bytes=len(p.payload))
-                            self.pending = None
+                            if self.publish(transport, p):
+                                self.pending = None
+                            else:  # link lost mid-transfer: try again next contact
+                                upload_blocked = True
                 if self.job is not None and self.pending is None and not download_blocked:
                     done = finish_time(now, self.job_bytes, w["ground_to_sat_bps"], w["latency_s"], end_s)
                     if done is None:
@@ -162,6 +162,20 @@ class SatelliteRun:
             except RuntimeError as exc:  # paho: a publish that never completed (link lost)
                 self.event("log", level="warn", text=f"close: {exc}")
             self.event("disconnect", round_messages=received)
+
+    def publish(self, transport, p: Pending) -> bool:
+        """Send an update at QoS 1 and wait for the broker's PUBACK; False if the link dropped."""
+        try:
+            transport.publish(p.topic, p.payload, 1, False)
+            acked = transport.flush(10.0)
+        except RuntimeError as exc:  # paho: publish failed, the client is not connected
+            self.event("log", level="warn", text=f"upload of round {p.round} failed: {exc}")
+            return False
+        if not acked:
+            self.event("log", level="warn", text=f"upload of round {p.round} not acknowledged")
+            return False
+        self.event("upload", round=p.round, bytes=len(p.payload))
+        return True
 
 
 def main(argv: list[str] | None = None) -> int:
