@@ -57,6 +57,8 @@ class MosquittoBroker(object):
         self.conf = os.path.join(workdir, "mosquitto.conf")
         lines = ["listener {} 127.0.0.1".format(self.port), "allow_anonymous true",
                  "max_queued_messages 10000", "message_size_limit 0"]
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            lines.append("user root")  # otherwise mosquitto drops to 'mosquitto' and cannot write its 0700 dir
         if persistence:
             lines += ["persistence true", "persistence_location {}/".format(workdir), "autosave_interval 1"]
         with open(self.conf, "w") as f:
