@@ -276,7 +276,7 @@ def main(argv=None):
         *[f"{1000 * means[w]['latency_s']:.1f}" for w in ("rx", "teacher", "student")],
         f"{np.mean([e['references']['rx_all_bands_auc_df'] for e in per_scene.values()]):.4f}",
     )
-    out = Console()
+    out = Console(width=max(Console().width, 160))
     out.print(t)
     out.print(
         f"parameters: teacher {params['teacher']:,}  student {params['student']:,}  "
