@@ -32,6 +32,10 @@ def unpack_uint(buf, count, nbits):
     raw = np.frombuffer(buf, np.uint8)
     if nbits == 8:
         return raw.astype(np.uint32)
+    if 8 % nbits == 0:  # 1, 2, 4 bits: whole values per byte, MSB first
+        shifts = np.arange(8 - nbits, -1, -nbits, dtype=np.uint8)
+        vals = (raw[:, None] >> shifts[None, :]) & np.uint8((1 << nbits) - 1)
+        return vals.ravel()[:count].astype(np.uint32)
     bits = np.unpackbits(raw)[:count * nbits].reshape(count, nbits).astype(np.uint32)
     weights = (1 << np.arange(nbits - 1, -1, -1, dtype=np.uint32))
     return bits.dot(weights).astype(np.uint32)
