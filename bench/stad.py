@@ -204,6 +204,7 @@ def main(argv=None):
                 "teacher_auc_df": entry["teacher"]["auc_df"],
                 "student_auc_df": entry["student"]["auc_df"],
                 "train_seconds": sec,
+                "blob_restoration": m.history["blob_restoration"],
                 "student_beats_rx": entry["student"]["auc_df"] > entry["rx"]["auc_df"],
             }
             log(f"LOSO {held}: RX {entry['rx']['auc_df']:.4f}  student {entry['student']['auc_df']:.4f}")
@@ -225,6 +226,7 @@ def main(argv=None):
     result = {
         "config": cfg.to_dict(),
         "train_seconds_main": train_s,
+        "blob_restoration_main": models.history["blob_restoration"],
         "threads": 1,
         "parameters": params,
         "params_ratio": params["teacher"] / params["student"],
