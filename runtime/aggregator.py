@@ -235,13 +235,22 @@ class AggregatorCore(object):
     def _persist(self):
         return Persist(self.to_bytes)
 
-    def to_bytes(self):
-        """The whole state as one safetensors blob (global model, accepted updates, JSON)."""
+    def to_bytes(self, external=None):
+        """The state as one safetensors blob (global model, accepted updates, JSON).
+
+        ``external`` maps accepted keys (client, version) to files already holding those
+        updates (see ``edgefl.runtime.state_store``): they are referenced, not inlined.
+        """
+        external = external or {}
         tensors = OrderedDict(("global/" + n, v) for n, v in self.global_model.items())
         index = []
-        for i, ((cid, v), (n, t, m)) in enumerate(self.accepted.items()):
-            index.append({"client": cid, "version": v, "num_examples": n, "metrics": m})
-            tensors.update(("update/{}/{}".format(i, k), a) for k, a in t.items())
+        for i, (key, (n, t, m)) in enumerate(self.accepted.items()):
+            entry = {"client": key[0], "version": key[1], "num_examples": n, "metrics": m}
+            if key in external:
+                entry["file"] = external[key]
+            else:
+                tensors.update(("update/{}/{}".format(i, k), a) for k, a in t.items())
+            index.append(entry)
         state = {"round": self.round, "digest": self.digest, "versions": list(self.versions.items()),
                  "sampled": self.sampled, "deadline": self.deadline, "done": self.done,
                  "history": self.history, "accepted": index, "rejected": self.rejected,
@@ -267,8 +276,21 @@ class AggregatorCore(object):
         core.history, core.rejected = state["history"], state["rejected"]
         core.bytes_in = state["bytes_in"]
         for i, e in enumerate(state["accepted"]):
-            pre = "update/{}/".format(i)
-            t = OrderedDict((k[len(pre):], np.array(v)) for k, v in tensors.items()
-                            if k.startswith(pre))
+            if "file" in e:
+                t = _read_update_file(e["file"])
+            else:
+                pre = "update/{}/".format(i)
+                t = OrderedDict((k[len(pre):], np.array(v)) for k, v in tensors.items()
+                                if k.startswith(pre))
             core.accepted[(e["client"], e["version"])] = (e["num_examples"], t, e["metrics"])
         return core
+
+
+def _read_update_file(path):
+    try:
+        with open(path, "rb") as f:
+            tensors, _ = decode_tensors(f.read())
+    except (IOError, OSError, WireError) as exc:
+        raise EdgeRuntimeError("accepted update {} cannot be read ({}) — the aggregator state "
+                               "is incomplete; delete it to start over".format(path, exc))
+    return OrderedDict((k, np.array(v)) for k, v in tensors.items())

@@ -9,6 +9,7 @@ import time
 from edgefl.runtime.aggregator import AggregatorCore, Persist, Publish
 from edgefl.runtime.errors import EdgeRuntimeError
 from edgefl.runtime.persist import atomic_write, read_bytes
+from edgefl.runtime.state_store import StateStore
 
 
 def wait_connected(transport, timeout=30.0, clock=time.time):
@@ -29,17 +30,14 @@ def wait_connected(transport, timeout=30.0, clock=time.time):
 
 def open_aggregator(config, global_model, state_path=None):
     """A new core, or the one persisted at ``state_path`` (restart resumes the same round)."""
-    blob = read_bytes(state_path) if state_path else None
-    if blob:
-        return AggregatorCore.from_bytes(blob, config)
-    return AggregatorCore(config, global_model)
+    core = StateStore(state_path).load(config) if state_path else None
+    return core or AggregatorCore(config, global_model)
 
 
-def _perform(actions, transport, state_path):
+def _perform(actions, transport, store, core):
     # persist first: an "accepted" status is only sent once the update is on disk
-    for a in actions:
-        if isinstance(a, Persist) and state_path:
-            atomic_write(state_path, a.snapshot())
+    if store is not None and any(isinstance(a, Persist) for a in actions):
+        store.save(core)
     for a in actions:
         if isinstance(a, Publish):
             transport.publish(a.topic, a.payload, a.qos, a.retain)
@@ -64,19 +62,20 @@ def serve_aggregator(core, transport, state_path=None, stop=None, timeout=None,
     Returns:
         the core (its ``history`` and ``global_model`` hold the results).
     """
+    store = StateStore(state_path) if state_path else None
     transport.connect()
     transport.subscribe(core.topics.updates, 1)
     early = wait_connected(transport)
-    _perform(core.start(clock()), transport, state_path)
+    _perform(core.start(clock()), transport, store, core)
     end = None if timeout is None else clock() + timeout
     seen = len(core.history)
     pending = early
     while not core.done and not (stop and stop()) and (end is None or clock() < end):
         for ev in pending + transport.poll(poll_s):
             if ev.kind == "message":
-                _perform(core.on_message(ev.topic, ev.payload, clock()), transport, state_path)
+                _perform(core.on_message(ev.topic, ev.payload, clock()), transport, store, core)
         pending = []
-        _perform(core.tick(clock()), transport, state_path)
+        _perform(core.tick(clock()), transport, store, core)
         _drain_log(core, log)
         while on_round and seen < len(core.history):
             on_round(core.history[seen])

@@ -237,3 +237,41 @@ def test_agent_state_survives_a_restart(small_model):
     for n, r in first.codec_state["residual"].items():
         np.testing.assert_array_equal(again.codec_state["residual"][n], r)
     assert again.on_message(agg.topics.round, agg._announce().payload) is None  # no resubmit
+
+
+def test_state_store_writes_each_update_once_and_restarts(small_model, tmp_path):
+    import os
+
+    from edgefl.runtime.loops import open_aggregator
+    from edgefl.runtime.state_store import StateStore
+
+    cfg = AggregatorConfig("fed", rounds=2, min_clients=3, clients_per_round=3)
+    path = str(tmp_path / "agg.state")
+    store = StateStore(path)
+    core = open_aggregator(cfg, small_model, path)
+    core.start(0.0)
+    store.save(core)
+    base = os.path.getsize(path)
+    ups = [make_update(core, c, s, n=5) for c, s in (("a", 1.0), ("b", 2.0), ("c", 4.0))]
+    for topic, payload in ups[:2]:
+        core.on_message(topic, payload, 1.0)
+        store.save(core)
+    files = sorted(os.listdir(path + ".updates"))
+    assert len(files) == 2 and os.path.getsize(path) < base + 2048  # updates live beside it
+    resumed = open_aggregator(cfg, small_model, path)  # "kill -9" and restart
+    assert resumed.round == 1 and sorted(resumed.accepted) == [("a", 1), ("b", 1)]
+    resumed.on_message(ups[2][0], ups[2][1], 2.0)
+    store2 = StateStore(path)
+    store2.save(resumed)
+    assert resumed.round == 2 and resumed.accepted == OrderedDict()
+    ref = AggregatorCore(cfg, small_model)
+    ref.start(0.0)
+    for topic, payload in reversed(ups):
+        ref.on_message(topic, payload, 1.0)
+    for n in small_model:
+        assert resumed.global_model[n].tobytes() == ref.global_model[n].tobytes()
+    assert len(os.listdir(path + ".updates")) == 2  # round 1 files are kept one round longer
+    for cid in ("a", "b", "c"):
+        resumed.on_message(*make_update(resumed, cid, 1.0), now=3.0)
+    store2.save(resumed)
+    assert resumed.done and os.listdir(path + ".updates") == []
