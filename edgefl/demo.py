@@ -26,7 +26,7 @@ class DemoConfig:
     """Light settings: the demo must finish in minutes on 2 CPU cores."""
 
     model: str = "resnet20"
-    train_examples: int = 3000  # of the shipped 8,000-image training split
+    train_examples: int = 6000  # of the shipped 8,000-image training split
     epochs: int = 1
     compress: str = "ghost"  # "ghost" | "none"
     compress_epochs: int = 1
@@ -123,35 +123,35 @@ def step_compress(run: DemoRun) -> str:
         run.progress,
     )
     t = result["totals"]
+    # GHOST splits the 6,000-image subset again for its own test figures; score the compressed model
+    # on the held-out test split the float model was scored on, so the two accuracies compare.
+    accuracy = _held_out_accuracy(result["checkpoint"], run)
     layers = [dict(r, name=r.get("layer", r.get("name"))) for r in result["layers"]]
-    summary = {
-        k: t[k]
-        for k in (
-            "mean_bits",
-            "size_bytes",
-            "size_bytes_ref",
-            "size_ratio",
-            "bops",
-            "bops_ref",
-            "bops_ratio",
-            "accuracy_before",
-            "accuracy_after",
-        )
-        if k in t
-    }
+    keys = ("mean_bits", "size_bytes", "size_bytes_ref", "size_ratio", "bops", "bops_ref", "bops_ratio")
+    summary = {k: t[k] for k in keys if k in t}
+    summary.update(float_accuracy=run.facts["float_accuracy"], compressed_accuracy=accuracy)
     (run.out / "compression.json").write_text(
         json.dumps({"method": "ghost", "layers": layers, "summary": summary}, indent=1)
     )
     run.facts.update(
         compressed_checkpoint=str(result["checkpoint"]),
-        compressed_accuracy=t.get("accuracy_after"),
+        compressed_accuracy=accuracy,
         bops_ratio=t.get("bops_ratio"),
         mean_bits=t.get("mean_bits"),
     )
     return (
         f"GHOST {t['mean_bits']:.2f} mean bits, BOPs {t['bops_ratio']:.1f}× fewer, "
-        f"accuracy {100 * t['accuracy_after']:.2f}%"
+        f"test accuracy {100 * accuracy:.2f}%"
     )
+
+
+def _held_out_accuracy(checkpoint, run: DemoRun) -> float:
+    from edgefl.checkpoint import load_checkpoint
+    from edgefl.data import MNIST_PREPROCESSING, load_mnist, train_test_split
+    from edgefl.train import evaluate
+
+    _, test = train_test_split(load_mnist(), 0.2, run.cfg.seed)
+    return float(evaluate(load_checkpoint(checkpoint).model, test, MNIST_PREPROCESSING)["accuracy"])
 
 
 def step_export(run: DemoRun) -> str:
@@ -244,9 +244,9 @@ def step_simulate(run: DemoRun) -> str:
     from edgefl.sim.simulate import SimConfig, simulate
 
     cfg = run.cfg
-    # The satellites start from the deployed (compressed) model and federate its head on what they
-    # see; the target: three points above the deployed model (time to win back part of what
-    # compression cost).
+    # In orbit the camera is out of focus (a 5×5 blur the model never saw), so the deployed model does
+    # worse on what the satellites see. They start from the deployed (compressed) model and federate
+    # its head on their own defocused images; the target: ten points above the deployed model.
     sim = SimConfig(
         satellites=cfg.satellites,
         planes=cfg.planes,
@@ -254,13 +254,14 @@ def step_simulate(run: DemoRun) -> str:
         speedup=cfg.speedup,
         features=run.facts["bundle"],
         init="bundle",
+        sensor="defocus",
         broker_url=cfg.broker_url,
         seed=cfg.seed,
         target_accuracy=None,
-        target_gain=0.03,
+        target_gain=0.10,
         max_per_satellite=500,
         max_test=1000,
-        train={"epochs": 2, "lr": 0.005, "batch_size": 32},
+        train={"epochs": 2, "lr": 0.02, "batch_size": 32},
     )
     doc = simulate(sim, run.out, progress=run.progress)
     target = doc["target_accuracy"]
@@ -277,6 +278,8 @@ def step_simulate(run: DemoRun) -> str:
             f"{mode}: {r['versions']} versions, {start:.1f}% → {end:.1f}%, {100 * target:.1f}% at {when}"
         )
     run.facts["federation_target"] = target
+    first = next(iter(doc["runs"].values()))["history"]
+    run.facts["deployed_accuracy_in_orbit"] = first[0]["accuracy"] if first else None
     return (
         f"{len(doc['satellites'])} satellites, {cfg.hours:g} h simulated in {doc['wall_s']} s; "
         + "; ".join(parts)

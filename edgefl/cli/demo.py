@@ -15,7 +15,7 @@ def command(
         Path("runs/demo"), help="Run directory (new or empty); report at OUT/report.html."
     ),
     model: str = typer.Option("resnet20", help="Zoo model to train."),
-    train_examples: int = typer.Option(3000, min=100, help="Training images from the shipped MNIST split."),
+    train_examples: int = typer.Option(6000, min=100, help="Training images from the shipped MNIST split."),
     epochs: int = typer.Option(1, min=1),
     compress: str = typer.Option("ghost", help="ghost or none."),
     satellites: int = typer.Option(6, min=1, help="Satellites in the simulated constellation."),

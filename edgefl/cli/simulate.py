@@ -44,6 +44,7 @@ def command(
     init: str = typer.Option(
         "zeros", help="Starting head: zeros, or bundle (the exported head; needs a bundle)."
     ),
+    sensor: str = typer.Option("none", help="In-orbit camera effect on images: none or defocus (5x5 blur)."),
     alpha: float = typer.Option(0.5, help="Dirichlet α of the non-IID split."),
     train_min: float = typer.Option(15.0, help="On-board training time per update (simulated minutes)."),
     sync_deadline_h: float = typer.Option(3.0, help="Sync round deadline (simulated hours)."),
@@ -75,6 +76,7 @@ def command(
         modes=list(mode) if mode else ["sync", "async"],
         features=features,
         init=init,
+        sensor=sensor,
         alpha=alpha,
         train_time_s=train_min * 60.0,
         sync_deadline_s=sync_deadline_h * 3600.0,

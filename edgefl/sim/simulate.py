@@ -47,6 +47,7 @@ class SimConfig:
     max_per_satellite: int = 0
     max_test: int = 0
     init: str = "zeros"
+    sensor: str = "none"
     train: dict = field(default_factory=lambda: {"epochs": 1, "lr": 0.01, "batch_size": 32})
     train_time_s: float = 900.0
     sync_deadline_s: float = 3 * 3600.0
@@ -175,7 +176,9 @@ def simulate(cfg: SimConfig, out: str | Path, progress=None) -> dict:
     sats = schedule.satellites
     cfg = replace(cfg, satellites=len(sats))  # a schedule file decides the constellation's size
     duration = min(cfg.duration_s, schedule.duration_s) if cfg.schedule else cfg.duration_s
-    work = make_workload(len(sats), cfg.features, cfg.alpha, cfg.seed, cfg.max_per_satellite, cfg.max_test)
+    work = make_workload(
+        len(sats), cfg.features, cfg.alpha, cfg.seed, cfg.max_per_satellite, cfg.max_test, cfg.sensor
+    )
     shares = write_shares(work, sats, sim_dir / "data")
     save_model_tensors(str(sim_dir / "data" / "init.safetensors"), initial_head(work, cfg.init))
     run_id = uuid.uuid4().hex[:6]

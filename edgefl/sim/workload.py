@@ -32,6 +32,25 @@ class Workload:
         return int(self.train_x.shape[1])
 
 
+def box_blur(x: np.ndarray, k: int = 5) -> np.ndarray:
+    """k×k mean filter over the image plane (N×C×H×W), edges mirrored."""
+    pad = k // 2
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode="symmetric")
+    h, w = x.shape[2], x.shape[3]
+    out = np.zeros_like(x, dtype=np.float32)
+    for i in range(k):
+        for j in range(k):
+            out += xp[:, :, i : i + h, j : j + w]
+    return out / float(k * k)
+
+
+# What the satellites' sensor does to images compared with the training data (the in-orbit domain).
+SENSOR_EFFECTS = {
+    "none": lambda x: x,
+    "defocus": lambda x: box_blur(x, 5),  # optics out of focus after launch: 5×5 blur
+}
+
+
 def pixel_features(x: np.ndarray) -> np.ndarray:
     from edgefl.data import MNIST_PREPROCESSING, normalize
 
@@ -57,6 +76,7 @@ def make_workload(
     seed: int = 0,
     max_per_satellite: int = 0,
     max_test: int = 0,
+    sensor: str = "none",
 ) -> Workload:
     """Split the shipped MNIST into a test set and one non-IID (Dirichlet α) share per satellite.
 
@@ -64,10 +84,15 @@ def make_workload(
         features: "pixels" or the path of an exported bundle (its ``features`` output is used).
         max_per_satellite: cap each share (0 = no cap) to keep runs light.
         max_test: score global models on the first max_test test images (0 = all 2,000).
+        sensor: what the satellites' camera does to images (SENSOR_EFFECTS); applied to their
+            local data and to the test images the global model is scored on.
     """
     from edgefl.data import load_mnist, partition_dirichlet, train_test_split
 
     train, test = train_test_split(load_mnist(), test_fraction=0.2, seed=seed)
+    if sensor not in SENSOR_EFFECTS:
+        raise EdgeflError(f"sensor effect {sensor!r} unknown — use one of {sorted(SENSOR_EFFECTS)}")
+    effect = SENSOR_EFFECTS[sensor]
     if features == "pixels":
         fx = pixel_features
     elif Path(features).is_dir():
@@ -85,9 +110,9 @@ def make_workload(
     local_parts = [np.array([where[int(i)] for i in p], dtype=np.int64) for p in parts]
     n_test = min(len(test.y), max_test) if max_test else len(test.y)
     return Workload(
-        fx(train.x[used]),
+        fx(effect(train.x[used])),
         train.y[used].astype(np.int64),
-        fx(test.x[:n_test]),
+        fx(effect(test.x[:n_test])),
         test.y[:n_test].astype(np.int64),
         local_parts,
         int(train.y.max()) + 1,
