@@ -10,8 +10,9 @@ checkpoint's score definition (default: weighted reconstruction error); the full
 reported beside it. RX runs on the same input (the selected bands);
 RX on all bands and on 10 evenly spaced bands is reported as a reference. Latency: median of repeated runs
 on this CPU, one thread. Leave-one-scene-out: a model trained on the other three scenes, evaluated on the
-held-out one. Ablations on the main student: no STF (w = 1), the reconstruction-error approximation, the
-3×3 student's autograd score. Writes bench/results/stad.json and figures under bench/results/stad/.
+held-out one. Ablations on the main student: no STF (w = 1), the full input-gradient score, the student
+at its random initialisation (what training adds); the STF alone. --seeds N repeats the main model with
+N seeds (spread). Writes bench/results/stad.json and figures under bench/results/stad/.
 """
 
 import os
@@ -92,7 +93,8 @@ def evaluate(models, bundle, scene, cfg, repeat):
     raw = chw_from_hwc(selected)[None]
     student, s_sec = timed(lambda: engine.infer({"cube": raw})["score"][0], repeat=repeat)
     engine.close()
-    torch_same = SCORE_PATHS[cfg.score](models.student, x)  # the same definition in torch
+    score_fn = SCORE_PATHS[cfg.score]
+    torch_same = score_fn(models.student, x)  # the same definition in torch
     full = gradient_score(models.student, x)  # the full STAD score: autograd input gradient
     exact_graph = graph_score(models.student, x, score="gradient")
     entry = {
@@ -105,9 +107,8 @@ def evaluate(models, bundle, scene, cfg, repeat):
             "full_gradient_auc_df": had_metrics(full, scene.gt)["auc_df"],
             "exact_gradient_graph_vs_autograd": path_agreement(full, exact_graph),
             "recon_auc_df": had_metrics(recon_score(models.student, x), scene.gt)["auc_df"],
-            "no_stf_auc_df": had_metrics(SCORE_PATHS[cfg.score](models.student, x, False), scene.gt)[
-                "auc_df"
-            ],
+            "no_stf_auc_df": had_metrics(score_fn(models.student, x, False), scene.gt)["auc_df"],
+            "untrained_student_auc_df": had_metrics(score_fn(untrained(cfg), x), scene.gt)["auc_df"],
         },
     }
     curves = {
@@ -116,6 +117,16 @@ def evaluate(models, bundle, scene, cfg, repeat):
         "STAD student": threshold_curves(student, scene.gt),
     }
     return entry, curves, student
+
+
+def untrained(cfg):
+    """The student architecture at its random initialisation (eval mode): how much does training add?"""
+    import torch
+
+    from edgefl.stad.student import StadStudent
+
+    torch.manual_seed(cfg.seed)
+    return StadStudent(cfg.channels, hidden=cfg.student_hidden, kernel=cfg.student_kernel).eval()
 
 
 def references(scene):
@@ -145,6 +156,10 @@ def stf_check(scene, cfg):
     }
 
 
+def means_auc(per_scene, who):
+    return float(np.mean([per_scene[s][who]["auc_df"] for s in per_scene]))
+
+
 def mean_of(per_scene, who, key):
     return float(np.mean([per_scene[s][who][key] for s in per_scene]))
 
@@ -165,6 +180,9 @@ def main(argv=None):
     p.add_argument("--student-steps", type=int, default=defaults.student_steps)
     p.add_argument("--repeat", type=int, default=5, help="timing repeats (median)")
     p.add_argument("--no-loso", action="store_true")
+    p.add_argument(
+        "--seeds", type=int, default=1, help="extra main-model trainings with seeds +1, +2, ... (spread)"
+    )
     p.add_argument("--out", type=Path, default=RESULTS / "stad.json")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -192,6 +210,15 @@ def main(argv=None):
             f"{name}: RX {entry['rx']['auc_df']:.4f}  teacher {entry['teacher']['auc_df']:.4f}  "
             f"student {entry['student']['auc_df']:.4f}"
         )
+
+    seeds = {cfg.seed: {w: means_auc(per_scene, w) for w in ("teacher", "student")}}
+    for extra in range(1, args.seeds):
+        seed_cfg = dataclasses.replace(cfg, seed=cfg.seed + extra)
+        m, _ = train(list(scenes.values()), seed_cfg, f"main model, seed {seed_cfg.seed}", log)
+        b, _ = export_bundle(m, work, f"seed-{seed_cfg.seed}")
+        runs = {n: evaluate(m, b, sc, seed_cfg, 1)[0] for n, sc in scenes.items()}
+        seeds[seed_cfg.seed] = {w: means_auc(runs, w) for w in ("teacher", "student")}
+        log(f"seed {seed_cfg.seed}: {seeds[seed_cfg.seed]}")
 
     loso = {}
     if not args.no_loso:
@@ -234,6 +261,16 @@ def main(argv=None):
         "means": means,
         "per_scene": per_scene,
         "loso": loso,
+        "seeds": {
+            "mean_auc_df_per_seed": seeds,
+            **{
+                f"{w}_mean_auc_df_mean_std": [
+                    float(np.mean([v[w] for v in seeds.values()])),
+                    float(np.std([v[w] for v in seeds.values()])),
+                ]
+                for w in ("teacher", "student")
+            },
+        },
         "bar": bar,
         "bundle_parity": manifest["parity"],
         "student_path": "exported bundle (score graph) via edgefl.runtime onnxruntime engine",
