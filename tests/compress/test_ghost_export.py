@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from edgefl.checkpoint import load_checkpoint, save_checkpoint
-from edgefl.compress.ghost import GhostConfig, compress_checkpoint_ghost
+from edgefl.compress.ghost import GhostConfig, compression_state, quantized_twin
 from edgefl.data import ArrayData, load_dataset, normalize, train_test_split
 from edgefl.models import build_model
 
@@ -32,13 +32,23 @@ def _data(n, seed):
     return ArrayData(x, y.astype(np.int64))
 
 
+BITS = {"conv1": 7, "layer1": 5, "layer2": 4, "layer3": 3}
+
+
 @pytest.fixture(scope="module")
 def ghost_checkpoint(tmp_path_factory):
+    """A GHOST-structured ResNet-20 checkpoint (mixed bits, BN statistics set) without the training time."""
     root = tmp_path_factory.mktemp("ghost_export")
-    data = _data(320, 7)
+    data = _data(160, 7)
     np.savez(root / "d.npz", x=data.x, y=data.y)
     torch.manual_seed(0)
-    model = build_model("resnet20", in_channels=1, num_classes=2)
+    teacher = build_model("resnet20", in_channels=1, num_classes=2)
+    names = [n for n, m in teacher.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    bits = {n: BITS[n.split(".")[0]] for n in names}
+    student = quantized_twin(teacher, bits).train()
+    with torch.no_grad():
+        student(torch.from_numpy(normalize(data.x, PREP)))
+    student.eval()
     config = {
         "model": "resnet20",
         "model_args": {"in_channels": 1, "num_classes": 2},
@@ -46,12 +56,10 @@ def ghost_checkpoint(tmp_path_factory):
         "num_classes": 2,
         "preprocessing": PREP,
         "data": str(root / "d.npz"),
-        "metrics": {"seed": 0, "test_fraction": 0.25},
+        "compression": compression_state(bits, None, GhostConfig()),
     }
-    fp = save_checkpoint(root / "fp", model, config)
-    ghost = GhostConfig(tau=120.0, bit_range=(3, 7), epochs=1, batch_size=32, lr=0.02, qk_dim=8)
-    summary = compress_checkpoint_ghost(fp, root / "ghost", ghost)
-    return root, summary
+    save_checkpoint(root / "ghost", student, config)
+    return root, {"bits": bits}
 
 
 def test_ghost_bundle_has_qdq_real_bits_and_matches_torch(ghost_checkpoint):
