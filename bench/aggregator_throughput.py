@@ -43,6 +43,7 @@ def main(argv=None):
     p.add_argument("--updates", type=int, default=100)
     p.add_argument("--params", type=int, default=1_000_000)
     p.add_argument("--codec", default="none")
+    p.add_argument("--state", type=Path, default=None, help="persist after each update (StateStore) here")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     from rich.console import Console
@@ -73,11 +74,18 @@ def main(argv=None):
         )
         payloads.append(agent.on_trained(job, TrainResult(local, 100 + i, {})))
     bandwidth = memory_bandwidth()
+    store = None
+    if args.state is not None:
+        from edgefl.runtime.state_store import StateStore
+
+        store = StateStore(str(args.state))
     start = time.perf_counter()
     t_last = start
     for topic, payload in payloads:
         t_last = time.perf_counter()
         core.on_message(topic, payload, 1.0)
+        if store is not None:
+            store.save(core)
     total = time.perf_counter() - start
     aggregate_s = time.perf_counter() - t_last  # the last message also runs FedAvg
     assert core.done and len(core.history[0]["clients"]) == args.updates
@@ -89,6 +97,7 @@ def main(argv=None):
         "updates": args.updates,
         "parameters": sum(v.size for v in model.values()),
         "codec": args.codec,
+        "persisted_after_each_update": args.state is not None,
         "threads": 1,
         "total_s": total,
         "per_update_ms": 1e3 * (total - aggregate_s) / args.updates,

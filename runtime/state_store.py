@@ -46,6 +46,8 @@ class StateStore(object):
         if not os.path.isdir(self.dir):
             return
         oldest = core.round - 1 - (core.cfg.max_staleness if core.cfg.mode == "async" else 0)
+        if core.done:
+            oldest = float("inf")
         for name in os.listdir(self.dir):
             full = os.path.join(self.dir, name)
             version = name.split("-", 1)[0]
