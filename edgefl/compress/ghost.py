@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from torch import nn
 
@@ -69,7 +69,6 @@ class GhostConfig:
     lr: float = 0.02
     weight_decay: float = 0.0
     seed: int = 0
-    extra: dict = field(default_factory=dict)
 
     def validated(self) -> GhostConfig:
         """Return self after checking the settings, or raise EdgeflError naming the bad one."""
@@ -161,7 +160,7 @@ def compression_state(bits: Mapping[str, int], tau: float | None, config: GhostC
         "bits": dict(bits),
         "layers": ghost_layer_specs(bits),
         "tau": tau,
-        "config": {k: v for k, v in asdict(config).items() if k != "extra"},
+        "config": asdict(config),
         **summary,
     }
 
