@@ -77,13 +77,15 @@ def build_app() -> typer.Typer:
 
 
 def main(argv=None) -> int:
-    """Entry point: EdgeflError becomes one red line on stderr and exit code 2."""
+    """Entry point: EdgeflError (and the runtime's EdgeRuntimeError) becomes one red line on stderr, exit 2."""
     from rich.console import Console
+
+    from edgefl.runtime.errors import EdgeRuntimeError
 
     app = build_app()
     try:
         app(args=argv, standalone_mode=False)
-    except EdgeflError as e:
+    except (EdgeflError, EdgeRuntimeError) as e:
         Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         return 2
     except typer.Abort:
