@@ -261,7 +261,7 @@ def step_simulate(run: DemoRun) -> str:
         target_gain=0.10,
         max_per_satellite=500,
         max_test=1000,
-        train={"epochs": 2, "lr": 0.02, "batch_size": 32},
+        train={"epochs": 2, "lr": 0.01, "batch_size": 32},
     )
     doc = simulate(sim, run.out, progress=run.progress)
     target = doc["target_accuracy"]
