@@ -162,7 +162,11 @@ def install_unit(unit_text, prefix, systemd_dir, enable):
     if not systemd_dir:
         return local
     target = os.path.join(systemd_dir, UNIT_NAME)
-    shutil.copy2(local, target)
+    try:
+        shutil.copy2(local, target)
+    except (IOError, OSError) as exc:
+        raise InstallError("cannot write %s (%s) — run as root, or pass --systemd-dir '' to only write "
+                           "the unit under the prefix" % (target, exc))
     _say("systemd unit installed: %s" % target)
     if enable:
         if shutil.which("systemctl") is None:
