@@ -250,3 +250,6 @@ if __name__ == "__main__":
     except subprocess.CalledProcessError as exc:
         sys.stderr.write("error: command failed (%s): %s\n" % (exc.returncode, " ".join(exc.cmd)))
         sys.exit(2)
+    except (IOError, OSError) as exc:
+        sys.stderr.write("error: %s — check the --prefix is writable (run as root for /opt)\n" % exc)
+        sys.exit(2)
