@@ -276,3 +276,18 @@ def test_installer_files_stay_python36_compatible():
         stderr=subprocess.STDOUT,
     )
     assert proc.returncode == 0, proc.stdout.decode()
+
+
+def test_installer_refuses_the_wrong_python(tmp_path, bundle):
+    import sys
+
+    pack_agent("jetson-tx2", bundle, tmp_path / "agent.tar.gz")
+    folder = unpack(tmp_path / "agent.tar.gz", tmp_path / "u")
+    proc = subprocess.run(
+        [sys.executable, str(folder / "install.py"), "--python", sys.executable, "--check-only"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=60,
+    )
+    text = proc.stdout.decode()
+    assert proc.returncode == 2 and "the profile needs 3.6" in text and "Traceback" not in text, text
