@@ -262,7 +262,7 @@ def main(argv=None) -> dict:
             f"{r['drop_points']:.2f}",
             f"{r['seconds']}",
         )
-    Console().print(table)
+    Console(width=140).print(table)
     Console().print({k: ("PASS" if v else "FAIL") for k, v in bar.items()})
     if export and "error" not in export:
         Console().print(
