@@ -67,15 +67,18 @@ class SatelliteRun:
         self.latest_round = 0
         self.clock = clock_from_file(cfg["clock_file"], cfg.get("ready_file"))
 
-    def event(self, kind: str, **fields) -> None:
-        self.events.append(
-            {
-                "satellite": self.cfg.get("satellite", self.cfg["client_id"]),
-                "kind": kind,
-                "sim_time_s": round(self.clock.now(), 1),
-                **fields,
-            }
-        )
+    def event(self, kind: str, at: float | None = None, **fields) -> None:
+        """Log an event at simulated time ``at`` (a transfer's planned completion) or now."""
+        now = self.clock.now()
+        row = {
+            "satellite": self.cfg.get("satellite", self.cfg["client_id"]),
+            "kind": kind,
+            "sim_time_s": round(now if at is None else at, 1),
+            **fields,
+        }
+        if at is not None:
+            row["observed_s"] = round(now, 1)  # when this process got to it (machine load shows here)
+        self.events.append(row)
 
     def run(self) -> list[dict]:
         duration = float(self.cfg["duration_s"])
@@ -141,7 +144,7 @@ class SatelliteRun:
                             upload_blocked = True
                         else:
                             self.clock.sleep_until(done)
-                            if self.publish(transport, p):
+                            if self.publish(transport, p, done):
                                 self.pending = None
                             else:  # link lost mid-transfer: try again next contact
                                 upload_blocked = True
@@ -152,7 +155,7 @@ class SatelliteRun:
                         continue
                     self.clock.sleep_until(done)
                     job, self.job = self.job, None
-                    self.event("download", round=job.round, bytes=self.job_bytes)
+                    self.event("download", at=done, round=job.round, bytes=self.job_bytes)
                     result = self.trainer.train(job.global_model, job.options)
                     topic, payload = core.on_trained(job, result)
                     self.pending = Pending(job.round, topic, payload, done + float(cfg["train_time_s"]))
@@ -163,7 +166,7 @@ class SatelliteRun:
                 self.event("log", level="warn", text=f"close: {exc}")
             self.event("disconnect", round_messages=received)
 
-    def publish(self, transport, p: Pending) -> bool:
+    def publish(self, transport, p: Pending, done_s: float) -> bool:
         """Send an update at QoS 1 and wait for the broker's PUBACK; False if the link dropped."""
         try:
             transport.publish(p.topic, p.payload, 1, False)
@@ -174,7 +177,7 @@ class SatelliteRun:
         if not acked:
             self.event("log", level="warn", text=f"upload of round {p.round} not acknowledged")
             return False
-        self.event("upload", round=p.round, bytes=len(p.payload))
+        self.event("upload", at=done_s, round=p.round, bytes=len(p.payload))
         return True
 
 

@@ -57,9 +57,9 @@ def test_sync_and_async_side_by_side_on_the_embedded_broker(tmp_path):
         assert run["versions"] >= 2, (mode, run)
         assert run["final_accuracy"] > 0.6, (mode, run["history"])
         assert [r["bytes_up"] for r in hist] == sorted(r["bytes_up"] for r in hist)
-        # satellites talk only while in contact
+        # transfers complete inside a contact window, and the satellite is online only in its windows
         for e in run["events"]:
-            assert _inside_a_window(e, schedule.for_satellite(e["satellite"])), (mode, e)
+            assert _inside_a_window(e, schedule.for_satellite(e["satellite"]), slack_s=1.0), (mode, e)
         # a model announced while a satellite was out of contact is found at its next contact
         announced = {r["version"] + 1: r["sim_time_s"] for r in hist}
         late = [
@@ -77,6 +77,10 @@ def test_sync_and_async_side_by_side_on_the_embedded_broker(tmp_path):
     events = []
     for sat in SATS:
         events += json.loads((tmp_path / "run" / "sim" / "events" / f"async-{sat}.json").read_text())
+    for e in events:
+        windows = schedule.for_satellite(e["satellite"])
+        if e["kind"] == "connect":  # connects when its window opens (wall-clock jitter allowed)
+            assert any(c.start_s - 60 <= e["sim_time_s"] <= c.start_s + 600 for c in windows), e
     assert max(e.get("round_messages", 0) for e in events if e["kind"] == "disconnect") >= 2
     sync_rounds = doc["runs"]["sync"]["rounds"]
     assert sync_rounds and all(len(r["clients"]) >= 2 for r in sync_rounds)  # quorum 2 of 3
