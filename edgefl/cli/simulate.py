@@ -137,7 +137,7 @@ def command(
                     r["versions"],
                     r["updates_sent"],
                     r["final_accuracy"],
-                    None if r["time_to_target_s"] is None else r["time_to_target_s"] / 3600.0,
+                    "not reached" if r["time_to_target_s"] is None else r["time_to_target_s"] / 3600.0,
                     r["bytes_up"],
                 ]
                 for m, r in rows.items()
