@@ -6,8 +6,11 @@ Rows (same teacher, same QAT epochs, batch, learning rate and seed):
 Columns: accuracy, drop vs FP (points), mean bits, size, size ratio, BOPs, BOPs ratio, gate open rate.
 Prints a rich table and writes bench/results/ghost.json.
 
-    python bench/ghost.py                          # trains the teacher, then the three QAT rows
+    python bench/ghost.py --jobs 4                 # trains the teacher, then the QAT rows side by side
     python bench/ghost.py --teacher CKPT_DIR       # reuse an FP checkpoint (edgefl train ... --out)
+
+Recorded run (bench/results/ghost.json): teacher from `--fp-epochs 4 --save-teacher DIR`, then
+`--teacher DIR --epochs 3 --lr 0.02 --kd-weights 400,1000 --jobs 4` (the defaults).
 """
 
 from __future__ import annotations
@@ -106,13 +109,13 @@ def main(argv=None) -> dict:
     p.add_argument("--teacher", help="FP resnet20 checkpoint dir to reuse (else one is trained)")
     p.add_argument("--save-teacher", help="write the trained teacher checkpoint here")
     p.add_argument("--fp-epochs", type=int, default=4)
-    p.add_argument("--epochs", type=int, default=2, help="QAT epochs of every quantized row")
+    p.add_argument("--epochs", type=int, default=3, help="QAT epochs of every quantized row")
     p.add_argument("--lr", type=float, default=0.02)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--tau", type=float, default=120.0, help="HQ threshold (see README in the JSON)")
     p.add_argument("--target-bits", type=float, default=None, help="pick tau for this mean bit width")
     p.add_argument("--min-bits", type=int, default=2)
-    p.add_argument("--kd-weights", default="400", help="comma list: one GHOST row per OST weight")
+    p.add_argument("--kd-weights", default="400,1000", help="comma list: one GHOST row per OST weight")
     p.add_argument("--gate-margin", type=float, default=1.0)
     p.add_argument("--uniform-bits", type=int, default=4)
     p.add_argument("--rows", default="ghost,hq,uniform", help="subset of ghost,hq,uniform")
