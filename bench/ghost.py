@@ -112,7 +112,12 @@ def main(argv=None) -> dict:
     p.add_argument("--epochs", type=int, default=3, help="QAT epochs of every quantized row")
     p.add_argument("--lr", type=float, default=0.02)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--tau", type=float, default=120.0, help="HQ threshold (see README in the JSON)")
+    p.add_argument(
+        "--tau",
+        type=float,
+        default=120.0,
+        help="HQ threshold (120: 5/4/3 bits per ResNet-20 stage; official 0.1: all 8)",
+    )
     p.add_argument("--target-bits", type=float, default=None, help="pick tau for this mean bit width")
     p.add_argument("--min-bits", type=int, default=2)
     p.add_argument("--kd-weights", default="400,1000", help="comma list: one GHOST row per OST weight")
