@@ -223,9 +223,9 @@ def ghost_compress(
     config = (config or GhostConfig()).validated()
     torch.manual_seed(config.seed)
     teacher = copy.deepcopy(teacher).eval()
+    names = _resolve_feature_layers(teacher, feature_layers)
     bits, tau = hybrid_bits(teacher, config)
     student = quantized_twin(teacher, bits)
-    names = _resolve_feature_layers(teacher, feature_layers)
     history, ost = train_student(
         student, teacher, train, test, names, preprocessing=preprocessing, config=config, progress=progress
     )
