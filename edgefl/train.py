@@ -109,7 +109,7 @@ def train_classifier(model, train: ArrayData, test: ArrayData = None, *, epochs:
     return metrics
 
 
-def train_to_checkpoint(out, *, model: str = "resnet20", data: str = "mnist", epochs: int = 5, lr: float = 0.1,
+def train_to_checkpoint(out, *, model: str = "resnet20", data: str = "mnist", epochs: int = 5, lr: float = 0.05,
                         batch_size: int = 128, test_fraction: float = 0.2, seed: int = 0, model_args: dict = None,
                         progress=None) -> dict:
     """Train a registry model on a dataset (seeded split) and write a checkpoint; returns its summary."""

@@ -11,7 +11,7 @@ from edgefl.train import evaluate
 
 @pytest.mark.slow
 def test_resnet20_reaches_98_percent(tmp_path, capsys):
-    code = main(["train", "--model", "resnet20", "--epochs", "4", "--out", str(tmp_path / "ck"), "--json"])
+    code = main(["train", "--model", "resnet20", "--out", str(tmp_path / "ck"), "--json"])
     result = json.loads(capsys.readouterr().out)
     assert code == 0
     assert result["test_accuracy"] >= 0.98
