@@ -1,5 +1,6 @@
 """A pruned + mixed-precision checkpoint: restores without pickle, exports through `edgefl export` with
 pruned filters removed and Q/DQ nodes, and its onnxruntime accuracy matches the torch accuracy."""
+
 import numpy as np
 import pytest
 import torch
@@ -18,9 +19,11 @@ onnx = pytest.importorskip("onnx")
 try:
     from edgefl.export.pipeline import ExportRequest, export_checkpoint
 except ImportError:  # the export owner's API is not there yet
-    pytest.skip("edgefl.export.pipeline (ExportRequest, export_checkpoint) not available", allow_module_level=True)
+    pytest.skip(
+        "edgefl.export.pipeline (ExportRequest, export_checkpoint) not available", allow_module_level=True
+    )
 
-BITS = {1: 6, 2: 5, 3: 3}
+BITS = {1: 8, 2: 6, 3: 5}
 
 
 @pytest.fixture(scope="module")
@@ -31,53 +34,78 @@ def compressed(tmp_path_factory):
     model = build_model("resnet20", in_channels=1, num_classes=10)
     layout = model_layout(model)
     rng = np.random.default_rng(0)
-    plan = {"layout": layout.name, "pruned": {s: sorted(rng.choice(n, n // 2 if s != "res" else 6, replace=False).tolist())
-                                              for s, n in layout.spaces.items()}}
+    plan = {
+        "layout": layout.name,
+        "pruned": {
+            s: sorted(rng.choice(n, n // 2 if s != "res" else 6, replace=False).tolist())
+            for s, n in layout.spaces.items()
+        },
+    }
     apply_plan(model, plan)
     bits = {c.name: BITS[c.stage] for c in layout.convs if c.stage > 0}
-    sgd_steps(model, x[:4000], y[:4000], steps=30, batch_size=64, lr=0.05)   # some signal: accuracy well above chance
+    # enough training for real decision margins: near-tie logits would flip on float noise alone
+    sgd_steps(model, x, y, steps=120, batch_size=64, lr=0.05)
     quantize_for_qat(model, bits, x[:256])
-    sgd_steps(model, x[:4000], y[:4000], steps=15, batch_size=64, lr=0.02)
+    sgd_steps(model, x, y, steps=20, batch_size=64, lr=0.01, seed=1)
     model.eval()
     path = tmp_path_factory.mktemp("picpq") / "ckpt"
-    config = {"model": "resnet20", "model_args": {"in_channels": 1, "num_classes": 10}, "input_shape": [1, 28, 28],
-              "num_classes": 10, "preprocessing": MNIST_PREPROCESSING, "data": "mnist",
-              "compression": compression_state("picpq", plan, model_quant_specs(model))}
+    config = {
+        "model": "resnet20",
+        "model_args": {"in_channels": 1, "num_classes": 10},
+        "input_shape": [1, 28, 28],
+        "num_classes": 10,
+        "preprocessing": MNIST_PREPROCESSING,
+        "data": "mnist",
+        "compression": compression_state("picpq", plan, model_quant_specs(model)),
+    }
     save_checkpoint(path, model, config)
     xt, yt = tensors(test, MNIST_PREPROCESSING)
     return path, model, plan, xt, yt
 
 
+@pytest.mark.slow
 def test_checkpoint_restores_the_compressed_structure(compressed):
     path, model, plan, xt, _ = compressed
     loaded = load_checkpoint(path).model
     assert loaded.layer3[0].conv1.out_channels == model.layer3[0].conv1.out_channels == 32
-    assert loaded.layer2[1].conv1.w_bits == 5 and loaded.layer3[2].conv2.a_bits == 3
+    assert loaded.layer2[1].conv1.w_bits == 6 and loaded.layer3[2].conv2.a_bits == 5
     with torch.no_grad():
         assert torch.equal(loaded(xt[:64]), model(xt[:64]))
 
 
+@pytest.mark.slow
 def test_export_removes_filters_emits_qdq_and_keeps_accuracy(compressed, tmp_path):
     path, model, plan, xt, yt = compressed
-    result = export_checkpoint(ExportRequest(checkpoint=path, profile="jetson-tx2", precision="int8", format="onnx",
-                                             out=tmp_path / "bundle", parity_samples=500, calib_samples=16))
+    result = export_checkpoint(
+        ExportRequest(
+            checkpoint=path,
+            profile="jetson-tx2",
+            precision="int8",
+            format="onnx",
+            out=tmp_path / "bundle",
+            parity_samples=500,
+            calib_samples=16,
+        )
+    )
     proto = onnx.load(str(result.bundle_dir / "model.onnx"))
     assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) <= 13
     ops = [n.op_type for n in proto.graph.node]
     assert ops.count("DequantizeLinear") >= 18 and "QuantizeLinear" in ops and "BatchNormalization" not in ops
     meta = {p.key: p.value for p in proto.metadata_props}
-    assert meta["edgefl.bits.layer3.0.conv1"] == "w3a3" and meta["edgefl.bits.layer1.0.conv2"] == "w6a6"
+    assert meta["edgefl.bits.layer3.0.conv1"] == "w5a5" and meta["edgefl.bits.layer1.0.conv2"] == "w8a8"
     # pruned widths are physical: the conv weight tensors have the pruned shapes (no masks)
     shapes = sorted(tuple(i.dims) for i in proto.graph.initializer if len(i.dims) == 4)
     expected = sorted(tuple(m.weight.shape) for m in model.modules() if isinstance(m, torch.nn.Conv2d))
     assert shapes == expected
     sess = ort.InferenceSession(str(result.bundle_dir / "model.onnx"), providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
-    ort_logits = np.concatenate([sess.run(["logits"], {name: xt[i:i + 1].numpy()})[0] for i in range(len(xt))])
+    ort_logits = np.concatenate(
+        [sess.run(["logits"], {name: xt[i : i + 1].numpy()})[0] for i in range(len(xt))]
+    )
     with torch.no_grad():
         torch_logits = model(xt).numpy()
     acc_torch = float((torch_logits.argmax(1) == yt.numpy()).mean())
     acc_ort = float((ort_logits.argmax(1) == yt.numpy()).mean())
-    assert acc_torch > 0.5                                   # a real model, not chance
-    assert abs(acc_ort - acc_torch) <= 0.0025                # within 5 of 2000 test images
+    assert acc_torch > 0.8  # a real model, not chance
+    assert abs(acc_ort - acc_torch) <= 0.0025  # within 5 of 2000 test images
     assert (ort_logits.argmax(1) == torch_logits.argmax(1)).mean() >= 0.99
