@@ -15,6 +15,9 @@ class StadConfig:
       teacher is far worse (attention spreads the gradient over the whole tile) and the student's
       3×3-conv gradient lights up the neighbourhood of every target; ``"gradient"`` is kept, exact on the
       device too (scoregraph), and the bench measures how close the two are.
+    * Measured caveat (bench/results/stad.json, ``untrained_student_auc_df``): on the four shipped scenes
+      the student at its random initialisation scores the same mean AUC(D,F) as the trained one — the
+      STF carries the detection there; the networks' learned part is not shown to help on these data.
     * ``teacher_tile=16 = crop`` — the teacher attends over the same number of pixels as in training.
     * ``teacher_lr=3e-3``, a few hundred steps — the budget is minutes on 2 CPU cores, not 100 epochs.
     """
