@@ -22,7 +22,9 @@ def command(
     min_bits: int = typer.Option(2, help="Smallest candidate bit width."),
     max_bits: int = typer.Option(8, help="Largest candidate bit width."),
     uniform_bits: int = typer.Option(None, help="Skip HQ: every conv at this width (baseline)."),
-    epochs: int = typer.Option(2, min=1, help="QAT epochs."),
+    epochs: int = typer.Option(
+        3, min=1, help="QAT epochs (3: within 1 point on ResNet-20/MNIST, see bench/ghost.py)."
+    ),
     lr: float = typer.Option(0.02, help="QAT learning rate (one-cycle peak)."),
     batch_size: int = typer.Option(64, min=2),
     kd_weight: float = typer.Option(400.0, help="Weight of the OST distillation loss."),
