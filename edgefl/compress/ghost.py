@@ -64,7 +64,7 @@ class GhostConfig:
     kd_weight: float = 400.0
     task_weight: float = 2.0
     qk_dim: int = 128
-    epochs: int = 2
+    epochs: int = 3
     batch_size: int = 64
     lr: float = 0.02
     weight_decay: float = 0.0
