@@ -136,7 +136,7 @@ def main(argv=None) -> dict:
             from edgefl.train import evaluate
 
             ckpt = load_checkpoint(args.fp_checkpoint)
-            fp, fp_epochs = ckpt.model, ckpt.config.get("metrics", {}).get("epochs")
+            fp, fp_epochs = ckpt.model, ckpt.config.get("metrics", {}).get("epochs", args.fp_epochs)
             fp_metrics = {"test_accuracy": evaluate(fp, test, prep)["accuracy"]}
         else:
             seed_everything(args.seed)
