@@ -9,6 +9,9 @@ from edgefl.errors import EdgeflError
 from edgefl.progress import NullProgress
 
 
+MIN_ONE_CYCLE_STEPS = 8
+
+
 def seed_everything(seed: int):
     import torch
 
@@ -77,7 +80,9 @@ def train_classifier(model, train: ArrayData, test: ArrayData = None, *, epochs:
     y_all = torch.from_numpy(train.y)
     steps = epochs * -(-len(train) // batch_size)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.25)
+    # one-cycle needs a few steps per phase; very short runs (smoke tests, tiny clients) keep lr constant
+    sched = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.25)
+             if steps >= MIN_ONE_CYCLE_STEPS else torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0))
     task = progress.task("training", steps)
     history, start = [], time.perf_counter()
     for epoch in range(epochs):

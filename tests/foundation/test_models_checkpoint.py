@@ -86,3 +86,17 @@ def test_checkpoint_is_not_a_pickle(tmp_path):
     n = int.from_bytes(head, "little")
     header = json.loads((path / "model.safetensors").read_bytes()[8 : 8 + n])
     assert "classifier.weight" in header
+
+
+def test_very_short_training_runs_do_not_break_the_schedule():
+    import numpy as np
+
+    from edgefl.data import ArrayData
+    from edgefl.train import train_classifier
+
+    x = np.random.default_rng(0).random((6, 1, 28, 28)).astype(np.float32)
+    data = ArrayData(x, np.arange(6) % 2)
+    m = build_model("small_cnn", in_channels=1, num_classes=2)
+    before = m.classifier.weight.detach().clone()
+    metrics = train_classifier(m, data, data, epochs=2, batch_size=4, lr=0.01)
+    assert metrics["epochs"] == 2 and not torch.equal(before, m.classifier.weight)
