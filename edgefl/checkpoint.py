@@ -5,12 +5,12 @@ every file is checked against the sha256 recorded in config.json before it is us
 """
 
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 
 from edgefl import __version__
 from edgefl.errors import EdgeflError
+from edgefl.runtime.manifest import sha256_file  # one implementation, shared with the device
 
 FORMAT = "edgefl.checkpoint"
 VERSION = 1
@@ -24,14 +24,6 @@ class Checkpoint:
     model: object  # torch.nn.Module, in eval mode
     config: dict
     path: Path
-
-
-def sha256_file(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def save_checkpoint(path, model, config: dict) -> Path:

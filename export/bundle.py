@@ -8,7 +8,6 @@ head; plus parity_info (reported, not gated), engine, verification and settings.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edgefl.errors import EdgeflError
+from edgefl.runtime.manifest import sha256_file  # one implementation, shared with the device
 
 BUNDLE_FORMAT = "edgefl.bundle"
 BUNDLE_VERSION = 1
@@ -23,15 +23,6 @@ MANIFEST = "manifest.json"
 MODEL_FILE = "model.onnx"
 HEAD_FILE = "head.safetensors"
 CALIB_FILE = "calib.npy"
-
-
-def sha256_file(path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_head(path, weight: np.ndarray, bias: np.ndarray) -> Path:
