@@ -8,9 +8,14 @@ Documented deviations from the official code (defaults; see the spec):
 - weights: symmetric per-channel grid with zero (MSE-chosen scale) instead of per-tensor tanh DoReFa
   (``weight_quantizer="dorefa_zero"`` gives the paper's); activations: the quantizer sits on each
   quantized conv's *input* at that conv's bits (so BOPs = MACs·b·b is what runs), with a calibrated
-  clip range (``act_clip="dorefa"`` gives the fixed [0, 1]); single A+W QAT stage; b ≥ 2 clamp;
+  clip range (``act_clip="dorefa"`` gives the fixed [0, 1]); one A+W QAT stage unless ``act_only_epochs``
+  (the paper's activation-only stage 1; ``paper()`` runs both); b ≥ 3 clamp
+  (the spec's project clamp is 2; a 2-bit layer costs < 1 % of the BOPs it saves and loses most of a
+  point after a one-epoch QAT — ``paper()`` keeps 2);
   chain units pruned only where every chain layer still has quota; short schedules by default with a
-  higher fine-tuning learning rate right after pruning (``PicpqSettings.paper()`` has the paper's sizes).
+  higher fine-tuning learning rate right after pruning (``PicpqSettings.paper()`` has the paper's sizes);
+  filters of equal mean rank are ordered by their weight L1 norm (``tie_break="none"``: by index, as the
+  official code) — on small maps every filter is full rank, so without it the criterion cannot choose.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ class PicpqSettings:
     flops_target: float = 0.5  # keep this fraction of FLOPs (paper: 1 - prune_away/100)
     max_bits: tuple = (32, 8, 6, 4)  # stem, then one per stage
     lam: float = 1 / 6
-    min_bits: int = 2
+    min_bits: int = 3  # the paper's 2-bit layers need its 800 QAT epochs; paper() uses 2
     safeguard: float = 0.1
     check_every: int = 10
     rank_images: int = 256
@@ -53,11 +58,13 @@ class PicpqSettings:
     mutate_fraction: float = 0.1
     ft_epochs: int = 2
     qat_epochs: int = 1
+    act_only_epochs: int = 0  # QAT stage 1 (activations only) before the A+W stage; the paper: 400
     lr: float = 0.01  # QAT
     ft_lr: float = 0.05  # fine-tuning right after pruning (the paper: 0.01 for 400 epochs)
     batch_size: int = 128
     weight_quantizer: str = "symmetric"
     act_clip: str = "calibrate"
+    tie_break: str = "l1"  # "none": the official property exactly (ties fall back to filter order)
     seed: int = 0
 
     @classmethod
@@ -74,8 +81,11 @@ class PicpqSettings:
             ft_epochs=400,
             ft_lr=0.01,
             qat_epochs=400,
+            act_only_epochs=400,
             weight_quantizer="dorefa_zero",
             act_clip="dorefa",
+            tie_break="none",
+            min_bits=2,
         )
         return replace(base, **overrides)
 
@@ -84,6 +94,8 @@ class PicpqSettings:
             raise EdgeflError(
                 f"--flops-target {self.flops_target} must be in (0, 1] (fraction of FLOPs kept)"
             )
+        if self.tie_break not in ("l1", "none"):
+            raise EdgeflError(f"--tie-break {self.tie_break!r} must be 'l1' or 'none'")
         if any(b < self.min_bits for b in self.max_bits):
             raise EdgeflError(f"--max-bits {list(self.max_bits)} must all be >= {self.min_bits}")
         if self.lam < 0 or not 0 <= self.safeguard < 1:
@@ -136,6 +148,7 @@ def run_picpq(
 
     from edgefl.compress.picpq_criterion import (
         assign_bits,
+        break_rank_ties,
         filter_rank_property,
         global_prune_plan,
         importance,
@@ -143,6 +156,7 @@ def run_picpq(
     )
     from edgefl.compress.picpq_search import evolve, mean_loss, sgd_steps
     from edgefl.compress.prune import apply_plan, layer_l1_ratio
+    from edgefl.compress.qmodules import float_weights
     from edgefl.compress.restore import compression_state
     from edgefl.train import seed_everything, train_classifier
 
@@ -159,7 +173,12 @@ def run_picpq(
     x_val, y_val = x_all[val_idx], y_all[val_idx]
     acc_before = accuracy(fp_model, test, preprocessing)
 
-    fp = filter_rank_property(fp_model, layout, _batches(x_fit[: s.rank_images], 128))
+    rank_x = x_fit[: s.rank_images]
+    fp = filter_rank_property(fp_model, layout, _batches(rank_x, 128))
+    if s.tie_break == "l1":
+        from edgefl.compress.baselines import l1_filter_scores
+
+        fp = break_rank_ties(fp, l1_filter_scores(fp_model, layout), len(rank_x))
     fp_std = np.array([fp[n].std() for n in names])
 
     def plan_for(a, b):
@@ -185,6 +204,9 @@ def run_picpq(
         train_classifier(model, train, None, epochs=s.ft_epochs, lr=s.ft_lr, **common)
     acc_ft = accuracy(model, test, preprocessing)
     quantize_for_qat(model, bits, x_fit[:512], s.weight_quantizer, s.act_clip)
+    if s.act_only_epochs > 0:  # the paper's QAT stage 1: activations quantized, weights still float
+        with float_weights(model):
+            train_classifier(model, train, None, epochs=s.act_only_epochs, lr=s.lr, **common)
     if s.qat_epochs > 0:
         train_classifier(model, train, None, epochs=s.qat_epochs, lr=s.lr, **common)
     model.eval()

@@ -12,6 +12,8 @@ is not quantized).
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -101,6 +103,21 @@ def quantize_model(model: nn.Module, specs: dict[str, dict]) -> nn.Module:
     for name, spec in specs.items():
         _set_submodule(model, name, _clone_as(names[name], spec))
     return model
+
+
+@contextlib.contextmanager
+def float_weights(model: nn.Module):
+    """Within the block every quantized layer uses its float weight (input activations stay
+    quantized): the activation-only QAT stage. The weight quantizers come back on exit."""
+    layers = quant_layers(model).values()
+    saved = [m.weight_quant for m in layers]
+    try:
+        for m in layers:
+            m.weight_quant = nn.Identity()
+        yield model
+    finally:
+        for m, q in zip(layers, saved):
+            m.weight_quant = q
 
 
 def quant_layers(model: nn.Module) -> dict[str, nn.Module]:

@@ -81,6 +81,25 @@ def test_cli_json_and_restorable_checkpoint(fp_checkpoint, tmp_path):
     assert ckpt.config["compression"]["method"] == "picpq"
     bits = {r["layer"]: r["w_bits"] for r in doc["layers"]}
     assert ckpt.model.layer3[0].conv1.w_bits == bits["layer3.0.conv1"] and bits["conv1"] == 32
+    recorded = ckpt.config["compression"]["settings"]
+    assert recorded["min_bits"] == 3 and recorded["tie_break"] == "l1"
+    assert min(b for b in bits.values()) >= 3  # the default clamp holds in the written model
+
+
+def test_paper_mode_keeps_its_own_defaults_unless_an_option_is_given():
+    from edgefl.cli.compress_picpq import resolve_settings
+
+    chosen = dict(flops_target=0.45, max_bits=(32, 8, 6, 4), lam=1 / 6, safeguard=0.1, seed=0)
+    unset = dict(min_bits=None, tie_break=None, weight_quantizer=None)
+    short = dict(generations=2, population=3, sample=3, tau_hat=4, ft_epochs=1, qat_epochs=1, lr=0.01, ft_lr=0.05)
+    paper = resolve_settings(True, {**chosen, **unset}, short)
+    assert (paper.min_bits, paper.tie_break, paper.weight_quantizer) == (2, "none", "dorefa_zero")
+    assert (paper.generations, paper.population, paper.tau_hat) == (400, 64, 200)
+    paper3 = resolve_settings(True, {**chosen, **unset, "min_bits": 3}, short)
+    assert paper3.min_bits == 3 and paper3.tie_break == "none"
+    quick = resolve_settings(False, {**chosen, **unset}, short)
+    assert (quick.min_bits, quick.tie_break, quick.weight_quantizer) == (3, "l1", "symmetric")
+    assert (quick.generations, quick.tau_hat) == (2, 4)
 
 
 def test_cli_rejects_bad_max_bits(fp_checkpoint, tmp_path):
@@ -92,3 +111,7 @@ def test_cli_rejects_bad_max_bits(fp_checkpoint, tmp_path):
         _app(), [str(fp_checkpoint), "--out", str(tmp_path / "x"), "--flops-target", "1.5"]
     )
     assert isinstance(res.exception, EdgeflError) and "flops-target" in str(res.exception)
+    res = CliRunner().invoke(
+        _app(), [str(fp_checkpoint), "--out", str(tmp_path / "x"), "--tie-break", "random"]
+    )
+    assert isinstance(res.exception, EdgeflError) and "--tie-break" in str(res.exception)

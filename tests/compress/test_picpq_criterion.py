@@ -10,6 +10,7 @@ from torch import nn
 from edgefl.compress.picpq_criterion import (
     assign_bits,
     bits_from_ratio,
+    break_rank_ties,
     chain_units,
     filter_rank_property,
     global_prune_plan,
@@ -91,6 +92,17 @@ def test_identity_transform_is_plain_global_rank_ordering(resnet):
     expected = sum(fp[c.name][30 - c.out_offset] for c in chain if 0 <= 30 - c.out_offset < len(fp[c.name]))
     assert res[30][0] == pytest.approx(expected) and len(res[30][3]) == 10  # stem + 3 conv2 per stage
     assert [s for s, *_ in plain] == sorted(s for s, *_ in plain)
+
+
+def test_rank_ties_broken_by_l1_without_reordering_distinct_ranks():
+    """Mean ranks over 4 images move in steps of 0.25; the L1 term adds < 0.125 (worked by hand)."""
+    ranks = {"c": np.array([7.0, 7.0, 7.0, 6.75, 7.25])}
+    l1 = {"c": np.array([2.0, 4.0, 1.0, 4.0, 0.5])}
+    out = break_rank_ties(ranks, l1, images=4)["c"]
+    # eps = 0.5 / 4 = 0.125; term = 0.125 * l1 / 4
+    assert out.tolist() == pytest.approx([7.0625, 7.125, 7.03125, 6.875, 7.265625])
+    assert np.argsort(out).tolist() == [3, 2, 0, 1, 4]  # ties (0, 1, 2) by L1; 6.75 and 7.25 stay put
+    assert np.all(out - ranks["c"] <= 0.5 / 4)  # at most half a rank step
 
 
 def _scores(model, layout, value=1.0):

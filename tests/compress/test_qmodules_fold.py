@@ -12,6 +12,7 @@ from edgefl.compress.qmodules import (
     QConv2d,
     QLinear,
     calibrate_activations,
+    float_weights,
     model_quant_specs,
     quantize_model,
 )
@@ -59,6 +60,24 @@ def test_swap_keeps_weights_and_reports_bits():
     assert model_quant_specs(net)["conv2"]["a"] == {"kind": "range", "bits": 5, "signed": False}
     with pytest.raises(KeyError):
         quantize_model(_net(), {"nope": SPECS["conv2"]})
+
+
+def test_float_weights_stage_quantizes_activations_only_and_restores():
+    net = quantize_model(_net(), SPECS)
+    x = torch.randn(2, 1, 6, 6)
+    conv = net.conv2
+    h = torch.relu(net.bn1(net.conv1(x)))
+    with torch.no_grad():
+        full = conv(h)
+        with float_weights(net):
+            act_only = conv(h)
+            expect = nn.functional.conv2d(conv.act_quant(h), conv.weight, padding=1)
+            none = nn.functional.conv2d(h, conv.weight, padding=1)
+        again = conv(h)
+    assert torch.allclose(act_only, expect)  # float weights on the quantized input
+    assert not torch.allclose(act_only, none)  # the input is still quantized
+    assert not torch.allclose(act_only, full)  # and the weights were quantized before
+    assert torch.equal(again, full) and conv.w_bits == 4  # restored on exit
 
 
 def test_state_dict_round_trip_through_specs():
