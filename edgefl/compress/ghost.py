@@ -281,21 +281,10 @@ def compress_checkpoint_ghost(
     Returns:
         JSON-ready summary: checkpoint path, bits, tau, totals, per-layer rows, history.
     """
-    from edgefl.checkpoint import load_checkpoint
     from edgefl.compress.ghost_report import layer_rows
-    from edgefl.compress.pipeline import CompressionResult, save_compressed
-    from edgefl.data import load_dataset, train_test_split
+    from edgefl.compress.pipeline import CompressionResult, load_float_checkpoint, save_compressed
 
-    ckpt = load_checkpoint(checkpoint)
-    if ckpt.config.get("compression"):
-        method = ckpt.config["compression"].get("method")
-        raise EdgeflError(f"{checkpoint} is already compressed ({method}) — start from the float checkpoint")
-    data = data or ckpt.config.get("data")
-    if not data:
-        raise EdgeflError("the checkpoint does not name its data — pass --data (e.g. mnist)")
-    dataset, _ = load_dataset(data)
-    metrics = ckpt.config.get("metrics") or {}
-    train, test = train_test_split(dataset, metrics.get("test_fraction", 0.2), metrics.get("seed", 0))
+    ckpt, train, test = load_float_checkpoint(checkpoint, data)
     shape = ckpt.config["input_shape"]
     result = ghost_compress(
         ckpt.model,

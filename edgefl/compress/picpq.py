@@ -259,22 +259,9 @@ def compress_checkpoint_picpq(
     Returns:
         JSON-ready summary: {"checkpoint", "totals", "layers", "search"}.
     """
-    from edgefl.checkpoint import load_checkpoint
-    from edgefl.compress.pipeline import save_compressed
-    from edgefl.data import load_dataset, train_test_split
+    from edgefl.compress.pipeline import load_float_checkpoint, save_compressed
 
-    ckpt = load_checkpoint(checkpoint)
-    if ckpt.config.get("compression"):
-        raise EdgeflError(
-            f"{checkpoint} is already compressed ({ckpt.config['compression'].get('method')}) — "
-            "start from the float checkpoint"
-        )
-    data = data or ckpt.config.get("data")
-    if not data:
-        raise EdgeflError("the checkpoint does not name its data — pass --data (e.g. mnist)")
-    dataset, _ = load_dataset(data)
-    metrics = ckpt.config.get("metrics") or {}
-    train, test = train_test_split(dataset, metrics.get("test_fraction", 0.2), metrics.get("seed", 0))
+    ckpt, train, test = load_float_checkpoint(checkpoint, data)
     prep = ckpt.config.get("preprocessing")
     result = run_picpq(ckpt.model, train, test, prep, ckpt.config["input_shape"], settings, progress)
     path = save_compressed(out, result, ckpt.config)

@@ -111,6 +111,34 @@ def totals(reference, model, input_shape, acc_before: float, acc_after: float) -
     return out
 
 
+def load_float_checkpoint(checkpoint, data: str | None = None):
+    """A float checkpoint and the seeded train/test split it was trained on.
+
+    Args:
+        checkpoint: float checkpoint directory.
+        data: dataset name/path (default: the checkpoint's ``data``).
+    Returns:
+        (checkpoint, train, test).
+    Raises:
+        EdgeflError: the checkpoint is already compressed, or names no data and none was given.
+    """
+    from edgefl.checkpoint import load_checkpoint
+    from edgefl.data import load_dataset, train_test_split
+    from edgefl.errors import EdgeflError
+
+    ckpt = load_checkpoint(checkpoint)
+    if ckpt.config.get("compression"):
+        method = ckpt.config["compression"].get("method")
+        raise EdgeflError(f"{checkpoint} is already compressed ({method}) — start from the float checkpoint")
+    data = data or ckpt.config.get("data")
+    if not data:
+        raise EdgeflError("the checkpoint does not name its data — pass --data (e.g. mnist)")
+    dataset, _ = load_dataset(data)
+    metrics = ckpt.config.get("metrics") or {}
+    train, test = train_test_split(dataset, metrics.get("test_fraction", 0.2), metrics.get("seed", 0))
+    return ckpt, train, test
+
+
 def save_compressed(out, result: CompressionResult, base_config: dict) -> str:
     """Write the compressed model as a checkpoint directory (config["compression"] = result.state)."""
     from edgefl.checkpoint import save_checkpoint
