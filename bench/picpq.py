@@ -100,7 +100,7 @@ def main(argv=None) -> dict:
     p.add_argument("--fp-checkpoint", type=Path, default=None, help="Reuse a float ResNet-20 checkpoint.")
     p.add_argument("--flops-target", type=float, default=0.9)
     p.add_argument(
-        "--max-bits", default="32,4,4,4", help="stem, stage 1..3 (the spec's ResNet-56/CIFAR setting: 32,8,6,4)"
+        "--max-bits", default="32,4,4,4", help="stem, stage 1..3 (the spec's ResNet-56/CIFAR: 32,8,6,4)"
     )
     p.add_argument("--min-bits", type=int, default=3)
     p.add_argument("--tie-break", default="l1", choices=["l1", "none"])

@@ -26,7 +26,8 @@ def method_key(name: str) -> str:
 
 
 def summarise(runs: list[dict]) -> dict:
-    """Per method: mean and min/max of accuracy, drop, BOPs and size ratios; the bar per seed and on the mean."""
+    """Per method: means of accuracy, drop, BOPs and size ratios, and the worst drop; the bar per seed
+    and on the mean."""
     by_method: dict[str, list[dict]] = {}
     for run in runs:
         for row in run["rows"]:

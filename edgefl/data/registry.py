@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from edgefl.data.arrays import ArrayData, load_image_folder, load_npz
+from edgefl.data.arrays import load_image_folder, load_npz
 from edgefl.data.mnist import MNIST_PREPROCESSING, load_mnist
 from edgefl.errors import EdgeflError
 

@@ -91,7 +91,9 @@ def test_paper_mode_keeps_its_own_defaults_unless_an_option_is_given():
 
     chosen = dict(flops_target=0.45, max_bits=(32, 8, 6, 4), lam=1 / 6, safeguard=0.1, seed=0)
     unset = dict(min_bits=None, tie_break=None, weight_quantizer=None)
-    short = dict(generations=2, population=3, sample=3, tau_hat=4, ft_epochs=1, qat_epochs=1, lr=0.01, ft_lr=0.05)
+    short = dict(
+        generations=2, population=3, sample=3, tau_hat=4, ft_epochs=1, qat_epochs=1, lr=0.01, ft_lr=0.05
+    )
     paper = resolve_settings(True, {**chosen, **unset}, short)
     assert (paper.min_bits, paper.tie_break, paper.weight_quantizer) == (2, "none", "dorefa_zero")
     assert (paper.generations, paper.population, paper.tau_hat) == (400, 64, 200)
