@@ -42,3 +42,15 @@ def _cell(v) -> str:
 
 def key_value_table(title: str, mapping: dict) -> Table:
     return table(title, ["field", "value"], [(k, v) for k, v in mapping.items()])
+
+
+def compression_totals(t: dict) -> dict:
+    """The size, BOPs and accuracy lines every compression command shows, from a method's totals."""
+    return {
+        "size": f"{t['size_bytes'] / 1024:.1f} KiB (was {t['size_bytes_ref'] / 1024:.1f} KiB, "
+        f"{t['size_ratio']:.1f}x)",
+        "BOPs": f"{t['bops'] / 1e9:.3f} G (was {t['bops_ref'] / 1e9:.2f} G)",
+        "BOPs ratio": f"{t['bops_ratio']:.1f}x",
+        "accuracy before": f"{100 * t['accuracy_before']:.2f} %",
+        "accuracy after": f"{100 * t['accuracy_after']:.2f} %  (drop {t['accuracy_drop_points']:.2f} points)",
+    }

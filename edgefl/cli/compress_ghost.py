@@ -4,7 +4,7 @@ from pathlib import Path
 
 import typer
 
-from edgefl.cli.common import console, emit_json, key_value_table, table
+from edgefl.cli.common import compression_totals, console, emit_json, key_value_table, table
 from edgefl.progress import progress_for
 
 LAYER_COLUMNS = ["layer", "kind", "w_bits", "a_bits", "params", "macs", "bops"]
@@ -68,12 +68,7 @@ def command(
         "checkpoint": result["checkpoint"],
         "tau": "uniform" if result["tau"] is None else f"{result['tau']:.4g}",
         "mean bits": f"{t['mean_bits']:.2f} (weights, parameter-weighted)",
-        "size": f"{t['size_bytes'] / 1024:.1f} KiB (was {t['size_bytes_ref'] / 1024:.1f} KiB, "
-        f"{t['size_ratio']:.1f}x)",
-        "BOPs": f"{t['bops'] / 1e9:.3f} G (was {t['bops_ref'] / 1e9:.2f} G)",
-        "BOPs ratio": f"{t['bops_ratio']:.1f}x",
-        "accuracy before": f"{100 * t['accuracy_before']:.2f} %",
-        "accuracy after": f"{100 * t['accuracy_after']:.2f} %  (drop {t['accuracy_drop_points']:.2f} points)",
+        **compression_totals(t),
     }
     if gates_seen:
         last = gates_seen[-1]

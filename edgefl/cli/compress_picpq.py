@@ -4,7 +4,7 @@ from pathlib import Path
 
 import typer
 
-from edgefl.cli.common import console, emit_json, key_value_table, table
+from edgefl.cli.common import compression_totals, console, emit_json, key_value_table, table
 from edgefl.errors import EdgeflError
 from edgefl.progress import progress_for
 
@@ -106,14 +106,8 @@ def command(
             {
                 "checkpoint": result["checkpoint"],
                 "params": f"{t['params']:,} (was {t['params_ref']:,})",
-                "size": f"{t['size_bytes'] / 1024:.1f} KiB (was {t['size_bytes_ref'] / 1024:.1f} KiB, "
-                f"{t['size_ratio']:.1f}x)",
-                "BOPs": f"{t['bops'] / 1e9:.3f} G (was {t['bops_ref'] / 1e9:.2f} G)",
-                "BOPs ratio": f"{t['bops_ratio']:.1f}x",
                 "FLOPs kept": f"{100 * t['flops_kept']:.1f} %",
-                "accuracy before": f"{100 * t['accuracy_before']:.2f} %",
-                "accuracy after": f"{100 * t['accuracy_after']:.2f} %  "
-                f"(drop {t['accuracy_drop_points']:.2f} points)",
+                **compression_totals(t),
                 "search": f"best loss {result['search']['best_loss']:.4f} "
                 f"vs identity {result['search']['identity_loss']:.4f}",
                 "size definition": t["size_definition"],

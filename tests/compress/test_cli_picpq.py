@@ -117,3 +117,37 @@ def test_cli_rejects_bad_max_bits(fp_checkpoint, tmp_path):
         _app(), [str(fp_checkpoint), "--out", str(tmp_path / "x"), "--tie-break", "random"]
     )
     assert isinstance(res.exception, EdgeflError) and "--tie-break" in str(res.exception)
+
+
+def test_compression_totals_lines_by_hand():
+    from edgefl.cli.common import compression_totals
+
+    t = {
+        "size_bytes": 2048,
+        "size_bytes_ref": 20480,
+        "size_ratio": 10.0,
+        "bops": 5e8,
+        "bops_ref": 3.156e10,
+        "bops_ratio": 63.12,
+        "accuracy_before": 0.9845,
+        "accuracy_after": 0.984,
+        "accuracy_drop_points": 0.05,
+    }
+    assert compression_totals(t) == {
+        "size": "2.0 KiB (was 20.0 KiB, 10.0x)",
+        "BOPs": "0.500 G (was 31.56 G)",
+        "BOPs ratio": "63.1x",
+        "accuracy before": "98.45 %",
+        "accuracy after": "98.40 %  (drop 0.05 points)",
+    }
+
+
+@pytest.mark.slow
+def test_cli_prints_the_layer_table_and_totals(fp_checkpoint, tmp_path):
+    args = ["--generations", "0", "--population", "1", "--tau-hat", "0", "--ft-epochs", "0"]
+    res = CliRunner().invoke(
+        _app(), [str(fp_checkpoint), "--out", str(tmp_path / "pq"), *args, "--qat-epochs", "0"]
+    )
+    assert res.exit_code == 0, res.output
+    for line in ("PIC-PQ per layer", "layer3.2.conv2", "PIC-PQ totals", "FLOPs kept", "BOPs ratio", "points"):
+        assert line in res.output
