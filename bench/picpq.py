@@ -138,9 +138,7 @@ def main(argv=None) -> dict:
     rows, console = [], Console(stderr=True)
     with progress_for(True) as progress:
         t0 = time.perf_counter()
-        if (
-            args.fp_checkpoint
-        ):  # e.g. `edgefl train --epochs 3 --seed 0`: the same seeded model as --fp-epochs 3
+        if args.fp_checkpoint:  # e.g. from `edgefl train --seed N`: the same recipe as the defaults here
             from edgefl.checkpoint import load_checkpoint
             from edgefl.train import evaluate
 
