@@ -27,7 +27,10 @@ class Checkpoint:
 
 
 def save_checkpoint(path, model, config: dict) -> Path:
-    """Write weights and config; `config` needs model, model_args, input_shape, num_classes (see module doc)."""
+    """Write weights and config.
+
+    `config` needs model, model_args, input_shape and num_classes (see the module doc).
+    """
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -51,21 +54,24 @@ def read_config(path) -> dict:
     """Read and check config.json of a checkpoint directory (no weights loaded)."""
     path = Path(path)
     if not path.is_dir():
-        hint = " (a checkpoint is a directory with model.safetensors and config.json)" if path.exists() else ""
+        hint = (" (a checkpoint is a directory with model.safetensors and config.json)"
+                if path.exists() else "")
         raise EdgeflError(f"checkpoint {path} not found{hint} — check the path or run `edgefl train`")
     try:
         config = json.loads((path / CONFIG).read_text())
     except FileNotFoundError:
         raise EdgeflError(f"checkpoint {path} has no {CONFIG} — it is incomplete; re-create it") from None
     except json.JSONDecodeError as e:
-        raise EdgeflError(f"checkpoint {path}/{CONFIG} is corrupt ({e.msg} at line {e.lineno}) — re-create it") from None
+        raise EdgeflError(f"checkpoint {path}/{CONFIG} is corrupt ({e.msg} at line {e.lineno})"
+                          " — re-create it") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise EdgeflError(f"{path}/{CONFIG} is not an edgefl checkpoint config — re-create it with edgefl")
     missing = [k for k in REQUIRED_KEYS if k not in config]
     if missing:
         raise EdgeflError(f"checkpoint {path}: config.json lacks {missing} — re-create the checkpoint")
     if config["version"] > VERSION:
-        raise EdgeflError(f"checkpoint {path} has format version {config['version']}; upgrade edgefl to read it")
+        raise EdgeflError(f"checkpoint {path} has format version {config['version']};"
+                          " upgrade edgefl to read it")
     return config
 
 
@@ -77,7 +83,8 @@ def verify_files(path, files: dict) -> None:
         if not f.is_file():
             raise EdgeflError(f"{path}: {name} is missing — the checkpoint or bundle is incomplete")
         if sha256_file(f) != digest:
-            raise EdgeflError(f"{path}: {name} does not match its recorded sha256 (corrupt or modified) — re-create it")
+            raise EdgeflError(f"{path}: {name} does not match its recorded sha256 (corrupt or modified)"
+                              " — re-create it")
 
 
 def load_state_dict(path) -> dict:
@@ -110,6 +117,7 @@ def load_checkpoint(path) -> Checkpoint:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         first = str(e).splitlines()[1].strip() if "\n" in str(e) else str(e)
-        raise EdgeflError(f"checkpoint {path} does not fit model '{config['model']}' ({first}) — re-create it") from None
+        raise EdgeflError(f"checkpoint {path} does not fit model '{config['model']}' ({first})"
+                          " — re-create it") from None
     model.eval()
     return Checkpoint(model, config, path)

@@ -39,7 +39,10 @@ class _RichTask:
 
 
 def _fields(fields: dict) -> dict:
-    return {"info": "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in fields.items())} if fields else {}
+    if not fields:
+        return {}
+    return {"info": "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                              for k, v in fields.items())}
 
 
 class RichProgress:
@@ -59,7 +62,8 @@ def progress_for(enabled: bool = True):
         yield NullProgress()
         return
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn(), TextColumn("{task.fields[info]}"))

@@ -58,9 +58,10 @@ def evaluate(model, data: ArrayData, preprocessing: dict = None, batch_size: int
     return {"accuracy": correct / n, "loss": loss / n, "examples": len(data)}
 
 
-def train_classifier(model, train: ArrayData, test: ArrayData = None, *, epochs: int = 5, lr: float = 0.1,
-                     batch_size: int = 128, weight_decay: float = 5e-4, seed: int = 0, preprocessing: dict = None,
-                     augment_shift: int = 2, progress=None, extra_loss=None) -> dict:
+def train_classifier(model, train: ArrayData, test: ArrayData = None, *, epochs: int = 5,
+                     lr: float = 0.1, batch_size: int = 128, weight_decay: float = 5e-4, seed: int = 0,
+                     preprocessing: dict = None, augment_shift: int = 2, progress=None,
+                     extra_loss=None) -> dict:
     """SGD with Nesterov momentum and a one-cycle schedule; returns metrics (accuracy, loss, time).
 
     Args:
@@ -70,7 +71,8 @@ def train_classifier(model, train: ArrayData, test: ArrayData = None, *, epochs:
     import torch.nn.functional as F
 
     if epochs < 1 or batch_size < 1 or lr <= 0:
-        raise EdgeflError(f"epochs, batch size and learning rate must be positive (got {epochs}, {batch_size}, {lr})")
+        raise EdgeflError("epochs, batch size and learning rate must be positive"
+                          f" (got {epochs}, {batch_size}, {lr})")
     if len(train) == 0:
         raise EdgeflError("the training set is empty — check the data path and the split")
     seed_everything(seed)
@@ -103,20 +105,22 @@ def train_classifier(model, train: ArrayData, test: ArrayData = None, *, epochs:
             task.advance(1, epoch=epoch + 1, loss=run_loss / seen)
         row = {"epoch": epoch + 1, "train_loss": run_loss / seen}
         if test is not None:
-            row.update({f"test_{k}": v for k, v in evaluate(model, test, preprocessing).items() if k != "examples"})
+            row.update({f"test_{k}": v for k, v in evaluate(model, test, preprocessing).items()
+                        if k != "examples"})
         history.append(row)
         task.update(**{k: v for k, v in row.items() if k.startswith("test_acc")})
     task.close()
     metrics = {"epochs": epochs, "train_seconds": round(time.perf_counter() - start, 2), "history": history}
     if test is not None:
         final = evaluate(model, test, preprocessing)
-        metrics.update({"test_accuracy": final["accuracy"], "test_loss": final["loss"], "test_examples": final["examples"]})
+        metrics.update({"test_accuracy": final["accuracy"], "test_loss": final["loss"],
+                        "test_examples": final["examples"]})
     return metrics
 
 
-def train_to_checkpoint(out, *, model: str = "resnet20", data: str = "mnist", epochs: int = 5, lr: float = 0.05,
-                        batch_size: int = 128, test_fraction: float = 0.2, seed: int = 0, model_args: dict = None,
-                        progress=None) -> dict:
+def train_to_checkpoint(out, *, model: str = "resnet20", data: str = "mnist", epochs: int = 5,
+                        lr: float = 0.05, batch_size: int = 128, test_fraction: float = 0.2, seed: int = 0,
+                        model_args: dict = None, progress=None) -> dict:
     """Train a registry model on a dataset (seeded split) and write a checkpoint; returns its summary."""
     import torch
 

@@ -82,7 +82,8 @@ def profile_from_dict(data: dict, source: str = "<dict>") -> Profile:
     """
     for field, types in FIELD_TYPES.items():
         if field not in data:
-            raise EdgeflError(f"device profile {source}: missing field '{field}' — add it (see jetson-tx2.toml)")
+            raise EdgeflError(f"device profile {source}: missing field '{field}'"
+                              " — add it (see jetson-tx2.toml)")
         value = data[field]
         is_bool = isinstance(value, bool)
         if (bool in types) != is_bool or not isinstance(value, types):
@@ -97,7 +98,8 @@ def profile_from_dict(data: dict, source: str = "<dict>") -> Profile:
             )
     unknown = sorted(set(data) - set(FIELD_TYPES))
     if unknown:
-        raise EdgeflError(f"device profile {source}: unknown field(s) {unknown} — remove them or fix the spelling")
+        raise EdgeflError(f"device profile {source}: unknown field(s) {unknown}"
+                          " — remove them or fix the spelling")
     if not 7 <= data["max_opset"] <= 25:
         raise EdgeflError(f"device profile {source}: max_opset {data['max_opset']} is outside 7..25 — fix it")
     return Profile(**{k: (float(v) if k == "memory_gb" else v) for k, v in data.items()})

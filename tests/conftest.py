@@ -58,7 +58,8 @@ class MosquittoBroker(object):
         lines = ["listener {} 127.0.0.1".format(self.port), "allow_anonymous true",
                  "max_queued_messages 10000", "message_size_limit 0"]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
-            lines.append("user root")  # otherwise mosquitto drops to 'mosquitto' and cannot write its 0700 dir
+            # otherwise mosquitto drops to 'mosquitto' and cannot write its 0700 dir
+            lines.append("user root")
         if persistence:
             lines += ["persistence true", "persistence_location {}/".format(workdir), "autosave_interval 1"]
         with open(self.conf, "w") as f:
@@ -72,7 +73,8 @@ class MosquittoBroker(object):
 
     def start(self):
         self._logf = open(self.log, "ab")
-        self.proc = subprocess.Popen([self.binary, "-c", self.conf], stdout=self._logf, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([self.binary, "-c", self.conf], stdout=self._logf,
+                                     stderr=subprocess.STDOUT)
         if not wait_for_port(self.host, self.port):
             self.stop()
             raise RuntimeError("mosquitto did not start; log: " + open(self.log).read()[-2000:])

@@ -67,8 +67,9 @@ def _mount(app: typer.Typer, table: dict, prefix: str = "") -> None:
 
 
 def build_app() -> typer.Typer:
-    app = typer.Typer(help="edgefl: train, compress, export and federate models for Jetson-class edge devices.",
-                      no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+    app = typer.Typer(
+        help="edgefl: train, compress, export and federate models for Jetson-class edge devices.",
+        no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
     _mount(app, COMMANDS)
     compress = typer.Typer(help=HELP["compress"], no_args_is_help=True)
     _mount(compress, COMPRESS, "compress ")
@@ -77,7 +78,10 @@ def build_app() -> typer.Typer:
 
 
 def main(argv=None) -> int:
-    """Entry point: EdgeflError (and the runtime's EdgeRuntimeError) becomes one red line on stderr, exit 2."""
+    """Entry point.
+
+    EdgeflError (and the runtime's EdgeRuntimeError) becomes one red line on stderr, exit 2.
+    """
     from rich.console import Console
 
     from edgefl.runtime.errors import EdgeRuntimeError

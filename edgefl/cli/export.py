@@ -67,7 +67,8 @@ def export_stad(checkpoint: Path, profile: str, precision: str, fmt: str, out: P
     from edgefl.stad.export import export_stad_bundle
 
     if fmt != "onnx":
-        raise EdgeflError("STAD bundles run in onnxruntime only (the filter computes in float64) — use --format onnx")
+        raise EdgeflError("STAD bundles run in onnxruntime only (the filter computes in float64)"
+                          " — use --format onnx")
     manifest = export_stad_bundle(checkpoint, out, profile, precision=precision)
     if as_json:
         emit_json({"bundle": str(out), "manifest": manifest})

@@ -17,8 +17,9 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print as JSON."
     if as_json:
         emit_json([p.to_dict() for p in profiles])
         return
-    cols = {"name": "name", "jetpack": "JetPack", "python": "Python", "tensorrt": "TensorRT", "max_opset": "opset",
-            "fast_fp16": "FP16", "fast_int8": "INT8", "dla_cores": "DLA", "default_precision": "default"}
+    cols = {"name": "name", "jetpack": "JetPack", "python": "Python", "tensorrt": "TensorRT",
+            "max_opset": "opset", "fast_fp16": "FP16", "fast_int8": "INT8", "dla_cores": "DLA",
+            "default_precision": "default"}
     rows = [[getattr(p, c) for c in cols] for p in profiles]
     console.print(table("device profiles", list(cols.values()), rows))
 

@@ -39,8 +39,9 @@ def command(
     from edgefl.train import train_to_checkpoint
 
     with progress_for(not as_json) as progress:
-        result = train_to_checkpoint(out, model=model, data=data, epochs=epochs, lr=lr, batch_size=batch_size,
-                                     test_fraction=test_fraction, seed=seed, model_args=_model_args(model_arg),
+        result = train_to_checkpoint(out, model=model, data=data, epochs=epochs, lr=lr,
+                                     batch_size=batch_size, test_fraction=test_fraction, seed=seed,
+                                     model_args=_model_args(model_arg),
                                      progress=progress)
     if as_json:
         emit_json(result)

@@ -68,7 +68,8 @@ def load_npz(path, x_key: str = "x", y_key: str = "y") -> ArrayData:
                 )
             x, y = z[x_key], z[y_key]
     except (ValueError, OSError) as e:
-        raise EdgeflError(f"{path.name} is not a readable .npz file ({e}) — re-create it with numpy.savez") from None
+        raise EdgeflError(f"{path.name} is not a readable .npz file ({e})"
+                          " — re-create it with numpy.savez") from None
     return ArrayData(_as_nchw(x), y.astype(np.int64).reshape(-1))
 
 

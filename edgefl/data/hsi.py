@@ -39,13 +39,15 @@ def _read_mat(path: Path) -> dict:
     try:
         return {k: v for k, v in loadmat(str(path)).items() if not k.startswith("__")}
     except (ValueError, TypeError, OSError, NotImplementedError) as e:
-        raise EdgeflError(f"{path.name} is not a readable MATLAB v5 file ({e}) — save it with scipy or -v7") from None
+        raise EdgeflError(f"{path.name} is not a readable MATLAB v5 file ({e})"
+                          " — save it with scipy or -v7") from None
 
 
 def _pick(arrays: dict, key, candidates, path: Path, what: str) -> np.ndarray:
     if key:
         if key not in arrays:
-            raise EdgeflError(f"{path.name} has no variable {key!r} (it has {sorted(arrays)}) — pass the right key")
+            raise EdgeflError(f"{path.name} has no variable {key!r} (it has {sorted(arrays)})"
+                              " — pass the right key")
         return arrays[key]
     for k in candidates:
         if k in arrays:
@@ -60,7 +62,8 @@ def _read_array(path: Path, key, candidates, what: str) -> np.ndarray:
         try:
             return np.load(path, allow_pickle=False)
         except ValueError as e:
-            raise EdgeflError(f"{path.name} is not a plain numeric .npy ({e}) — save it with numpy.save") from None
+            raise EdgeflError(f"{path.name} is not a plain numeric .npy ({e})"
+                              " — save it with numpy.save") from None
     if path.suffix == ".mat":
         return _pick(_read_mat(path), key, candidates, path, what)
     raise EdgeflError(f"{path.name}: unsupported hyperspectral format {path.suffix!r} — use .mat or .npy")
@@ -71,27 +74,32 @@ def validate_scene(cube: np.ndarray, gt, name: str, min_bands: int = MIN_BANDS) 
     if cube.ndim != 3:
         raise EdgeflError(f"scene {name}: cube must be rows × cols × bands, got shape {cube.shape}")
     if cube.shape[2] < min_bands:
-        raise EdgeflError(f"scene {name}: only {cube.shape[2]} bands, need at least {min_bands} — use the full cube")
+        raise EdgeflError(f"scene {name}: only {cube.shape[2]} bands, need at least {min_bands}"
+                          " — use the full cube")
     cube = cube.astype(np.float32)
     bad = np.flatnonzero(~np.isfinite(cube).all(axis=(0, 1)))
     if bad.size:
         raise EdgeflError(
-            f"scene {name}: band(s) {bad[:5].tolist()} contain NaN/Inf — drop or repair them (e.g. water-absorption bands)"
+            f"scene {name}: band(s) {bad[:5].tolist()} contain NaN/Inf"
+            " — drop or repair them (e.g. water-absorption bands)"
         )
     if gt is not None:
         gt = np.asarray(gt)
         if gt.shape != cube.shape[:2]:
             raise EdgeflError(
-                f"scene {name}: ground-truth map is {gt.shape} but the cube is {cube.shape[:2]} — they must match"
+                f"scene {name}: ground-truth map is {gt.shape} but the cube is {cube.shape[:2]}"
+                " — they must match"
             )
         values = np.unique(gt)
         if not set(values.tolist()) <= {0, 1}:
-            raise EdgeflError(f"scene {name}: ground-truth map must be 0/1, found values {values[:5].tolist()}")
+            raise EdgeflError(f"scene {name}: ground-truth map must be 0/1,"
+                              f" found values {values[:5].tolist()}")
         gt = gt.astype(np.uint8)
     return HSIScene(cube, gt, name)
 
 
-def load_hsi_scene(path_or_name, cube_key=None, gt_key=None, gt_path=None, min_bands: int = MIN_BANDS) -> HSIScene:
+def load_hsi_scene(path_or_name, cube_key=None, gt_key=None, gt_path=None,
+                   min_bands: int = MIN_BANDS) -> HSIScene:
     """Load a shipped scene by name or a `.mat`/`.npy` file (ground truth from the same `.mat` or `gt_path`).
 
     Args:

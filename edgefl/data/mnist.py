@@ -28,7 +28,8 @@ def read_idx(path) -> np.ndarray:
         raise EdgeflError(f"{path.name} is not a readable idx file ({e}) — re-download it") from None
     magic = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else -1
     if magic not in IDX_MAGIC:
-        raise EdgeflError(f"{path.name} has magic {magic}, not an MNIST idx file (2051/2049) — check the file")
+        raise EdgeflError(f"{path.name} has magic {magic}, not an MNIST idx file (2051/2049)"
+                          " — check the file")
     ndim = IDX_MAGIC[magic]
     header = 4 + 4 * ndim
     dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
@@ -43,5 +44,7 @@ def load_mnist(root=None) -> ArrayData:
     images = read_idx(root / IMAGES)
     labels = read_idx(root / LABELS)
     if len(images) != len(labels):
-        raise EdgeflError(f"MNIST in {root}: {len(images)} images but {len(labels)} labels — files do not match")
-    return ArrayData(images[:, None].astype(np.float32) / 255.0, labels.astype(np.int64), [str(i) for i in range(10)])
+        raise EdgeflError(f"MNIST in {root}: {len(images)} images but {len(labels)} labels"
+                          " — files do not match")
+    return ArrayData(images[:, None].astype(np.float32) / 255.0, labels.astype(np.int64),
+                     [str(i) for i in range(10)])

@@ -19,7 +19,8 @@ def partition_dirichlet(labels: np.ndarray, n_clients: int, alpha: float, seed: 
     if alpha <= 0:
         raise EdgeflError(f"Dirichlet alpha must be > 0, got {alpha} (0.5 is a common non-IID setting)")
     if n_clients * min_size > len(labels):
-        raise EdgeflError(f"{len(labels)} examples cannot give {n_clients} clients {min_size} each — use fewer clients")
+        raise EdgeflError(f"{len(labels)} examples cannot give {n_clients} clients {min_size} each"
+                          " — use fewer clients")
     rng = np.random.default_rng(seed)
     classes = np.unique(labels)
     for _ in range(1000):

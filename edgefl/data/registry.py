@@ -20,7 +20,8 @@ def _load_path(path: Path):
     elif path.suffix == ".npz":
         data = load_npz(path)
     else:
-        raise EdgeflError(f"data {path} not found or not understood — give 'mnist', an .npz file or an image folder")
+        raise EdgeflError(f"data {path} not found or not understood"
+                          " — give 'mnist', an .npz file or an image folder")
     return data, {"scale": 1 / 255, "mean": [0.5] * data.x.shape[1], "std": [0.5] * data.x.shape[1]}
 
 

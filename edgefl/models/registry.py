@@ -29,4 +29,5 @@ def build_model(name: str, **args):
     try:
         return builder(**args)
     except TypeError as e:
-        raise EdgeflError(f"model '{name}' does not accept these arguments ({e}) — check --model-arg") from None
+        raise EdgeflError(f"model '{name}' does not accept these arguments ({e})"
+                          " — check --model-arg") from None

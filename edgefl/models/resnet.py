@@ -34,7 +34,8 @@ class BasicBlock(nn.Module):
         elif shortcut == "A":
             self.shortcut = ShortcutA(in_planes, planes, stride)
         else:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False),
+                                          nn.BatchNorm2d(planes))
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
@@ -43,7 +44,8 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet(nn.Module):
-    def __init__(self, depth: int, in_channels: int = 3, num_classes: int = 10, width: int = 1, shortcut: str = "A"):
+    def __init__(self, depth: int, in_channels: int = 3, num_classes: int = 10, width: int = 1,
+                 shortcut: str = "A"):
         super().__init__()
         if (depth - 2) % 6:
             raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {depth}")

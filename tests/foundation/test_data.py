@@ -3,8 +3,8 @@ import gzip
 import numpy as np
 import pytest
 
-from edgefl.data import (SHIPPED_SCENES, ArrayData, load_dataset, load_hsi_scene, load_mnist, load_npz, normalize,
-                         partition_dirichlet, partition_shards, train_test_split)
+from edgefl.data import (SHIPPED_SCENES, ArrayData, load_dataset, load_hsi_scene, load_mnist, load_npz,
+                         normalize, partition_dirichlet, partition_shards, train_test_split)
 from edgefl.data.mnist import read_idx
 from edgefl.errors import EdgeflError
 
@@ -47,8 +47,9 @@ def test_shard_partition_gives_few_labels_per_client():
     assert max(len(np.unique(y[p])) for p in parts) <= 4
 
 
-@pytest.mark.parametrize("name,shape,anomalies", [("abu-urban-2", (100, 100, 198), 155), ("abu-beach-4", (100, 100, 102), 68),
-                                                  ("hydice", (100, 80, 162), 19), ("pavia", (105, 120, 102), 43)])
+@pytest.mark.parametrize("name,shape,anomalies", [
+    ("abu-urban-2", (100, 100, 198), 155), ("abu-beach-4", (100, 100, 102), 68),
+    ("hydice", (100, 80, 162), 19), ("pavia", (105, 120, 102), 43)])
 def test_shipped_hsi_scenes(name, shape, anomalies):
     s = load_hsi_scene(name)
     assert s.cube.shape == shape and s.cube.dtype == np.float32

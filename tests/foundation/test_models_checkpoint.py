@@ -42,8 +42,8 @@ def test_shortcut_b_variant_and_registry_errors():
 def _save(tmp_path):
     torch.manual_seed(0)
     m = build_model("small_cnn", in_channels=1, num_classes=10)
-    cfg = {"model": "small_cnn", "model_args": {"in_channels": 1, "num_classes": 10}, "input_shape": [1, 28, 28],
-           "num_classes": 10}
+    cfg = {"model": "small_cnn", "model_args": {"in_channels": 1, "num_classes": 10},
+           "input_shape": [1, 28, 28], "num_classes": 10}
     return m, save_checkpoint(tmp_path / "ck", m, cfg)
 
 

@@ -13,8 +13,8 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_wheel_installs_mapped_packages(tmp_path):
     dist = tmp_path / "dist"
-    build = subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist), str(ROOT)],
-                           capture_output=True, text=True)
+    build = subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist),
+                            str(ROOT)], capture_output=True, text=True)
     assert build.returncode == 0, build.stderr[-3000:]
     wheel = next(dist.glob("*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
@@ -25,14 +25,16 @@ def test_wheel_installs_mapped_packages(tmp_path):
     for top, mapped in (("edgefl", "edgefl"), ("export", "edgefl/export"), ("runtime", "edgefl/runtime")):
         for init in (ROOT / top).rglob("__init__.py"):
             rel = init.relative_to(ROOT / top).as_posix()
-            assert f"{mapped}/{rel}" in names, f"package {init.parent} missing from the wheel (pyproject packages)"
+            assert f"{mapped}/{rel}" in names, \
+                f"package {init.parent} missing from the wheel (pyproject packages)"
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
     py = venv / "bin" / "python"
     subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True)
     code = ("import edgefl, edgefl.export, edgefl.runtime, edgefl.device_profiles, sys;"
             "assert 'torch' not in sys.modules, 'import edgefl pulled torch';"
-            "from edgefl.export.profiles import load_profile; assert load_profile('jetson-tx2').max_opset == 13;"
+            "from edgefl.export.profiles import load_profile;"
+            "assert load_profile('jetson-tx2').max_opset == 13;"
             "print(edgefl.runtime.__file__)")
     out = subprocess.run([str(py), "-c", code], cwd=str(tmp_path), capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]

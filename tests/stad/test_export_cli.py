@@ -8,15 +8,18 @@ from edgefl.cli.app import main
 
 def test_export_cli_writes_a_stad_bundle_that_matches_compress(tiny_stad, tmp_path, capsys):
     out, _ = tiny_stad
-    code = main(["export", str(out / "student"), "--profile", "jetson-tx2", "--out", str(tmp_path / "b"), "--json"])
+    code = main(["export", str(out / "student"), "--profile", "jetson-tx2", "--out", str(tmp_path / "b"),
+                 "--json"])
     doc = json.loads(capsys.readouterr().out)
     assert code == 0
     manifest = doc["manifest"]
     assert manifest["opset"] == 13 and manifest["parity"]["passed"] is True
-    assert [i["name"] for i in manifest["inputs"]] == ["cube"] and [o["name"] for o in manifest["outputs"]] == ["score"]
+    assert [i["name"] for i in manifest["inputs"]] == ["cube"]
+    assert [o["name"] for o in manifest["outputs"]] == ["score"]
     from edgefl.runtime.engine import open_engine
 
-    cube = np.random.default_rng(0).random((1,) + tuple(manifest["inputs"][0]["shape"][1:2]) + (16, 16)).astype(np.float32)
+    bands = tuple(manifest["inputs"][0]["shape"][1:2])
+    cube = np.random.default_rng(0).random((1,) + bands + (16, 16)).astype(np.float32)
     a = open_engine(str(tmp_path / "b"), "onnxruntime").infer({"cube": cube})["score"]
     b = open_engine(str(out / "bundle"), "onnxruntime").infer({"cube": cube})["score"]
     assert np.allclose(a, b, rtol=1e-5, atol=1e-7)
@@ -24,6 +27,7 @@ def test_export_cli_writes_a_stad_bundle_that_matches_compress(tiny_stad, tmp_pa
 
 def test_export_cli_refuses_tensorrt_for_stad(tiny_stad, tmp_path, capsys):
     out, _ = tiny_stad
-    code = main(["export", str(out), "--profile", "jetson-tx2", "--format", "tensorrt", "--out", str(tmp_path / "b")])
+    code = main(["export", str(out), "--profile", "jetson-tx2", "--format", "tensorrt",
+                 "--out", str(tmp_path / "b")])
     err = capsys.readouterr().err
     assert code == 2 and "onnxruntime only" in err and len(err.strip().splitlines()) == 1
