@@ -78,35 +78,37 @@ def build_app() -> typer.Typer:
 
 
 def main(argv=None) -> int:
-    """Entry point.
-
-    EdgeflError (and the runtime's EdgeRuntimeError) becomes one red line on stderr, exit 2.
-    """
+    """Entry point: a usage error, EdgeflError or EdgeRuntimeError is one red line on stderr, exit 2."""
     from rich.console import Console
 
     from edgefl.runtime.errors import EdgeRuntimeError
 
     app = build_app()
+    err = Console(stderr=True, markup=False, emoji=False, highlight=False, soft_wrap=True)
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="edgefl", standalone_mode=False)
     except (EdgeflError, EdgeRuntimeError) as e:
-        Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        err.print(f"error: {e}", style="bold red")
         return 2
     except typer.Abort:
-        Console(stderr=True).print("[red]aborted[/]")
+        err.print("aborted", style="red")
         return 130
     except KeyboardInterrupt:
         return 130
     except SystemExit as e:
         return int(e.code or 0)
-    except Exception as e:  # click usage errors carry their own exit codes
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            return e.exit_code
-        raise
+    except typer.TyperException as e:  # usage errors (typer vendors click as typer._click: no `import click`)
+        err.print(f"error: {usage_line(e)}", style="bold red")
+        return e.exit_code
     return 0
+
+
+def usage_line(e: typer.TyperException) -> str:
+    """One line for a usage error: what is wrong, then where the fix is (the command's --help)."""
+    ctx = getattr(e, "ctx", None)
+    where = ctx.command_path if ctx is not None else "edgefl"
+    text = " ".join(e.format_message().split()).rstrip(".")
+    return f"{where}: {text} — see `{where} --help`"
 
 
 if __name__ == "__main__":

@@ -1,0 +1,16 @@
+"""Usage errors through the installed console script: one line on stderr, exit 2, never a traceback."""
+
+import pytest
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["compress", "stad"], "--scenes"),
+    (["export"], "checkpoint"),
+    (["train", "--epochs", "x"], "--epochs"),
+    (["agent", "--bogus"], "--bogus"),
+])
+def test_usage_error_is_one_line_exit_2(edgefl, argv, needle):
+    code, out, err = edgefl(*argv)
+    assert code == 2, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert needle in err and "--help" in err
