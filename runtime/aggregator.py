@@ -16,6 +16,7 @@ restart resumes the same round with the same accepted updates.
 """
 
 import json
+import traceback
 from collections import OrderedDict, namedtuple
 from dataclasses import asdict, dataclass, field
 from typing import List, Optional
@@ -25,10 +26,11 @@ import numpy as np
 from edgefl.runtime import strategies
 from edgefl.runtime.errors import EdgeRuntimeError, WireError
 from edgefl.runtime.codecs import CODECS
+from edgefl.runtime.schema import update_metrics
 from edgefl.runtime.transport import Topics
 from edgefl.runtime.validate import Expectation, validate_update
 from edgefl.runtime.wire import Message, decode_tensors, encode_message, encode_tensors, \
-    model_digest
+    model_digest, payload_digest
 
 Publish = namedtuple("Publish", "topic payload qos retain")
 # ``snapshot()`` serialises the state at the moment it is called (lazily: a loop without a state
@@ -118,20 +120,35 @@ class AggregatorCore(object):
             return self._open_round(1, now)
         return [self._announce(), self._persist()]
 
-    def on_message(self, topic, payload, now):
+    def on_message(self, topic, payload, now, digest=None):
+        """Validate one update and fold it in; returns the actions (status, persist, ...).
+
+        One message never stops the aggregator: an unexpected exception while handling it is
+        logged with the message's digest (``digest`` when the loop computed it already) and
+        becomes a rejection with reason ``internal``; the state is left as it was before.
+        """
         if self.done:
             return []
         client = self.topics.client_from_update_topic(topic)
         if client is None or not payload:
             return []
+        before = (len(self.accepted), self.bytes_in)
+        try:
+            return self._on_update(client, topic, payload, now)
+        except Exception as exc:  # isolation: see the docstring; the traceback's last frame is logged
+            while len(self.accepted) > before[0]:
+                self.accepted.popitem()
+            self.bytes_in = before[1]
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            return self._refuse(client, topic, payload, "internal: {} at {}:{}".format(
+                type(exc).__name__, where[0].rsplit("/", 1)[-1], where[1]),
+                "error", digest or payload_digest(payload))
+
+    def _on_update(self, client, topic, payload, now):
         verdict = validate_update(payload, self._expectation(), topic_client=client)
         if not verdict.ok:
-            self.rejected += 1
-            code = verdict.reason.split(":", 1)[0]
-            self.rejections[code] = self.rejections.get(code, 0) + 1
-            self.log.append(("warn", "round {}: rejected update on {} ({} bytes): {}".format(
-                self.round, topic, len(payload), verdict.reason)))
-            return [self._status(client, verdict.round, False, verdict.reason)]
+            return self._refuse(client, topic, payload, verdict.reason, "warn", None,
+                                verdict.round)
         version = self.round - verdict.staleness
         self.accepted[(client, version)] = (verdict.num_examples, verdict.tensors,
                                             verdict.metrics)
@@ -140,6 +157,15 @@ class AggregatorCore(object):
         if self._ready(now):
             return actions + self._close_round(now)
         return actions + [self._persist()]
+
+    def _refuse(self, client, topic, payload, reason, level, digest, round_=-1):
+        """Count, log and answer a rejected update."""
+        self.rejected += 1
+        code = reason.split(":", 1)[0]
+        self.rejections[code] = self.rejections.get(code, 0) + 1
+        self.log.append((level, "round {}: rejected update on {} ({} bytes{}): {}".format(
+            self.round, topic, len(payload), ", sha256 " + digest if digest else "", reason)))
+        return [self._status(client, round_, False, reason)]
 
     def tick(self, now):
         if self.done or self.round == 0 or now < self.deadline:
@@ -183,6 +209,7 @@ class AggregatorCore(object):
         return [self._announce(), self._persist()]
 
     def _close_round(self, now):
+        """Aggregate, then commit: nothing changes when aggregation or the summary raises."""
         c = self.cfg
         updates = [strategies.ClientUpdate(cid, n, t, self.round - v)
                    for (cid, v), (n, t, _) in self.accepted.items()]
@@ -191,10 +218,11 @@ class AggregatorCore(object):
         if c.mode == "async":
             name, options = "fedbuff", {"staleness_weight": c.staleness_weight}
         delta = strategies.aggregate(name, updates, clip_norm=c.clip_norm, **options)
-        for n in self.global_model:
-            self.global_model[n] = (self.global_model[n].astype(np.float64)
-                                    + c.server_lr * delta[n].astype(np.float64)).astype(np.float32)
-        self.history.append(self._round_summary(updates))
+        model = OrderedDict((n, (v.astype(np.float64) + c.server_lr * delta[n].astype(np.float64))
+                             .astype(np.float32)) for n, v in self.global_model.items())
+        summary = self._round_summary(updates)
+        self.global_model = model
+        self.history.append(summary)
         if c.rounds and self.round >= c.rounds:
             self.done = True
             self.round += 1
@@ -204,15 +232,15 @@ class AggregatorCore(object):
         return self._open_round(self.round + 1, now)
 
     def _round_summary(self, updates):
+        """Example-weighted client metrics; only finite numbers count (older state files may
+        hold anything a client sent)."""
         total = float(sum(u.num_examples for u in updates)) or 1.0
-        keys = set()
-        for _, _, m in self.accepted.values():
-            keys.update(k for k, v in m.items() if isinstance(v, (int, float)))
-        metrics = {k: sum(m.get(k, 0.0) * n for n, _, m in self.accepted.values()) / total
-                   for k in sorted(keys)}
+        metrics = [(n, _numbers(m)) for n, _, m in self.accepted.values()]
+        keys = sorted(set(k for _, m in metrics for k in m))
+        client_metrics = {k: sum(m.get(k, 0.0) * n for n, m in metrics) / total for k in keys}
         return {"round": self.round, "clients": sorted(u.client_id for u in updates),
                 "num_examples": int(total), "bytes_in": self.bytes_in,
-                "rejected": self.rejected, "client_metrics": metrics}
+                "rejected": self.rejected, "client_metrics": client_metrics}
 
     def _announce(self, final=False):
         c = self.cfg
@@ -284,6 +312,16 @@ class AggregatorCore(object):
                                 if k.startswith(pre))
             core.accepted[(e["client"], e["version"])] = (e["num_examples"], t, e["metrics"])
         return core
+
+
+def _numbers(metrics):
+    """The finite-number entries of a metrics dict (see ``schema.update_metrics``)."""
+    try:
+        return update_metrics(metrics)
+    except WireError:
+        items = metrics.items() if isinstance(metrics, dict) else ()
+        return OrderedDict((k, float(v)) for k, v in items
+                           if type(v) in (int, float) and abs(v) <= 2 ** 53 and np.isfinite(v))
 
 
 def _read_update_file(path):

@@ -12,6 +12,7 @@ import numpy as np
 
 from edgefl.runtime.codecs import CODECS, make_codec
 from edgefl.runtime.errors import EdgeRuntimeError, WireError
+from edgefl.runtime.schema import update_metrics, update_params
 from edgefl.runtime.signing import verify_message
 from edgefl.runtime.strategies import update_norm
 from edgefl.runtime.wire import Limits, decode_message
@@ -58,8 +59,19 @@ def _reject(code, detail, **kw):
     return Verdict(False, "{}: {}".format(code, detail), **kw)
 
 
+def _schema_problem(check, value):
+    """The WireError text of ``check(value)``, or None when the value passes."""
+    try:
+        check(value)
+    except WireError as exc:
+        return exc.detail
+    return None
+
+
 def _check_fields(msg, exp, topic_client):
     """Reason string for the first bad header field, or None."""
+    bad_metrics = _schema_problem(update_metrics, msg.metrics)
+    bad_params = _schema_problem(update_params, msg.params)
     checks = [
         (msg.kind != "update", "kind", "expected an update, got {!r}".format(msg.kind[:40])),
         (msg.federation != exp.federation, "federation",
@@ -80,6 +92,8 @@ def _check_fields(msg, exp, topic_client):
          "{} outside 1..{}".format(msg.num_examples, exp.max_examples)),
         (msg.encoding != exp.codec, "encoding",
          "{!r}, this round expects {!r}".format(msg.encoding[:40], exp.codec)),
+        (bad_metrics is not None, "metrics", bad_metrics),
+        (bad_params is not None, "params", bad_params),
     ]
     for bad, code, detail in checks:
         if bad:
@@ -139,4 +153,4 @@ def validate_update(payload, exp, topic_client=None):
     version = exp.versions[msg.base_digest]
     return Verdict(True, "", client_id=msg.client_id, round=msg.round,
                    num_examples=msg.num_examples, staleness=exp.round - version,
-                   tensors=tensors, metrics=msg.metrics)
+                   tensors=tensors, metrics=update_metrics(msg.metrics))

@@ -19,6 +19,7 @@ import numpy as np
 
 from edgefl.runtime import SCHEMA_VERSION
 from edgefl.runtime.errors import WireError
+from edgefl.runtime.schema import DTYPES, message_fields, metadata_map, tensor_entry
 
 __all__ = [
     "Message",
@@ -28,14 +29,9 @@ __all__ = [
     "encode_tensors",
     "decode_tensors",
     "model_digest",
+    "payload_digest",
 ]
 
-# safetensors dtype code -> numpy dtype (explicit little-endian). BF16 has no numpy dtype.
-DTYPES = OrderedDict([
-    ("F64", "<f8"), ("F32", "<f4"), ("F16", "<f2"),
-    ("I64", "<i8"), ("I32", "<i4"), ("I16", "<i2"), ("I8", "|i1"),
-    ("U64", "<u8"), ("U32", "<u4"), ("U16", "<u2"), ("U8", "|u1"), ("BOOL", "|b1"),
-])
 _CODE_FROM_DTYPE = {np.dtype(v).str: k for k, v in DTYPES.items()}
 
 _META_FIELDS = ("kind", "federation", "round", "client_id", "base_digest", "num_examples",
@@ -145,27 +141,6 @@ def _parse_header(buf, limits):
     return header, 8 + n
 
 
-def _check_entry(name, entry, limits):
-    if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
-        raise WireError("bad-tensor-entry", name[:80])
-    dtype, shape, offs = entry["dtype"], entry["shape"], entry["data_offsets"]
-    if dtype not in DTYPES:
-        raise WireError("unsupported-dtype", "{} for {}".format(str(dtype)[:20], name[:80]))
-    if (not isinstance(shape, list) or len(shape) > limits.max_dims
-            or not all(type(s) is int and s >= 0 for s in shape)):
-        raise WireError("bad-shape", name[:80])
-    if (not isinstance(offs, list) or len(offs) != 2
-            or not all(type(o) is int and o >= 0 for o in offs) or offs[0] > offs[1]):
-        raise WireError("bad-offsets", name[:80])
-    n = 1
-    for s in shape:
-        n *= s
-    if n * np.dtype(DTYPES[dtype]).itemsize != offs[1] - offs[0]:
-        raise WireError("size-mismatch", "{}: shape {} vs {} bytes".format(
-            name[:80], shape, offs[1] - offs[0]))
-    return dtype, shape, offs
-
-
 def decode_tensors(buf, limits=DEFAULT_LIMITS):
     """Parse safetensors bytes into ``(OrderedDict name -> ndarray, metadata dict)``.
 
@@ -175,14 +150,10 @@ def decode_tensors(buf, limits=DEFAULT_LIMITS):
         raise WireError("bad-type", type(buf).__name__)
     buf = memoryview(buf).cast("B") if isinstance(buf, memoryview) else memoryview(buf)
     header, start = _parse_header(buf, limits)
-    meta = header.pop("__metadata__", {})
-    if not isinstance(meta, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) and len(v) <= limits.max_metadata_value
-            for k, v in meta.items()):
-        raise WireError("bad-metadata", "__metadata__ must map str to str")
+    meta = metadata_map(header.pop("__metadata__", {}), limits.max_metadata_value)
     if len(header) > limits.max_tensors:
         raise WireError("too-many-tensors", str(len(header)))
-    entries = [(name,) + _check_entry(name, e, limits) for name, e in header.items()]
+    entries = [(name,) + tensor_entry(name, e, limits) for name, e in header.items()]
     # safetensors requires the byte ranges to tile the data section exactly.
     expect = 0
     for name, _, _, offs in sorted(entries, key=lambda e: (e[3][0], e[3][1])):
@@ -212,25 +183,11 @@ def encode_message(msg):
     return encode_tensors(msg.tensors, meta)
 
 
-def _json_object(meta, key):
-    try:
-        value = json.loads(meta.get(key, "{}"))
-    except (ValueError, RecursionError):
-        raise WireError("bad-metadata", "{} is not JSON".format(key))
-    if not isinstance(value, dict):
-        raise WireError("bad-metadata", "{} is not a JSON object".format(key))
-    return value
-
-
-def _int_field(meta, key):
-    text = meta.get(key, "0")
-    if not (text.isdigit() and len(text) < 19):
-        raise WireError("bad-metadata", "{} must be a non-negative integer".format(key))
-    return int(text)
-
-
 def decode_message(buf, limits=DEFAULT_LIMITS):
-    """Parse bytes into a :class:`Message`; raises WireError with a reason on anything odd."""
+    """Parse bytes into a :class:`Message`; raises WireError with a reason on anything odd.
+
+    Every field is checked by type and range first (``edgefl.runtime.schema``).
+    """
     tensors, meta = decode_tensors(buf, limits)
     if "edgefl.schema" not in meta:
         raise WireError("not-edgefl", "no edgefl.schema in __metadata__")
@@ -238,12 +195,13 @@ def decode_message(buf, limits=DEFAULT_LIMITS):
     if schema != str(SCHEMA_VERSION):
         raise WireError("schema-version", "got {!r}, expected {}".format(schema[:20],
                                                                         SCHEMA_VERSION))
-    return Message(
-        kind=meta.get("kind", ""), federation=meta.get("federation", ""),
-        round=_int_field(meta, "round"), client_id=meta.get("client_id", ""),
-        base_digest=meta.get("base_digest", ""), num_examples=_int_field(meta, "num_examples"),
-        encoding=meta.get("encoding", ""), metrics=_json_object(meta, "metrics"),
-        params=_json_object(meta, "params"), tensors=tensors, schema=int(schema))
+    fields = message_fields(meta, limits.max_metadata_value)
+    return Message(tensors=tensors, schema=SCHEMA_VERSION, **fields)
+
+
+def payload_digest(payload):
+    """sha256 (hex) of a message's bytes: its identity in logs and in the poison quarantine."""
+    return hashlib.sha256(payload).hexdigest()
 
 
 def model_digest(tensors):

@@ -43,3 +43,17 @@ def random_delta():
                             ("fc.weight", (rng.standard_t(3, (10, 300)) * scale)
                              .astype(np.float32))])
     return make
+
+
+@pytest.fixture(scope="session")
+def kit():
+    """The helpers of test_aggregator.py (announce, make_update, statuses) for other test files
+    (``--import-mode=importlib`` puts no test folder on sys.path)."""
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "test_aggregator.py")
+    spec = importlib.util.spec_from_file_location("edgefl_runtime_test_aggregator_kit", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -89,7 +89,21 @@ def _blob(header, data=b""):
     (_blob({"x": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}, b"\0" * 4),
      "bad-shape"),
     (_blob({"x": {"dtype": "F32", "shape": [1 << 62, 1 << 62], "data_offsets": [0, 4]}},
-           b"\0" * 4), "size-mismatch"),
+           b"\0" * 4), "bad-shape"),
+    # zero-sized, but with dimensions no array can have (numpy's reshape would raise)
+    (_blob({"x": {"dtype": "F32", "shape": [0, 10 ** 30], "data_offsets": [0, 0]}}), "bad-shape"),
+    (_blob({"x": {"dtype": "F32", "shape": [0, 1 << 31, 1 << 31, 1 << 31],
+                  "data_offsets": [0, 0]}}), "bad-shape"),
+    (_blob({"x": {"dtype": "F32", "shape": [True], "data_offsets": [0, 4]}}, b"\0" * 4),
+     "bad-shape"),
+    (_blob({"x": {"dtype": ["F32"], "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4),
+     "unsupported-dtype"),
+    (_blob({"x": {"dtype": {"F32": 1}, "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4),
+     "unsupported-dtype"),
+    (_blob({"x": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4.0]}}, b"\0" * 4),
+     "bad-offsets"),
+    (_blob({"\ud800": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4),
+     "bad-metadata"),
     (_blob({"x": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, b"\0" * 8),
      "bad-offsets"),
     (_blob({"x": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
@@ -110,9 +124,18 @@ def test_message_fields_are_checked():
     ok = encode_message(golden_message())
     tensors, meta = decode_tensors(ok)
     for key, value, reason in [("edgefl.schema", "2", "schema-version"),
+                               ("edgefl.schema", "\u0661", "schema-version"),
                                ("round", "-1", "bad-metadata"),
+                               ("round", "\u00b2", "bad-metadata"),  # superscript two
+                               ("round", "\u0661\u0662", "bad-metadata"),  # Arabic-Indic 12
+                               ("round", "\u2460", "bad-metadata"),  # circled one
+                               ("round", "7\n", "bad-metadata"),
+                               ("round", "9" * 19, "bad-metadata"),
                                ("num_examples", "1e9", "bad-metadata"),
-                               ("metrics", "[1]", "bad-metadata")]:
+                               ("num_examples", " 12", "bad-metadata"),
+                               ("client_id", "x" * 257, "bad-metadata"),
+                               ("metrics", "[1]", "bad-metadata"),
+                               ("params", "null", "bad-metadata")]:
         bad = dict(meta)
         bad[key] = value
         with pytest.raises(WireError) as info:
