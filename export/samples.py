@@ -1,7 +1,7 @@
 """Real inputs for parity and INT8 calibration, from the checkpoint's dataset or a user file.
 
-Parity uses the test split (train_test_split(seed=0)), calibration the train split, so the
-INT8 scales never see the inputs they are judged on.
+Parity uses the test split (the dataset's official one, else train_test_split(0.2, seed=0)),
+calibration the train split, so the INT8 scales never see the inputs they are judged on.
 """
 
 from __future__ import annotations
@@ -31,15 +31,15 @@ def _normalised(x: np.ndarray, preprocessing) -> np.ndarray:
 
 def samples_from_dataset(name_or_path: str, preprocessing, parity_count: int, calib_count: int) -> Samples:
     """Held-out parity inputs and calibration inputs from a dataset edgefl can load."""
-    from edgefl.data import load_dataset, train_test_split
+    from edgefl.data import load_split
 
-    data, default_prep = load_dataset(name_or_path)
-    train, test = train_test_split(data, test_fraction=0.2, seed=0)
-    prep = preprocessing if preprocessing is not None else default_prep
+    split = load_split(name_or_path, None, 0)
+    prep = preprocessing if preprocessing is not None else split.preprocessing
+    how = "official" if split.split["kind"] == "official" else "seed 0"
     return Samples(
-        parity=_normalised(test.x[:parity_count], prep),
-        calibration=_normalised(train.x[:calib_count], prep),
-        source=f"{name_or_path}: parity on the test split, calibration on the train split (seed 0)",
+        parity=_normalised(split.test.x[:parity_count], prep),
+        calibration=_normalised(split.train.x[:calib_count], prep),
+        source=f"{name_or_path}: parity on the test split, calibration on the train split ({how})",
     )
 
 

@@ -11,11 +11,11 @@ from edgefl.errors import EdgeflError
 
 def local_data(data: str, partition: Optional[str], alpha: float, seed: int):
     """The agent's examples: the train part of the seeded split, optionally one Dirichlet share."""
-    from edgefl.data import load_dataset, train_test_split
+    from edgefl.data import load_split
     from edgefl.fl.experiment import client_datasets, parse_partition
 
-    dataset, preprocessing = load_dataset(data)
-    train, _ = train_test_split(dataset, 0.2, seed)
+    split = load_split(data, None, seed)
+    train, preprocessing = split.train, split.preprocessing
     if partition:
         index, count = parse_partition(partition)
         train = client_datasets(train, count, alpha, seed)[index]

@@ -25,12 +25,15 @@ def _model_args(pairs):
 
 def command(
     model: str = typer.Option("resnet20", help="Model name from the zoo (edgefl train --help lists them)."),
-    data: str = typer.Option("mnist", help="'mnist' (shipped), an .npz file or an image folder."),
+    data: str = typer.Option("mnist", help="'mnist' (shipped), 'fashion-mnist' (apt-get install "
+                             "dataset-fashion-mnist), an .npz file, an image folder or a folder of idx "
+                             "files."),
     out: Path = typer.Option(Path("runs/train"), help="Checkpoint directory to write."),
     epochs: int = typer.Option(5, min=1),
     lr: float = typer.Option(0.05, help="Peak learning rate of the one-cycle schedule."),
     batch_size: int = typer.Option(128, min=1),
-    test_fraction: float = typer.Option(0.2),
+    test_fraction: float = typer.Option(None, help="Hold out this fraction, stratified (default: the "
+                                        "dataset's official test split if it has one, else 0.2)."),
     seed: int = typer.Option(0),
     model_arg: list[str] = typer.Option(None, help="Extra model argument key=value (repeatable)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),

@@ -123,7 +123,7 @@ def load_float_checkpoint(checkpoint, data: str | None = None):
         EdgeflError: the checkpoint is already compressed, or names no data and none was given.
     """
     from edgefl.checkpoint import load_checkpoint
-    from edgefl.data import load_dataset, train_test_split
+    from edgefl.data import load_split, split_arguments
     from edgefl.errors import EdgeflError
 
     ckpt = load_checkpoint(checkpoint)
@@ -133,17 +133,15 @@ def load_float_checkpoint(checkpoint, data: str | None = None):
     data = data or ckpt.config.get("data")
     if not data:
         raise EdgeflError("the checkpoint does not name its data — pass --data (e.g. mnist)")
-    dataset, _ = load_dataset(data)
-    metrics = ckpt.config.get("metrics") or {}
-    train, test = train_test_split(dataset, metrics.get("test_fraction", 0.2), metrics.get("seed", 0))
-    return ckpt, train, test
+    split = load_split(data, *split_arguments(ckpt.config))
+    return ckpt, split.train, split.test
 
 
 def save_compressed(out, result: CompressionResult, base_config: dict) -> str:
     """Write the compressed model as a checkpoint directory (config["compression"] = result.state)."""
     from edgefl.checkpoint import save_checkpoint
 
-    keep = ("model", "model_args", "input_shape", "num_classes", "labels", "preprocessing", "data")
+    keep = ("model", "model_args", "input_shape", "num_classes", "labels", "preprocessing", "data", "split")
     config = {k: copy.deepcopy(base_config[k]) for k in keep if k in base_config}
     config["compression"] = result.state
     config["metrics"] = {"test_accuracy": result.totals["accuracy_after"], "compression": result.totals}
