@@ -1,4 +1,4 @@
-"""Datasets with their own train/test split (Fashion-MNIST, idx folders) and the split a checkpoint records."""
+"""Datasets with their own train/test split (Fashion-MNIST, idx folders); the split a checkpoint records."""
 
 import gzip
 import json
@@ -101,3 +101,19 @@ def test_train_records_the_official_split(tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert config["split"] == {"kind": "official", "train": 96, "test": 30}
     assert result["train_examples"] == 96 and result["test_examples"] == 30
+
+
+def test_the_readme_npz_example_trains(tmp_path):
+    """The README's `.npz` snippet, run as written, gives a file `edgefl train` accepts."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    snippet = readme.split("An `.npz` from numpy:\n\n```python\n", 1)[1].split("```", 1)[0]
+    subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, check=True, timeout=60)
+    proc = subprocess.run([EDGEFL, "train", "--model", "small_cnn", "--data", "tiles.npz", "--epochs", "1",
+                           "--out", "ck", "--json"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    config = json.loads((tmp_path / "ck" / "config.json").read_text())
+    assert config["input_shape"] == [3, 32, 32] and config["num_classes"] == 4
+    split = config["split"]  # the labels are random, so the per-class rounding varies by a few images
+    assert (split["kind"], split["test_fraction"], split["train"] + split["test"]) == ("stratified", 0.2, 600)
+    assert abs(split["test"] - 120) <= 2
