@@ -112,6 +112,7 @@ class AggregatorCore(object):
         self.keyring = None  # signing.Keyring: set it to require HMAC-signed updates
         self.log = []  # (level, text) lines for the loop to print
         self.rejections = {}  # reason code -> count, over the aggregator's life
+        self.quarantined = set()  # sha256 of messages never to process (runtime.quarantine)
 
     # --- state machine ----------------------------------------------------------------------
     def start(self, now):
@@ -120,18 +121,30 @@ class AggregatorCore(object):
             return self._open_round(1, now)
         return [self._announce(), self._persist()]
 
-    def on_message(self, topic, payload, now, digest=None):
+    def on_message(self, topic, payload, now, digest=None, retain=False):
         """Validate one update and fold it in; returns the actions (status, persist, ...).
 
         One message never stops the aggregator: an unexpected exception while handling it is
         logged with the message's digest (``digest`` when the loop computed it already) and
         becomes a rejection with reason ``internal``; the state is left as it was before.
+        A retained message on an update topic is ignored and cleared (a client's update is
+        never retained; a retained one would come back on every restart). A message whose
+        digest is in ``quarantined`` is rejected without being processed.
         """
         if self.done:
             return []
         client = self.topics.client_from_update_topic(topic)
         if client is None or not payload:
             return []
+        if retain:
+            self.log.append(("warn", "round {}: ignored a retained message on {} ({} bytes) and "
+                                     "cleared it".format(self.round, topic, len(payload))))
+            return [Publish(topic, b"", 1, True)]
+        if self.quarantined:
+            digest = digest or payload_digest(payload)
+            if digest in self.quarantined:
+                return self._refuse(client, topic, payload, "quarantined: it was being processed "
+                                    "when the aggregator stopped", "warn", digest)
         before = (len(self.accepted), self.bytes_in)
         try:
             return self._on_update(client, topic, payload, now)

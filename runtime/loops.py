@@ -9,6 +9,7 @@ import time
 from edgefl.runtime.aggregator import AggregatorCore, Persist, Publish
 from edgefl.runtime.errors import EdgeRuntimeError
 from edgefl.runtime.persist import atomic_write, read_bytes
+from edgefl.runtime.quarantine import Quarantine
 from edgefl.runtime.state_store import StateStore
 
 
@@ -43,6 +44,29 @@ def _perform(actions, transport, store, core):
             transport.publish(a.topic, a.payload, a.qos, a.retain)
 
 
+def _handle(core, ev, quarantine, now):
+    """Feed one message to the core, marked in flight (``quarantine``) while it is processed.
+
+    No ``finally``: a message whose processing escapes the core's own isolation stays marked,
+    and is quarantined on the restart."""
+    if quarantine is None or not ev.payload or ev.retain:
+        return core.on_message(ev.topic, ev.payload, now, retain=ev.retain)
+    digest = quarantine.begin(ev.payload)
+    actions = core.on_message(ev.topic, ev.payload, now, digest=digest)
+    quarantine.end()
+    return actions
+
+
+def _open_quarantine(core, state_path, log):
+    quarantine = Quarantine(state_path)
+    found = quarantine.recover()
+    core.quarantined = quarantine.digests
+    if found and log:
+        log("warn", "the aggregator stopped while processing message sha256 {}; it is "
+                    "quarantined and will be rejected, not processed again".format(found))
+    return quarantine
+
+
 def _drain_log(core, log):
     lines = getattr(core, "log", None)
     if lines:
@@ -63,6 +87,7 @@ def serve_aggregator(core, transport, state_path=None, stop=None, timeout=None,
         the core (its ``history`` and ``global_model`` hold the results).
     """
     store = StateStore(state_path) if state_path else None
+    quarantine = _open_quarantine(core, state_path, log) if state_path else None
     transport.connect()
     transport.subscribe(core.topics.updates, 1)
     early = wait_connected(transport)
@@ -73,7 +98,7 @@ def serve_aggregator(core, transport, state_path=None, stop=None, timeout=None,
     while not core.done and not (stop and stop()) and (end is None or clock() < end):
         for ev in pending + transport.poll(poll_s):
             if ev.kind == "message":
-                _perform(core.on_message(ev.topic, ev.payload, clock()), transport, store, core)
+                _perform(_handle(core, ev, quarantine, clock()), transport, store, core)
         pending = []
         _perform(core.tick(clock()), transport, store, core)
         _drain_log(core, log)
@@ -83,6 +108,9 @@ def serve_aggregator(core, transport, state_path=None, stop=None, timeout=None,
     while on_round and seen < len(core.history):
         on_round(core.history[seen])
         seen += 1
+    _drain_log(core, log)
+    if quarantine is not None:
+        quarantine.close()
     transport.flush(10.0)
     return core
 

@@ -237,3 +237,34 @@ def test_signed_round_over_tls_with_the_generated_configs(fed, flkit):
     assert [h["clients"] for h in agg.core.history] == [fed.clients]
     assert flkit.models_equal(agg.core.global_model, expected.global_model)
     assert agg.core.rejections == {"signature": 1}
+
+
+def test_a_retained_poison_update_is_ignored_and_cleared_by_the_aggregator(fed, flkit, recorders, wait):
+    """Mosquitto's ACL cannot refuse a retained publish on a client's own update topic (it has no
+    retain permission), so the aggregator must: a retained update that used to crash it (a
+    superscript digit as its round) is ignored, cleared from the broker, and answered by no
+    status; the round is untouched."""
+    from edgefl.runtime.wire import decode_tensors, encode_tensors
+
+    cfg = flkit.aggregator_config(federation=FED, clients=fed.clients, min_clients=3, rounds=1)
+    core = flkit.AggregatorCore(cfg, flkit.init_model())
+    ann = flkit.announcement(core.start(0.0))
+    agent = flkit.AgentCore(flkit.AgentConfig(FED, "client-000"))
+    job = agent.on_message(ann.topic, ann.payload)
+    topic, payload = agent.on_trained(job, flkit.TargetTrainer("client-000").train(job.global_model, {}))
+    tensors, meta = decode_tensors(payload)
+    poison = encode_tensors(dict(tensors), dict(meta, round="\u00b2"))
+    a = _connect(recorders, fed, "client-000")
+    a.publish(topic, poison, retain=True)  # the generated ACL lets it through
+    a.close()
+    mqtt = json.loads(fed.aggregator_config.read_text())["mqtt"]
+    agg = flkit.AggregatorThread(cfg, flkit.init_model(), mqtt)
+    try:
+        wait(lambda: any("ignored a retained message" in t for _, t in agg.lines), 10, "the retained update")
+    finally:
+        agg.stop()
+        agg.transport.close()
+    assert agg.core.round == 1 and not agg.core.accepted and agg.core.rejections == {}
+    check = _connect(recorders, fed, "aggregator")
+    check.subscribe(topic)
+    assert check.drain(0.5) == []  # cleared: nothing retained comes back on the next start

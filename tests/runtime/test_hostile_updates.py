@@ -10,7 +10,10 @@ import pytest
 
 from edgefl.runtime import strategies
 from edgefl.runtime.aggregator import AggregatorConfig, AggregatorCore, Persist
-from edgefl.runtime.wire import decode_tensors, encode_tensors
+from edgefl.runtime.loops import open_aggregator, serve_aggregator
+from edgefl.runtime.quarantine import Quarantine
+from edgefl.runtime.transport.memory import MemoryBroker, MemoryTransport
+from edgefl.runtime.wire import decode_tensors, encode_tensors, payload_digest
 
 
 def _rewrite_metadata(payload, **fields):
@@ -141,3 +144,84 @@ def test_an_unexpected_error_is_one_rejection_and_changes_nothing(kit, small_mod
     monkeypatch.undo()
     agg.on_message(topic, good, 3.0)
     assert agg.round == 2 and agg.history[0]["clients"] == ["a", "b"]
+
+
+def test_a_retained_update_is_ignored_and_cleared(kit, small_model):
+    # Prepare: a poison update published retained on a's update topic before the aggregator
+    # starts (it would come back on every restart).
+    broker = MemoryBroker()
+    agg = _started(small_model)
+    topic, good = kit.make_update(agg, "a", 0.5)
+    poison = _rewrite_metadata(good, round=u"\u00b2")
+    MemoryTransport(broker, "evil").connect()
+    broker.publish("evil", topic, poison, 1, True)
+    # Execute: the aggregator's loop subscribes and gets the retained message.
+    lines = []
+    serve_aggregator(agg, MemoryTransport(broker, "agg"), timeout=0.3, poll_s=0.01,
+                     log=lambda *line: lines.append(line))
+    # Assert: no status, nothing accepted or rejected, the retained message is gone, logged.
+    assert topic not in broker.retained
+    assert not agg.accepted and agg.rejections == {}
+    assert not [t for _, t, _ in broker.published if "/status/" in t]
+    assert any("ignored a retained message on " + topic in text for _, text in lines)
+
+
+class _Died(BaseException):
+    """Stands for the process dying inside the aggregator (nothing catches it)."""
+
+
+def test_a_message_in_flight_when_the_process_died_is_quarantined(kit, small_model, tmp_path,
+                                                                  monkeypatch):
+    # Prepare: a's update kills the aggregator while it is processed (before the fix of some
+    # future bug); the agent resends it after the restart.
+    state = str(tmp_path / "agg.state")
+    broker = MemoryBroker()
+    agg = _started(small_model)
+    poison_topic, poison = kit.make_update(agg, "a", 0.5)
+    original = AggregatorCore._on_update
+
+    def dies_on_poison(self, client, topic, payload, now):
+        if payload == poison:
+            raise _Died()
+        return original(self, client, topic, payload, now)
+
+    monkeypatch.setattr(AggregatorCore, "_on_update", dies_on_poison)
+    sender = MemoryTransport(broker, "a")
+    sender.connect()
+    session = MemoryTransport(broker, "agg")  # the aggregator's persistent session queues it
+    session.connect()
+    session.subscribe(agg.topics.updates, 1)
+    session.close()
+    sender.publish(poison_topic, poison)
+    with pytest.raises(_Died):
+        serve_aggregator(agg, MemoryTransport(broker, "agg"), state_path=state, timeout=2,
+                         poll_s=0.01)
+    # Execute: restart from the state file; the agent resends, then b sends its update.
+    restarted = open_aggregator(agg.cfg, small_model, state)
+    sender.publish(poison_topic, poison)
+    sender.publish(*kit.make_update(restarted, "b", 0.5))
+    sender.publish(*kit.make_update(restarted, "c", 0.5))
+    lines = []
+    serve_aggregator(restarted, MemoryTransport(broker, "agg"), state_path=state, timeout=0.5,
+                     poll_s=0.01, log=lambda *line: lines.append(line))
+    # Assert: the resend is rejected as quarantined (a status says so), the round closes with
+    # b and c, and the quarantine outlives another restart.
+    quarantined = [t for lvl, t in lines if "quarantined" in t]
+    assert quarantined and "stopped while processing message sha256" in quarantined[0]
+    assert restarted.rejections == {"quarantined": 1}
+    assert restarted.history[0]["clients"] == ["b", "c"]
+    assert Quarantine(state).digests == {payload_digest(poison)}
+
+
+def test_quarantine_files(tmp_path):
+    state = str(tmp_path / "s")
+    q = Quarantine(state)
+    assert q.recover() is None
+    digest = q.begin(b"one")
+    q.end()
+    q.begin(b"two")  # the process dies here
+    q.close()
+    again = Quarantine(state)
+    assert again.recover() == payload_digest(b"two") and digest not in again.digests
+    assert again.recover() is None  # found once; the in-flight file is empty now
+    assert Quarantine(state).digests == {payload_digest(b"two")}
