@@ -7,12 +7,14 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
 import pytest
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def free_port():
@@ -137,7 +139,17 @@ def mosquitto_factory():
 
 
 @pytest.fixture
+def tool():
+    """``tool(name, why)``: the path of an executable beside the running interpreter (its venv), else on
+    PATH; missing, the test is skipped locally and fails in CI (see ``require``)."""
+    def find(name, why):
+        beside = os.path.join(os.path.dirname(sys.executable), name)
+        return require(beside if os.path.exists(beside) else shutil.which(name), why)
+    return find
+
+
+@pytest.fixture
 def python36():
-    """Path to a Python 3.6 interpreter with the edge stack (EDGEFL_PY36, else /tmp/venv36)."""
-    path = os.environ.get("EDGEFL_PY36") or "/tmp/venv36/bin/python"
-    return require(path if os.path.exists(path) else None, "Python 3.6 edge venv (EDGEFL_PY36)")
+    """Path to a Python 3.6 interpreter with the edge stack (EDGEFL_PY36, else the checkout's .venv36)."""
+    path = os.environ.get("EDGEFL_PY36") or os.path.join(REPO, ".venv36", "bin", "python")
+    return require(path if os.path.exists(path) else None, "Python 3.6 edge venv (bash .ci/setup)")

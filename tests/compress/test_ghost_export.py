@@ -14,10 +14,7 @@ from edgefl.models import build_model
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
-try:
-    from edgefl.export.pipeline import ExportRequest, export_checkpoint
-except ImportError:  # the export owner's API is not there yet
-    pytest.skip("edgefl.export.pipeline not available", allow_module_level=True)
+from edgefl.export.pipeline import ExportRequest, export_checkpoint  # noqa: E402
 
 PREP = {"scale": 1 / 255, "mean": [0.5], "std": [0.5]}
 

@@ -16,12 +16,7 @@ from edgefl.models import build_model
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
-try:
-    from edgefl.export.pipeline import ExportRequest, export_checkpoint
-except ImportError:  # the export owner's API is not there yet
-    pytest.skip(
-        "edgefl.export.pipeline (ExportRequest, export_checkpoint) not available", allow_module_level=True
-    )
+from edgefl.export.pipeline import ExportRequest, export_checkpoint  # noqa: E402
 
 BITS = {1: 8, 2: 6, 3: 5}
 

@@ -2,10 +2,8 @@
 
 import json
 import os
-import shutil
 import socket
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -14,11 +12,8 @@ import pytest
 BUNDLE = os.path.join(os.path.dirname(__file__), "..", "runtime", "data", "tiny_bundle")
 
 
-def edgefl_cmd():
-    exe = shutil.which("edgefl") or os.path.join(os.path.dirname(sys.executable), "edgefl")
-    if not os.path.exists(exe):
-        pytest.skip("the edgefl console script is not installed")
-    return [exe]
+def edgefl_cmd(tool):
+    return [tool("edgefl", "the edgefl console script (pip install -e .)")]
 
 
 def free_port():
@@ -38,10 +33,10 @@ def wait_port(port, timeout=20):
     raise AssertionError("broker did not come up")
 
 
-def test_cli_round_in_head_mode_through_the_embedded_broker(tmp_path):
+def test_cli_round_in_head_mode_through_the_embedded_broker(tmp_path, tool):
     pytest.importorskip("amqtt")
     pytest.importorskip("onnxruntime")
-    cmd = edgefl_cmd()
+    cmd = edgefl_cmd(tool)
     rng = np.random.default_rng(0)
     np.savez(
         tmp_path / "local.npz", x=(rng.random((40, 1, 4, 4)) * 255).astype(np.uint8), y=rng.integers(0, 3, 40)
@@ -122,8 +117,8 @@ def test_cli_round_in_head_mode_through_the_embedded_broker(tmp_path):
                 p.wait()
 
 
-def test_cli_errors_are_one_line(tmp_path):
-    cmd = edgefl_cmd()
+def test_cli_errors_are_one_line(tmp_path, tool):
+    cmd = edgefl_cmd(tool)
     p = subprocess.run(
         cmd + ["aggregate", "--model", str(tmp_path / "nope"), "--port", "1"],
         capture_output=True,

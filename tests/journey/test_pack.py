@@ -263,13 +263,8 @@ def test_packed_agent_installs_on_python36_and_joins_a_round(
     assert version.decode().strip() == "(3, 6)"  # the unit ran the packed runtime on Python 3.6
 
 
-def test_installer_files_stay_python36_compatible():
-    import shutil
-    import sys
-
-    vermin = shutil.which("vermin") or str(Path(sys.executable).parent / "vermin")
-    if not os.path.exists(vermin):
-        pytest.skip("vermin not installed")
+def test_installer_files_stay_python36_compatible(tool):
+    vermin = tool("vermin", "vermin (the test extra)")
     proc = subprocess.run(
         [vermin, "-t=3.6-", "--no-tips", "--violations", "--eval-annotations", str(TEMPLATES)],
         stdout=subprocess.PIPE,

@@ -1,7 +1,6 @@
 """Password files in Mosquitto 2.x's own format: lines we write verify like the ones
 ``mosquitto_passwd -b`` writes, and the other way round."""
 
-import shutil
 import subprocess
 
 import pytest
@@ -20,12 +19,10 @@ def test_line_format_and_check():
         password_line("a:b", "x")
 
 
-def test_compatible_with_mosquitto_passwd(tmp_path):
-    tool = shutil.which("mosquitto_passwd")
-    if tool is None:
-        pytest.skip("mosquitto_passwd not installed")
+def test_compatible_with_mosquitto_passwd(tmp_path, tool):
+    passwd = tool("mosquitto_passwd", "mosquitto_passwd (apt-get install mosquitto)")
     path = tmp_path / "passwd"
-    subprocess.run([tool, "-c", "-b", str(path), "sat-1", "s3cret"], check=True)
+    subprocess.run([passwd, "-c", "-b", str(path), "sat-1", "s3cret"], check=True)
     theirs = path.read_text().strip()
     assert check_password_line(theirs, "sat-1", "s3cret")
     assert theirs.split("$")[1:3] == password_line("sat-1", "x").split("$")[1:3]  # same scheme, iterations

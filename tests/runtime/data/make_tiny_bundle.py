@@ -1,7 +1,7 @@
 """Regenerate tiny_bundle/ (host only: needs onnx). A 4x4 single-channel "classifier" with a
 features output and a 3-class head, in the bundle layout the runtime reads.
 
-    /tmp/venv311/bin/python tests/runtime/data/make_tiny_bundle.py
+    .venv/bin/python tests/runtime/data/make_tiny_bundle.py
 """
 import hashlib
 import json
