@@ -67,8 +67,8 @@ def _open_quarantine(core, state_path, log):
     return quarantine
 
 
-def _drain_log(core, log):
-    lines = getattr(core, "log", None)
+def _drain_log(source, log):
+    lines = getattr(source, "log", None)
     if lines:
         for line in lines:
             if log:
@@ -102,6 +102,7 @@ def serve_aggregator(core, transport, state_path=None, stop=None, timeout=None,
         pending = []
         _perform(core.tick(clock()), transport, store, core)
         _drain_log(core, log)
+        _drain_log(transport, log)  # dropped chunk streams
         while on_round and seen < len(core.history):
             on_round(core.history[seen])
             seen += 1
@@ -139,10 +140,8 @@ def run_agent(core, transport, trainer, state_path=None, stop=None, timeout=None
             if ev.kind == "message":
                 job = core.on_message(ev.topic, ev.payload) or job
         pending = []
-        for line in core.log:
-            if log:
-                log(*line)
-        del core.log[:]
+        _drain_log(core, log)
+        _drain_log(transport, log)
         if job is None or job.round != core.current.round:
             continue
         result = trainer.train(job.global_model, job.options)

@@ -59,7 +59,8 @@ def run_aggregator_from_config(cfg, log=stderr_log, on_round=None):
 
         core.keyring = Keyring.from_file(keyring)
     transport = make_transport(cfg.get("client_id", "aggregator-" + acfg.federation),
-                               cfg.get("mqtt"), cfg.get("max_payload", 1024 * 1024))
+                               cfg.get("mqtt"), cfg.get("max_payload", 1024 * 1024),
+                               max_message=acfg.max_update_bytes)
     try:
         serve_aggregator(core, transport, state_path=cfg.get("state_path"),
                          timeout=cfg.get("timeout_s"), log=log,
