@@ -2,13 +2,15 @@
 
 Engines live in their own modules and are imported only when chosen (onnxruntime and
 TensorRT are heavy and absent on some machines). A backend class is constructed as
-``cls(bundle_dir, manifest, **options)`` and implements :class:`Engine`.
+``cls(bundle_dir, manifest, **options)`` and implements :class:`Engine` (``engine_base``, which
+the backends import: this module names them by string only).
 """
 
 import importlib
 
 import numpy as np
 
+from edgefl.runtime.engine_base import Engine  # noqa: F401  (the contract, re-exported)
 from edgefl.runtime.errors import EdgeRuntimeError
 from edgefl.runtime.manifest import read_manifest
 
@@ -17,20 +19,6 @@ ENGINES = {
     "tensorrt": "edgefl.runtime.trt_engine:TensorRTEngine",
 }
 AUTO_ORDER = ("tensorrt", "onnxruntime")
-
-
-class Engine(object):
-    """Contract: ``infer(feed) -> outputs`` maps input names to numpy arrays and returns every
-    output by name (``logits``, ``features`` for exported classifiers); ``close()`` frees
-    device memory. ``manifest`` is the verified bundle manifest."""
-
-    manifest = None
-
-    def infer(self, feed):
-        raise NotImplementedError
-
-    def close(self):
-        pass
 
 
 def _load(spec):

@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from edgefl.runtime.engine import Engine
+from edgefl.runtime.engine_base import Engine
 
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
               "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(uint8)": np.uint8,

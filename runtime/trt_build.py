@@ -268,7 +268,7 @@ def build_engine(bundle_dir, plan=None, logger_level="WARNING", manifest=None):
     import numpy as np
     import tensorrt as trt
 
-    from edgefl.runtime.trt_engine import cuda_memory
+    from edgefl.runtime.cuda_memory import cuda_memory
 
     if manifest is None:
         with open(os.path.join(bundle_dir, MANIFEST)) as f:
