@@ -33,9 +33,9 @@ from edgefl.runtime.wire import Message, decode_tensors, encode_message, encode_
     model_digest, payload_digest
 
 Publish = namedtuple("Publish", "topic payload qos retain")
-# ``snapshot()`` serialises the state at the moment it is called (lazily: a loop without a state
-# file never pays for it); perform Persist actions in the order they come.
-Persist = namedtuple("Persist", "snapshot")
+# Persist: save the core's state (``to_bytes``) before performing the Publish actions of the same
+# batch, so an "accepted" status is only sent once the update is on disk.
+Persist = namedtuple("Persist", "")
 
 
 @dataclass
@@ -274,7 +274,7 @@ class AggregatorCore(object):
 
     # --- persistence ------------------------------------------------------------------------
     def _persist(self):
-        return Persist(self.to_bytes)
+        return Persist()
 
     def to_bytes(self, external=None):
         """The state as one safetensors blob (global model, accepted updates, JSON).

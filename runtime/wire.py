@@ -215,11 +215,6 @@ def model_digest(tensors):
     return h.hexdigest()
 
 
-def message_size(msg):
-    """Bytes the message takes on the wire."""
-    return len(encode_message(msg))
-
-
 def as_float32(tensors, names=None):
     """Copy tensors into writable float32 arrays (in ``names`` order when given)."""
     names = sorted(tensors) if names is None else names

@@ -158,10 +158,3 @@ def issue_cert(
         builder = builder.add_extension(_san(hosts or ["localhost", "127.0.0.1"]), critical=False)
     cert = builder.sign(ca_key, hashes.SHA256())
     return KeyPair(_key_pem(key), _cert_pem(cert))
-
-
-def common_name_of(cert_pem: bytes) -> str:
-    """The subject CN of a PEM certificate."""
-    x509, _, _, _, _, NameOID = _x509()
-    cert = x509.load_pem_x509_certificate(cert_pem)
-    return cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value

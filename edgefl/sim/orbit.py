@@ -274,8 +274,3 @@ def station_from_spec(spec: str | dict) -> GroundStation:
         )
     except KeyError as exc:
         raise EdgeflError(f"ground station {spec!r} lacks {exc} — give name, lat_deg and lon_deg") from None
-
-
-def slant_latency_s(range_km: float) -> float:
-    """One-way propagation delay."""
-    return range_km / C_KM_S

@@ -111,7 +111,3 @@ class MemoryTransport(Transport):
             if self.clean_session:
                 self.broker.sessions.pop(self.client_id, None)
         self.session = None
-
-    def disconnect_abruptly(self):
-        """Simulate losing contact: the session stays, messages queue (persistent sessions)."""
-        self.close()
