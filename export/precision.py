@@ -14,7 +14,10 @@ from edgefl.errors import EdgeflError
 PRECISIONS = ("fp32", "fp16", "int8")
 FORMATS = ("onnx", "tensorrt")
 
-# Parity gates per check (shared/specs/devices.md §7, project defaults). ``None`` = report, don't gate.
+# Parity gates per check, project defaults. ``None`` = report, don't gate. FP32 is stricter than torch's
+# own exporter check (warns at 5e-3) and looser than Polygraphy's 1e-5 default; FP16 gates on cosine and
+# top-1 agreement only, because torch2trt measured FP16 max-abs differences of 6e-3 to 1.6e-1 for
+# torchvision CNNs on Jetson Nano/Xavier (its benchmarks/JETSON_*.md); INT8 gates on top-1 agreement.
 THRESHOLDS = {
     "fp32": {"max_abs_diff": 1e-4, "min_cosine": None, "min_top1_agreement": 0.999},
     "fp16": {"max_abs_diff": None, "min_cosine": 0.999, "min_top1_agreement": 0.99},

@@ -15,7 +15,7 @@ PROFILE_PACKAGE = "edgefl.device_profiles"
 
 @dataclasses.dataclass(frozen=True)
 class Profile:
-    """Facts about one deployment target (see shared/specs/devices.md)."""
+    """Facts about one deployment target (the README's "Device profiles" names their sources)."""
 
     name: str
     description: str

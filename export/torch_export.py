@@ -1,8 +1,10 @@
 """torch module -> ONNX ModelProto at a fixed opset, with two named outputs (logits, features).
 
 Uses the TorchScript exporter (``dynamo=False``): in torch 2.13 the default dynamo exporter
-silently emits opset 18 when asked for 13 (shared/specs/devices.md §6). The opset actually written
-is checked afterwards anyway.
+silently emits opset 18 when asked for 13 (it logs "Setting ONNX exporter to use operator set version
+18 because the requested opset_version 13 is a lower version than we have implementations for", its
+down-conversion fails and opset 18 is kept; ``onnx.version_converter`` cannot bring such a model down
+either). The opset actually written is checked afterwards anyway.
 """
 
 from __future__ import annotations

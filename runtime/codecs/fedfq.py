@@ -1,7 +1,7 @@
 """FedFQ: fine-grained per-parameter bit widths under a bit budget (arXiv 2408.08977).
 
-Re-implemented from the description in specs/fl_methods.md (the official repository has no
-licence). Per tensor with d entries and ``x = |delta + residual|``:
+Re-implemented from the paper's algorithm (the official repository, HaoweiLi778/FedFQ, has no
+licence, so none of its code is used). Per tensor with d entries and ``x = |delta + residual|``:
 
 1. Budget ``B = ceil(d * 32 * rate)`` bits (rate 0.032 -> 1.024 bits/param), widths from
    {0, 2, 4, 6, 8}; objective ``J(b) = sum x_j^2 / 4^b_j`` subject to ``sum b = B`` (B rounded
@@ -19,7 +19,7 @@ licence). Per tensor with d entries and ``x = |delta + residual|``:
    it stops after 20 iterations; it matters for ``init="spec"``.
 4. Unbiased stochastic rounding per width group with one fp32 scale (the group's max |x|).
    Deviation: a b-bit code holds the SIGN TOO (levels s = 2^(b-1) - 1, codes in [0, 2s]), so
-   the budget counts every bit sent; the spec's s = 2^b plus separate signs needs b + 1 bits.
+   the budget counts every bit sent; the paper's s = 2^b plus separate signs needs b + 1 bits.
 5. Error feedback: everything not transmitted (dropped entries and rounding error) is kept as a
    residual and added to the next update.
 

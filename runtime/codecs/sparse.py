@@ -7,9 +7,9 @@ the error-feedback residual and are added to the next round's update.
 RS-DGC (Xie et al., IEEE TGRS 2024) is a RECONSTRUCTION from the abstract (no code or full text
 was available): the Neighbourhood Statistical Indicator is a box-filtered |g| (a k x k spatial
 window per conv filter, a 1-D window for other tensors); entries are kept by NSI rank; each
-layer's ratio follows an EMA of its mean NSI share under a global budget. Deviation from the
-sketch in specs/fl_methods.md: the share uses the MEAN NSI of a layer (not its L1 sum) so a
-large layer does not take the budget just for being large.
+layer's ratio follows an EMA of its mean NSI share under a global budget (arXiv 2312.17530).
+Deviation from the plain reading (a layer's share of the summed NSI): the share uses the MEAN
+NSI of a layer, so a large layer does not take the budget just for being large.
 """
 
 from collections import OrderedDict
