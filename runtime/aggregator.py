@@ -61,6 +61,8 @@ class AggregatorConfig:
     clip_norm: Optional[float] = None
     max_norm: Optional[float] = None
     max_update_bytes: int = 256 * 1024 * 1024
+    max_examples: int = 10 ** 9  # ceiling on any update's example count (its FedAvg weight)
+    client_max_examples: dict = field(default_factory=dict)  # client -> its declared count
     seed: int = 0
 
     def check(self):
@@ -76,11 +78,19 @@ class AggregatorConfig:
             (self.buffer_size < 1, "buffer_size must be >= 1"),
             (self.clients_per_round > len(self.clients) > 0,
              "clients_per_round is larger than the clients list"),
+            (not _positive_int(self.max_examples), "max_examples must be a positive integer"),
+            (not isinstance(self.client_max_examples, dict)
+             or not all(_positive_int(v) for v in self.client_max_examples.values()),
+             "client_max_examples must map client ids to positive integers"),
         ]
         for bad, why in problems:
             if bad:
                 raise EdgeRuntimeError("aggregator config: {} — fix the config".format(why))
         return self
+
+
+def _positive_int(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def sample_clients(clients, k, seed, round_):
@@ -110,6 +120,7 @@ class AggregatorCore(object):
         self.rejected = 0
         self.bytes_in = 0
         self.keyring = None  # signing.Keyring: set it to require HMAC-signed updates
+        self.announce_signer = None  # announce.AnnouncementSigner: set it to sign announcements
         self.log = []  # (level, text) lines for the loop to print
         self.rejections = {}  # reason code -> count, over the aggregator's life
         self.quarantined = set()  # sha256 of messages never to process (runtime.quarantine)
@@ -196,6 +207,7 @@ class AggregatorCore(object):
             codec=c.codec, codec_options={}, accepted=frozenset(self.accepted),
             sampled=frozenset(self.sampled) if self.sampled is not None and c.mode == "sync"
             else None, max_bytes=c.max_update_bytes, max_norm=c.max_norm,
+            max_examples=c.max_examples, client_max_examples=c.client_max_examples,
             async_mode=c.mode == "async", keyring=self.keyring)
 
     def _ready(self, now):
@@ -264,6 +276,8 @@ class AggregatorCore(object):
                               "sampled": self.sampled, "deadline": self.deadline,
                               "train": c.train, "final": final},
                       tensors=self.global_model)
+        if self.announce_signer is not None:
+            self.announce_signer.sign(msg)
         return Publish(self.topics.round, encode_message(msg), 1, True)
 
     def _status(self, client, round_, ok, reason):

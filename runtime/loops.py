@@ -116,6 +116,20 @@ def serve_aggregator(core, transport, state_path=None, stop=None, timeout=None,
     return core
 
 
+def _perform_agent(core, transport, state_path, log, saved_round):
+    """Print the core's and the transport's log lines, publish what the core queued (refusals),
+    persist a newly loaded round (so a restart still refuses older announcements); returns the
+    round on disk."""
+    _drain_log(core, log)
+    _drain_log(transport, log)  # dropped chunk streams
+    for topic, payload in core.outbox:
+        transport.publish(topic, payload, 1, False)
+    del core.outbox[:]
+    if state_path and core.model_round != saved_round:
+        atomic_write(state_path, core.to_bytes())
+    return core.model_round
+
+
 def run_agent(core, transport, trainer, state_path=None, stop=None, timeout=None,
               max_rounds=None, log=None, clock=time.time, poll_s=0.2):
     """Take part in rounds until the federation ends, ``max_rounds`` or ``stop()``/``timeout``.
@@ -134,14 +148,14 @@ def run_agent(core, transport, trainer, state_path=None, stop=None, timeout=None
     transport.publish(online, b"online", 1, True)
     end = None if timeout is None else clock() + timeout
     sent = 0
+    saved_round = core.model_round
     while not core.done and not (stop and stop()) and (end is None or clock() < end):
         job = None
         for ev in pending + transport.poll(poll_s):
             if ev.kind == "message":
                 job = core.on_message(ev.topic, ev.payload) or job
         pending = []
-        _drain_log(core, log)
-        _drain_log(transport, log)
+        saved_round = _perform_agent(core, transport, state_path, log, saved_round)
         if job is None or job.round != core.current.round:
             continue
         result = trainer.train(job.global_model, job.options)

@@ -53,11 +53,15 @@ def run_aggregator_from_config(cfg, log=stderr_log, on_round=None):
     if "model" not in cfg:
         raise EdgeRuntimeError("aggregate config needs \"model\" (initial weights)")
     core = open_aggregator(acfg, load_model_tensors(cfg["model"]), cfg.get("state_path"))
-    keyring = (cfg.get("signing") or {}).get("keyring")
-    if keyring:  # {"signing": {"keyring": "keyring.json"}}: only HMAC-signed updates count
+    signing = cfg.get("signing") or {}
+    if signing.get("keyring"):  # {"signing": {"keyring": "keyring.json"}}: only HMAC-signed updates
         from edgefl.runtime.signing import Keyring
 
-        core.keyring = Keyring.from_file(keyring)
+        core.keyring = Keyring.from_file(signing["keyring"])
+    if signing.get("private_key"):  # {"signing": {"private_key": "announce.key"}}: Ed25519
+        from edgefl.runtime.announce import AnnouncementSigner
+
+        core.announce_signer = AnnouncementSigner.from_file(signing["private_key"])
     transport = make_transport(cfg.get("client_id", "aggregator-" + acfg.federation),
                                cfg.get("mqtt"), cfg.get("max_payload", 1024 * 1024),
                                max_message=acfg.max_update_bytes)
@@ -84,11 +88,14 @@ def run_agent_from_config(cfg, log=stderr_log, trainer=None):
             raise EdgeRuntimeError("agent config needs {!r}".format(key))
     if trainer is None:
         trainer = head_trainer_from_config(cfg)
-    core = AgentCore(AgentConfig(cfg["federation"], cfg["client_id"], int(cfg.get("seed", 0))))
+    signing = cfg.get("signing") or {}
+    core = AgentCore(AgentConfig(cfg["federation"], cfg["client_id"], int(cfg.get("seed", 0)),
+                                 announce_key=signing.get("aggregator_public_key") or "",
+                                 max_examples=cfg.get("max_examples") or 0))
     transport = make_transport(cfg["client_id"], cfg.get("mqtt"),
                                cfg.get("max_payload", 1024 * 1024),
                                will_topic=core.topics.online(cfg["client_id"]))
-    key = (cfg.get("signing") or {}).get("key")
+    key = signing.get("key")
     if key:  # {"signing": {"key": HEX}}: sign every update (the aggregator holds the keyring)
         from edgefl.runtime.signing import SigningTransport, key_from_hex
 

@@ -39,6 +39,7 @@ class Expectation:
     max_bytes: int = 256 * 1024 * 1024
     max_norm: Optional[float] = None
     max_examples: int = 10 ** 9
+    client_max_examples: Dict[str, int] = field(default_factory=dict)  # declared counts
     async_mode: bool = False
     keyring: Optional[object] = None  # signing.Keyring: when set, every update must be signed
 
@@ -88,6 +89,10 @@ def _check_fields(msg, exp, topic_client):
         (msg.base_digest not in exp.versions, "base-digest",
          "base model {}... is not a model this aggregator can accept".format(
              msg.base_digest[:12])),
+        # FedAvg weighs by the claim: no client outweighs what it declared at `federation init`
+        (msg.num_examples > exp.client_max_examples.get(msg.client_id, msg.num_examples),
+         "weight-bound", "{!r} claims {} examples, it declared at most {}".format(
+             msg.client_id[:60], msg.num_examples, exp.client_max_examples.get(msg.client_id))),
         (not 0 < msg.num_examples <= exp.max_examples, "num-examples",
          "{} outside 1..{}".format(msg.num_examples, exp.max_examples)),
         (msg.encoding != exp.codec, "encoding",

@@ -31,6 +31,9 @@ def init(
     prefix: str = typer.Option("client-", help="Client id prefix."),
     no_client_cert: bool = typer.Option(False, "--no-client-cert", help="Passwords only, no mutual TLS."),
     broker_user: str = typer.Option(None, help="User Mosquitto runs as (must read the 0600 key files)."),
+    examples: int = typer.Option(
+        10000, "--examples", min=1, help="Examples each client declares: its FedAvg weight is capped there."
+    ),
     force: bool = typer.Option(False, help="Write into a non-empty directory."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
@@ -47,6 +50,7 @@ def init(
         prefix=prefix,
         require_client_cert=not no_client_cert,
         broker_user=broker_user,
+        examples=examples,
         force=force,
     )
     if as_json:

@@ -8,6 +8,7 @@ Topics (the runtime's layout, ``edgefl.runtime.transport.Topics``)::
     edgefl/{federation}/status/{client_id}   aggregator -> client (accept / reject + reason)
     edgefl/{federation}/round                aggregator -> all (retained: round + global model)
     edgefl/{federation}/online/{client_id}   client liveness (retained, last will)
+    edgefl/{federation}/agent-status/{client_id}   client -> operators (refused announcements)
 
 Chunked payloads travel on ``{topic}/~chunk/{i}``, hence the ``/#`` twins.
 
@@ -53,6 +54,7 @@ def acl_text(federation: str, clients: list[str], aggregator: str = "aggregator"
         lines.append(f"topic write {topics.update(cid)}")
         lines.append(f"topic write {topics.update(cid)}/#")
         lines.append(f"topic write {topics.online(cid)}")
+        lines.append(f"topic write {topics.agent_status(cid)}")
         lines.append(f"topic read {topics.status(cid)}")
         lines.append(f"topic read {topics.status(cid)}/#")
         lines += [f"topic read {t}" for t in broadcast_reads(topics)]

@@ -1,19 +1,24 @@
 """``edgefl federation init``: everything a federation needs to run over a broker it controls —
 CA, broker certificate, per-client certificates and passwords, ACL, mosquitto.conf, per-client
-HMAC keys and ready-to-copy configs for the aggregator and each agent.
+HMAC keys, the aggregator's Ed25519 key pair for signing round announcements, the example count
+each client declares (its FedAvg weight is bounded there) and ready-to-copy configs for the
+aggregator and each agent.
 
 Layout written under ``out``::
 
     ca/ca.crt  ca/ca.key
     broker/mosquitto.conf  broker/server.crt  broker/server.key  broker/passwd  broker/acl  broker/data/
-    aggregator/aggregator.json  aggregator/keyring.json  aggregator/{ca.crt,client.crt,client.key}
+    aggregator/aggregator.json  aggregator/keyring.json  aggregator/announce.key
+    aggregator/{ca.crt,client.crt,client.key}
     clients/<id>/agent.json  clients/<id>/{ca.crt,client.crt,client.key}
 
 The JSON configs are in the runtime's format (``python -m edgefl.runtime aggregate|agent
 --config``): add the aggregator's "model" and each agent's "bundle" and "data". Paths in them are
 absolute on this machine; rewrite them when copying a client folder onto its board.
 
-Private keys, passwords and HMAC keys are written with mode 0600.
+Private keys, passwords and HMAC keys are written with mode 0600. The announcement signing key
+(``announce.key``) exists only in the aggregator's folder; every agent config holds its public
+half (``signing.aggregator_public_key``) and refuses announcements not signed with it.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgefl.errors import EdgeflError
+from edgefl.runtime.announce import generate_key_pair
 from edgefl.runtime.signing import generate_key
 from edgefl.security.acl import acl_text, validate_id
 from edgefl.security.mosquitto_conf import BrokerFiles, mosquitto_conf_text
@@ -31,6 +37,7 @@ from edgefl.security.passwords import generate_password, password_file_text
 from edgefl.security.pki import KeyPair, issue_cert, make_ca
 
 AGGREGATOR_ID = "aggregator"
+DEFAULT_EXAMPLES = 10000
 
 
 @dataclass
@@ -45,6 +52,8 @@ class FederationLayout:
     broker_conf: Path
     aggregator_config: Path
     agent_configs: dict[str, Path] = field(default_factory=dict)
+    examples: dict[str, int] = field(default_factory=dict)
+    public_key: str = ""
 
     def to_json(self) -> dict:
         return {
@@ -56,6 +65,8 @@ class FederationLayout:
             "broker_conf": str(self.broker_conf),
             "aggregator_config": str(self.aggregator_config),
             "agent_configs": {k: str(v) for k, v in self.agent_configs.items()},
+            "examples": self.examples,
+            "aggregator_public_key": self.public_key,
         }
 
 
@@ -95,6 +106,18 @@ def _mqtt_section(host: str, port: int, username: str, password: str, tls: dict)
     }
 
 
+def _declared_examples(ids: list[str], examples: int | dict[str, int]) -> dict[str, int]:
+    """The example count each client declares: one number for all, or one per client id."""
+    declared = examples if isinstance(examples, dict) else dict.fromkeys(ids, examples)
+    missing = sorted(set(ids) - set(declared))
+    if missing:
+        raise EdgeflError(f"no declared example count for {', '.join(missing)} — give every client one")
+    for cid, n in declared.items():
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise EdgeflError(f"--examples for {cid} is {n!r}, need a positive integer — pass --examples N")
+    return {cid: declared[cid] for cid in ids}
+
+
 def _check_args(name: str, n_clients: int, out: Path, force: bool) -> None:
     try:
         validate_id(name, "federation name")
@@ -118,6 +141,7 @@ def init_federation(
     prefix: str = "client-",
     require_client_cert: bool = True,
     broker_user: str | None = None,
+    examples: int | dict[str, int] = DEFAULT_EXAMPLES,
     force: bool = False,
 ) -> FederationLayout:
     """Generate the CA, certificates, credentials, ACL, broker config and client configs.
@@ -134,6 +158,9 @@ def init_federation(
         require_client_cert: mutual TLS on top of passwords.
         broker_user: user Mosquitto runs as when started by root (it must read the 0600 files);
             None leaves Mosquitto's default (user ``mosquitto``: chown broker/ to it).
+        examples: the example count each client declares (one for all, or client id -> count):
+            the aggregator rejects an update claiming more (``weight-bound``), the agent never
+            claims more. A client may claim up to its declaration, so declare what it holds.
         force: write into a non-empty directory.
 
     Returns:
@@ -142,6 +169,7 @@ def init_federation(
     out = Path(out).resolve()
     _check_args(name, n_clients, out, force)
     ids = client_ids(n_clients, prefix)
+    declared = _declared_examples(ids, examples)
     ca = make_ca(name)
     _write(out / "ca" / "ca.crt", ca.cert_pem)
     _write(out / "ca" / "ca.key", ca.key_pem, secret=True)
@@ -170,13 +198,21 @@ def init_federation(
     agg_dir = out / "aggregator"
     agg_tls = _write_identity(agg_dir, ca, issue_cert(ca, AGGREGATOR_ID, server=False))
     keyring = _write(agg_dir / "keyring.json", json.dumps({"keys": keys}, indent=2), secret=True)
+    private_key, public_key = generate_key_pair()
+    announce_key = _write(agg_dir / "announce.key", private_key + "\n", secret=True)
     # The runtime's config format (``python -m edgefl.runtime aggregate|agent --config``); the
     # aggregator still needs "model" (initial weights), each agent "bundle" and "data".
     agg_cfg = {
-        "aggregator": {"federation": name, "clients": ids, "min_clients": max(1, len(ids) // 2)},
+        "aggregator": {
+            "federation": name,
+            "clients": ids,
+            "min_clients": max(1, len(ids) // 2),
+            "max_examples": max(declared.values()),
+            "client_max_examples": declared,
+        },
         "mqtt": _mqtt_section(host, port, AGGREGATOR_ID, passwords[AGGREGATOR_ID], agg_tls),
         "client_id": AGGREGATOR_ID,
-        "signing": {"keyring": str(keyring)},
+        "signing": {"keyring": str(keyring), "private_key": str(announce_key)},
         "state_path": str(agg_dir / "aggregator_state.safetensors"),
         "output": str(agg_dir / "final.safetensors"),
     }
@@ -188,6 +224,8 @@ def init_federation(
         port,
         conf,
         _write(agg_dir / "aggregator.json", json.dumps(agg_cfg, indent=2), secret=True),
+        examples=declared,
+        public_key=public_key,
     )
     for cid in ids:
         cdir = out / "clients" / cid
@@ -196,7 +234,8 @@ def init_federation(
             "federation": name,
             "client_id": cid,
             "mqtt": _mqtt_section(host, port, cid, passwords[cid], tls),
-            "signing": {"key": keys[cid]},
+            "signing": {"key": keys[cid], "aggregator_public_key": public_key},
+            "max_examples": declared[cid],
             "state_path": "agent_state.safetensors",
         }
         layout.agent_configs[cid] = _write(cdir / "agent.json", json.dumps(cfg, indent=2), secret=True)

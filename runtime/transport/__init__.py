@@ -84,6 +84,10 @@ class Topics(object):
     def online(self, client_id):
         return "{}/online/{}".format(self.root, client_id)
 
+    def agent_status(self, client_id):
+        """Agent -> operators: what the agent refused and why (e.g. an unsigned announcement)."""
+        return "{}/agent-status/{}".format(self.root, client_id)
+
     def client_from_update_topic(self, topic):
         prefix = self.root + "/update/"
         if topic.startswith(prefix) and "/" not in topic[len(prefix):]:

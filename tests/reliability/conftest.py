@@ -212,6 +212,19 @@ def recorders():
 HERE = Path(__file__).resolve().parent
 
 
+@pytest.fixture
+def edge36_path(tmp_path) -> str:
+    """PYTHONPATH for the Python 3.6 edge stack: a folder where ``edgefl`` holds only the
+    runtime, as on the device (``EDGEFL_EDGE36_PATH`` when set, e.g. the checkout's .edge36)."""
+    if os.environ.get("EDGEFL_EDGE36_PATH"):
+        return os.environ["EDGEFL_EDGE36_PATH"]
+    pkg = tmp_path / "edge" / "edgefl"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    os.symlink(HERE.parents[1] / "runtime", pkg / "runtime")
+    return str(tmp_path / "edge")
+
+
 @pytest.fixture(scope="session")
 def flkit():
     """tests/reliability/flkit.py (trainer, reference run, agent process script) as a module."""

@@ -68,10 +68,11 @@ def announcement(actions):
     return None
 
 
-def reference_run(config, model, participation):
+def reference_run(config, model, participation, trainers=None):
     """The uninterrupted run: the same aggregator and agent state machines, messages handed
     over directly. ``participation[r]`` lists the clients whose update round r+1 gets; a round
-    with fewer clients than the sample closes at its deadline.
+    with fewer clients than the sample closes at its deadline. ``trainers`` maps client ids to
+    their Trainer (default: each client's TargetTrainer).
 
     Returns:
         the aggregator core after the last round (``global_model``, ``history``).
@@ -83,9 +84,8 @@ def reference_run(config, model, participation):
     for clients in participation:
         actions = []
         for cid in clients:
-            agent = agents.setdefault(
-                cid, (AgentCore(AgentConfig(config.federation, cid)), TargetTrainer(cid))
-            )
+            trainer = (trainers or {}).get(cid) or TargetTrainer(cid)
+            agent = agents.setdefault(cid, (AgentCore(AgentConfig(config.federation, cid)), trainer))
             job = agent[0].on_message(ann.topic, ann.payload)
             assert job is not None, "{} got no job in round {}".format(cid, core.round)
             topic, payload = agent[0].on_trained(job, agent[1].train(job.global_model, job.options))

@@ -21,19 +21,10 @@ HERE = Path(__file__).resolve().parent
 TINY_BUNDLE = HERE.parent / "runtime" / "data" / "tiny_bundle"
 
 
-def _edge_pythonpath(tmp_path: Path) -> str:
-    """A folder where ``edgefl`` holds only the runtime, as on the device."""
-    if os.environ.get("EDGEFL_EDGE36_PATH"):
-        return os.environ["EDGEFL_EDGE36_PATH"]
-    pkg = tmp_path / "edge" / "edgefl"
-    pkg.mkdir(parents=True)
-    (pkg / "__init__.py").write_text("")
-    os.symlink(HERE.parents[1] / "runtime", pkg / "runtime")
-    return str(tmp_path / "edge")
-
-
 @pytest.mark.slow
-def test_python36_agent_over_generated_tls_acl_and_hmac(tmp_path, broker_factory, free_tcp_port, python36):
+def test_python36_agent_over_generated_tls_acl_and_hmac(
+    tmp_path, broker_factory, free_tcp_port, python36, edge36_path
+):
     fed = init_federation(
         "tx2",
         2,
@@ -57,7 +48,7 @@ def test_python36_agent_over_generated_tls_acl_and_hmac(tmp_path, broker_factory
     agg_cfg["aggregator"].update(rounds=1, min_clients=2, deadline_s=60)
     fed.aggregator_config.write_text(json.dumps(agg_cfg))
     complete(fed.aggregator_config, model=str(bundle), timeout_s=90)
-    env = dict(os.environ, PYTHONPATH=_edge_pythonpath(tmp_path))
+    env = dict(os.environ, PYTHONPATH=edge36_path)
     try:
         procs.append(
             subprocess.Popen(
