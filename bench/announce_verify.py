@@ -69,6 +69,8 @@ def measure(backend, params, repeat):
 
     def on_message(key):
         agent = AgentCore(AgentConfig("bench", "a", announce_key=key))
+        if key:
+            agent.verifier = verifier  # this row's backend, not the default
         assert agent.on_message("edgefl/bench/round", payload) is not None
 
     return OrderedDict([
