@@ -43,8 +43,8 @@ def samples_from_dataset(name_or_path: str, preprocessing, parity_count: int, ca
     )
 
 
-def samples_from_file(path, preprocessing, parity_count: int, calib_count: int) -> Samples:
-    """Inputs from a user .npy (N×C×H×W, unnormalised in [0, 1]); first half parity, second calibration."""
+def read_samples(path) -> np.ndarray:
+    """A user's .npy of inputs, N×C×H×W with N ≥ 2 (never unpickled)."""
     path = Path(path)
     try:
         x = np.load(str(path), allow_pickle=False)
@@ -52,12 +52,23 @@ def samples_from_file(path, preprocessing, parity_count: int, calib_count: int) 
         raise EdgeflError(f"cannot read samples {path} ({exc}) — give an .npy array N×C×H×W") from None
     if x.ndim != 4 or len(x) < 2:
         raise EdgeflError(f"samples {path} has shape {x.shape}; expected N×C×H×W with N ≥ 2")
+    return x
+
+
+def samples_from_array(x: np.ndarray, preprocessing, source: str, parity_count: int = 2000,
+                       calib_count: int = 256) -> Samples:
+    """First half of `x` for parity, second half for calibration, both normalised with `preprocessing`."""
     half = len(x) // 2
     return Samples(
         parity=_normalised(x[:half][:parity_count], preprocessing),
         calibration=_normalised(x[half:][:calib_count], preprocessing),
-        source=f"{path.name}",
+        source=source,
     )
+
+
+def samples_from_file(path, preprocessing, parity_count: int, calib_count: int) -> Samples:
+    """Inputs from a user .npy (N×C×H×W, unnormalised in [0, 1]); first half parity, second calibration."""
+    return samples_from_array(read_samples(path), preprocessing, Path(path).name, parity_count, calib_count)
 
 
 def load_samples(

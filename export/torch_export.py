@@ -83,28 +83,6 @@ def exportable(model):
     return model
 
 
-def _two_headed(model):
-    """Wrap a classifier so forward returns (logits, features) — the device fine-tunes the head."""
-    import torch
-
-    if not (hasattr(model, "features") and isinstance(getattr(model, "classifier", None), torch.nn.Linear)):
-        raise EdgeflError(
-            f"model {type(model).__name__} has no features(x) + classifier (nn.Linear) — "
-            "register it in edgefl.models with that interface to export it"
-        )
-
-    class TwoHeaded(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, x):
-            feats = self.inner.features(x)
-            return self.inner.classifier(feats), feats
-
-    return TwoHeaded(model).eval()
-
-
 def prepare_for_export(model):
     """Give the compression package a chance to put the model in its export form.
 
@@ -140,23 +118,27 @@ def add_metadata(model: onnx.ModelProto, entries: dict) -> None:
 
 
 def onnx_from_module(
-    model, input_shape, opset: int, batch: int = 1, dynamic_batch: bool = False
+    model, input_shape, opset: int, batch: int = 1, dynamic_batch: bool = False, head: str | None = None
 ) -> onnx.ModelProto:
-    """Export ``model`` (features + classifier) to ONNX and clean the graph for deployment.
+    """Export ``model`` to ONNX with outputs (logits, features) and clean the graph for deployment.
 
     Args:
-        model: torch classifier in eval mode with ``features(x)`` and ``classifier``.
+        model: torch classifier in eval mode (``features(x)`` + ``classifier``, or any model whose
+            last nn.Linear — or the module named ``head`` — produces its output).
         input_shape: [C, H, W].
         opset: target opset (the profile's ceiling).
         batch: static batch size (ignored for the exported dimension when ``dynamic_batch``).
         dynamic_batch: make the batch dimension symbolic ("batch").
+        head: name of the head module (default: see ``edgefl.models.head.find_head``).
 
     Returns:
         The cleaned ModelProto (opset checked, IR version lowered to what the opset needs).
     """
     import torch
 
-    wrapped = _two_headed(exportable(model))
+    from edgefl.models.head import two_headed
+
+    wrapped = two_headed(exportable(model), head).eval()
     example = torch.zeros((batch, *[int(d) for d in input_shape]), dtype=torch.float32)
     axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAMES[0]: {0: "batch"}, OUTPUT_NAMES[1]: {0: "batch"}}
     buffer = io.BytesIO()

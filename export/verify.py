@@ -67,9 +67,16 @@ def gate(figures: dict, precision: str) -> dict:
     return {"passed": not failures, "thresholds": dict(limits), "failures": failures}
 
 
-def torch_outputs(model, x: np.ndarray, batch_size: int = 256, half: bool = False) -> dict:
-    """Run a features+classifier torch model on ``x`` (already normalised); ``half`` emulates fp16."""
+def torch_outputs(
+    model, x: np.ndarray, batch_size: int = 256, half: bool = False, head: str | None = None
+) -> dict:
+    """Run a torch classifier on ``x`` (already normalised); ``half`` emulates fp16.
+
+    Features are the head's input (``edgefl.models.head.two_headed``; ``head`` names the head module).
+    """
     import torch
+
+    from edgefl.models.head import two_headed
 
     logits, feats = [], []
     with torch.no_grad():
@@ -78,13 +85,32 @@ def torch_outputs(model, x: np.ndarray, batch_size: int = 256, half: bool = Fals
             import copy
 
             net = copy.deepcopy(model).half()
+        net = two_headed(net, head).eval()
         for start in range(0, len(x), batch_size):
             xb = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size]))
             xb = xb.half() if half else xb
-            f = net.features(xb)
-            logits.append(net.classifier(f).float().numpy())
+            out, f = net(xb)
+            logits.append(out.float().numpy())
             feats.append(f.float().numpy())
     return {"logits": np.concatenate(logits), "features": np.concatenate(feats)}
+
+
+def torch_reference(model, head: str | None = None):
+    """The parity reference for a torch model: ``reference(x, half=False) -> {"logits", "features"}``."""
+    return lambda x, half=False: torch_outputs(model, x, half=half, head=head)
+
+
+def onnxruntime_reference(model_path):
+    """The parity reference for an ONNX file run as it is (fp32 only: there is no fp16 emulation of it)."""
+
+    def reference(x, half=False):
+        if half:
+            raise EdgeflError(
+                "an ONNX input has no fp16 emulation on the host — internal error, please report it"
+            )
+        return onnxruntime_outputs(model_path, x)
+
+    return reference
 
 
 def onnxruntime_outputs(model_path, x: np.ndarray, batch: int | None = None, optimized: bool = True) -> dict:
@@ -121,15 +147,19 @@ def onnxruntime_outputs(model_path, x: np.ndarray, batch: int | None = None, opt
     return {name: np.concatenate(values) for name, values in chunks.items()}
 
 
-def run_parity(model, model_path, x: np.ndarray, checks, fp16_samples: int = 128) -> dict:
-    """The export-time oracle: torch (reference) vs model.onnx on onnxruntime, plus emulated fp16.
+def run_parity(
+    reference, model_path, x: np.ndarray, checks, fp16_samples: int = 128, against: str = "torch"
+) -> dict:
+    """The export-time oracle: the reference (torch, or the source ONNX) vs model.onnx on onnxruntime.
 
     Args:
-        model: the torch model exactly as exported.
+        reference: ``reference(x, half=False) -> {"logits", "features"}`` (``torch_reference`` of the
+            model exactly as trained, or ``onnxruntime_reference`` of a source ONNX file).
         model_path: the written model.onnx.
         x: normalised real inputs, N×C×H×W float32.
         checks: precision keys from ExportSettings.parity_checks ("fp32", "fp16", "int8").
         fp16_samples: inputs used for the fp16 emulation (torch half on CPU is slow).
+        against: what the reference is, for the runner labels ("torch", "source ONNX").
 
     Returns:
         {check: {"runner", "gated", **figures, **gate}}. "fp32" compares onnxruntime on model.onnx.
@@ -139,37 +169,37 @@ def run_parity(model, model_path, x: np.ndarray, checks, fp16_samples: int = 128
         saturates U8S8 products; the device is not x86). "fp16" compares torch half precision
         against torch fp32 (an emulation of the engine numerics, not TensorRT).
     """
-    reference = torch_outputs(model, x)
+    expected = reference(x)
     results = {}
     for check in checks:
         if check == "fp16":
             sub = x[:fp16_samples]
-            ref = {k: v[:fp16_samples] for k, v in reference.items()}
-            figures = compare_outputs(ref, torch_outputs(model, sub, half=True))
+            ref = {k: v[:fp16_samples] for k, v in expected.items()}
+            figures = compare_outputs(ref, reference(sub, half=True))
             results[check] = {
-                "runner": "torch fp16 (emulated) vs torch",
+                "runner": f"torch fp16 (emulated) vs {against}",
                 "gated": True,
                 **figures,
                 **gate(figures, check),
             }
         elif check == "int8":
-            figures = compare_outputs(reference, onnxruntime_outputs(model_path, x, optimized=False))
+            figures = compare_outputs(expected, onnxruntime_outputs(model_path, x, optimized=False))
             results[check] = {
-                "runner": "ORT Q/DQ as written vs torch",
+                "runner": f"ORT Q/DQ as written vs {against}",
                 "gated": True,
                 **figures,
                 **gate(figures, check),
             }
-            host = compare_outputs(reference, onnxruntime_outputs(model_path, x))
+            host = compare_outputs(expected, onnxruntime_outputs(model_path, x))
             results["int8_host_kernels"] = {
-                "runner": "ORT int8 kernels (this host) vs torch",
+                "runner": f"ORT int8 kernels (this host) vs {against}",
                 "gated": False,
                 **host,
                 **gate(host, check),
             }
         else:
-            figures = compare_outputs(reference, onnxruntime_outputs(model_path, x))
-            results[check] = {"runner": "ORT vs torch", "gated": True, **figures, **gate(figures, check)}
+            figures = compare_outputs(expected, onnxruntime_outputs(model_path, x))
+            results[check] = {"runner": f"ORT vs {against}", "gated": True, **figures, **gate(figures, check)}
     return results
 
 
@@ -198,9 +228,9 @@ def tensorrt_outputs(bundle_dir, manifest: dict, x: np.ndarray, precision: str) 
     return {name: np.concatenate(values) for name, values in chunks.items()}
 
 
-def tensorrt_parity(model, bundle_dir, manifest: dict, x: np.ndarray, precision: str) -> dict:
-    """Torch vs the TensorRT engine built on this machine, gated per TENSORRT_GATES."""
-    figures = compare_outputs(torch_outputs(model, x), tensorrt_outputs(bundle_dir, manifest, x, precision))
+def tensorrt_parity(reference, bundle_dir, manifest: dict, x: np.ndarray, precision: str) -> dict:
+    """The reference (see run_parity) vs the TensorRT engine built on this machine, per TENSORRT_GATES."""
+    figures = compare_outputs(reference(x), tensorrt_outputs(bundle_dir, manifest, x, precision))
     check = TENSORRT_GATES[precision]
     return {
         "runner": f"TensorRT {precision} (this machine) vs torch",

@@ -80,7 +80,9 @@ def export_stad(checkpoint: Path, profile: str, precision: str, fmt: str, out: P
 
 
 def command(
-    checkpoint: Path = typer.Argument(..., help="Checkpoint directory (model.safetensors + config.json)."),
+    checkpoint: Path = typer.Argument(
+        ..., help="Checkpoint directory (model.safetensors + config.json), or an ONNX file (*.onnx)."
+    ),
     profile: str = typer.Option(
         ..., "--profile", help="Device profile (edgefl profiles list), e.g. jetson-tx2."
     ),
@@ -94,9 +96,11 @@ def command(
     parity_samples: int = typer.Option(
         2000, "--parity-samples", help="How many held-out inputs parity uses."
     ),
+    head: str = typer.Option(None, "--head", help="Name of the model's final nn.Linear (default: the last)."),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
 ):
-    """Export a checkpoint for a device profile; verify it (checker + parity vs torch) and write a bundle."""
+    """Export a checkpoint or an ONNX file for a device profile: verify it (checker, parity), bundle it."""
+    from edgefl.export.onnx_in import export_onnx, is_onnx_input
     from edgefl.export.pipeline import ExportRequest, export_checkpoint
 
     if is_stad_checkpoint(checkpoint):
@@ -113,9 +117,11 @@ def command(
         input_shape=parse_input_shape(input_shape),
         samples=samples,
         parity_samples=parity_samples,
+        head=head,
     )
+    export = export_onnx if is_onnx_input(checkpoint) else export_checkpoint
     with progress_for(not as_json) as progress:
-        result = export_checkpoint(request, progress=progress)
+        result = export(request, progress=progress)
     manifest = result.manifest
     if as_json:
         emit_json({"bundle": str(result.bundle_dir), "manifest": manifest})
