@@ -76,12 +76,26 @@ def _drain_log(source, log):
         del lines[:]
 
 
+def _report_rounds(core, on_round, seen, store):
+    """Hand each new history entry to ``on_round`` as soon as its round closes, before the next
+    message can change the global model; persist what it added to the entries. Returns ``seen``."""
+    if on_round is None or seen >= len(core.history):
+        return seen
+    while seen < len(core.history):
+        on_round(core.history[seen])
+        seen += 1
+    if store is not None:
+        store.save(core)
+    return seen
+
+
 def serve_aggregator(core, transport, state_path=None, stop=None, timeout=None,
                      on_round=None, clock=time.time, poll_s=0.2, log=None):
     """Run the aggregator until the last round closes (or ``stop()``/``timeout``).
 
     Args:
-        on_round: called with each new history entry (a dict) when a round closes.
+        on_round: called with each new history entry (a dict) right after its round closes (it may
+            add to the entry, e.g. a central evaluation; the state is persisted again afterwards).
         log: called as ``log(level, text)`` for each line the core logs (rejected updates).
     Returns:
         the core (its ``history`` and ``global_model`` hold the results).
@@ -99,16 +113,13 @@ def serve_aggregator(core, transport, state_path=None, stop=None, timeout=None,
         for ev in pending + transport.poll(poll_s):
             if ev.kind == "message":
                 _perform(_handle(core, ev, quarantine, clock()), transport, store, core)
+                seen = _report_rounds(core, on_round, seen, store)
         pending = []
         _perform(core.tick(clock()), transport, store, core)
+        seen = _report_rounds(core, on_round, seen, store)
         _drain_log(core, log)
         _drain_log(transport, log)  # dropped chunk streams
-        while on_round and seen < len(core.history):
-            on_round(core.history[seen])
-            seen += 1
-    while on_round and seen < len(core.history):
-        on_round(core.history[seen])
-        seen += 1
+    _report_rounds(core, on_round, seen, store)
     _drain_log(core, log)
     if quarantine is not None:
         quarantine.close()

@@ -17,15 +17,22 @@ class OnnxRuntimeEngine(Engine):
     Args:
         providers: execution providers in order (default: CUDA when available, then CPU).
         threads: intra-op threads (1 keeps a shared board responsive).
+        initializers: {graph initializer name: array} used in place of the graph's own values
+            (new weights for the same graph, e.g. a federation's global model).
     """
 
-    def __init__(self, bundle_dir, manifest, providers=None, threads=1):
+    def __init__(self, bundle_dir, manifest, providers=None, threads=1, initializers=None):
         import onnxruntime as ort  # heavy: imported where used
 
         self.manifest = manifest
         so = ort.SessionOptions()
         so.intra_op_num_threads = int(threads)
         so.inter_op_num_threads = 1
+        # the OrtValues must outlive the session's construction: keep them on the engine
+        self._initializers = [(n, ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v)))
+                              for n, v in sorted((initializers or {}).items())]
+        for name, value in self._initializers:
+            so.add_initializer(name, value)
         available = ort.get_available_providers()
         providers = providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
                                   if p in available]

@@ -16,8 +16,25 @@ def stderr_log(level, text):
 
 
 def _round_line(h):
-    return "round {} closed: {} clients, {} bytes in, {} rejected".format(
-        h["round"], len(h["clients"]), h["bytes_in"], h["rejected"])
+    ev = h.get("eval")
+    scored = ", accuracy {:.4f} (loss {:.4f}, evaluated in {:.2f}s)".format(
+        ev["accuracy"], ev["loss"], ev["seconds"]) if ev else ""
+    return "round {} closed: {} clients, {} bytes in, {} rejected{}".format(
+        h["round"], len(h["clients"]), h["bytes_in"], h["rejected"], scored)
+
+
+def evaluator_from_config(section):
+    """The edge evaluator of an ``evaluation`` config section ({"data": .npz, "bundle": dir}), or None."""
+    if not section:
+        return None
+    if not isinstance(section, dict) or "data" not in section or "bundle" not in section:
+        raise EdgeRuntimeError("the evaluation section needs \"data\" (held-out .npz) and \"bundle\" "
+                               "(the graph to score with); on the host, edgefl aggregate also takes "
+                               "--eval-checkpoint")
+    from edgefl.runtime.evaluation import bundle_evaluator_from_files
+
+    return bundle_evaluator_from_files(section["bundle"], section["data"],
+                                       int(section.get("threads", 1)))
 
 
 def head_trainer_from_arrays(bundle, x, y, backend="auto", seed=0):
@@ -42,8 +59,15 @@ def head_trainer_from_config(cfg):
                                     int(cfg.get("seed", 0)))
 
 
-def run_aggregator_from_config(cfg, log=stderr_log, on_round=None):
-    """Serve a federation until its last round; returns a summary dict."""
+def run_aggregator_from_config(cfg, log=stderr_log, on_round=None, evaluator=None):
+    """Serve a federation until its last round; returns a summary dict.
+
+    Args:
+        on_round: called with each closed round's history entry (after evaluation).
+        evaluator: scores each new global model (an ``evaluation.Evaluator``); default: the one
+            the config's ``evaluation`` section describes, if any. ``metrics_path`` in the config
+            names the JSON-lines file of per-round metrics.
+    """
     from edgefl.runtime.aggregator import AggregatorConfig
     from edgefl.runtime.config import (build_dataclass, load_model_tensors, make_transport,
                                        save_model_tensors)
@@ -62,13 +86,17 @@ def run_aggregator_from_config(cfg, log=stderr_log, on_round=None):
         from edgefl.runtime.announce import AnnouncementSigner
 
         core.announce_signer = AnnouncementSigner.from_file(signing["private_key"])
-    transport = make_transport(cfg.get("client_id", "aggregator-" + acfg.federation),
-                               cfg.get("mqtt"), cfg.get("max_payload", 1024 * 1024),
-                               max_message=acfg.max_update_bytes)
+    from edgefl.runtime.round_log import CountingTransport, RoundRecorder
+
+    evaluator = evaluator or evaluator_from_config(cfg.get("evaluation"))
+    transport = CountingTransport(make_transport(
+        cfg.get("client_id", "aggregator-" + acfg.federation), cfg.get("mqtt"),
+        cfg.get("max_payload", 1024 * 1024), max_message=acfg.max_update_bytes))
+    recorder = RoundRecorder(core, transport, evaluator, cfg.get("metrics_path"),
+                             then=on_round or (lambda h: log and log("info", _round_line(h))))
     try:
         serve_aggregator(core, transport, state_path=cfg.get("state_path"),
-                         timeout=cfg.get("timeout_s"), log=log,
-                         on_round=on_round or (lambda h: log("info", _round_line(h))))
+                         timeout=cfg.get("timeout_s"), log=log, on_round=recorder)
     finally:
         transport.close()
     if cfg.get("output"):

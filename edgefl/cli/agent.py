@@ -9,16 +9,25 @@ from edgefl.cli.common import console, emit_json, key_value_table
 from edgefl.errors import EdgeflError
 
 
-def local_data(data: str, partition: Optional[str], alpha: float, seed: int):
-    """The agent's examples: the train part of the seeded split, optionally one Dirichlet share."""
+def local_data(data: str, partition: Optional[str], alpha: float, seed: int, partition_file=None,
+               client_id: str = "", no_split: bool = False):
+    """The agent's examples: the train part of the seeded split (all of `data` with `no_split`), optionally
+    one share: INDEX/COUNT of a Dirichlet split, or this client's entry of a partition file."""
     from edgefl.data import load_split
+    from edgefl.data.partition_file import client_share
     from edgefl.fl.experiment import client_datasets, parse_partition
 
-    split = load_split(data, None, seed)
+    if partition and partition_file:
+        raise EdgeflError("pass one of --partition INDEX/COUNT or --partition-file, not both")
+    if partition_file and Path(partition_file).is_dir():  # one .npz per client: the data as given
+        return client_share(partition_file, client_id, None), None
+    split = load_split(data, None, seed, no_split=no_split)
     train, preprocessing = split.train, split.preprocessing
     if partition:
         index, count = parse_partition(partition)
         train = client_datasets(train, count, alpha, seed)[index]
+    if partition_file:
+        train = client_share(partition_file, client_id, train)
     return train, preprocessing
 
 
@@ -57,6 +66,13 @@ def command(
     data: str = typer.Option("mnist", help="'mnist' (shipped), an .npz file or an image folder."),
     partition: Optional[str] = typer.Option(None, help="Use one non-IID share: INDEX/COUNT, e.g. 0/10."),
     alpha: float = typer.Option(0.5, help="Dirichlet alpha for --partition."),
+    partition_file: Optional[Path] = typer.Option(
+        None, help="This client's share: its id's indices in a partition file (`edgefl data partition`), "
+        "or CLIENT_ID.npz in a folder."
+    ),
+    no_split: bool = typer.Option(
+        False, "--no-split", help="Use --data as given (hold nothing out); e.g. a user's own training set."
+    ),
     seed: int = typer.Option(0),
     max_rounds: int = typer.Option(
         0, min=0, help="Stop after this many updates (0: until the federation ends)."
@@ -72,7 +88,7 @@ def command(
     from edgefl.runtime.errors import EdgeRuntimeError
     from edgefl.runtime.service import run_agent_from_config, stderr_log
 
-    train, _ = local_data(data, partition, alpha, seed)
+    train, _ = local_data(data, partition, alpha, seed, partition_file, client_id, no_split)
     trainer = build_trainer(checkpoint, bundle, backend, train, seed)
     cfg = {
         "federation": federation,

@@ -78,7 +78,29 @@ def aggregate_config(
     }
 
 
-def run(cfg: dict, quiet: bool) -> dict:
+def evaluation_source(model, eval_data, eval_bundle, eval_checkpoint):
+    """(bundle, checkpoint) to score with: the one given, else --model when it is a bundle or a checkpoint."""
+    if eval_data is None:
+        if eval_bundle or eval_checkpoint:
+            raise EdgeflError("--eval-bundle/--eval-checkpoint score on --eval-data: pass the held-out "
+                              ".npz too")
+        return None, None
+    if eval_bundle and eval_checkpoint:
+        raise EdgeflError("pass one of --eval-bundle (onnxruntime) or --eval-checkpoint (torch), not both")
+    if not Path(eval_data).is_file():
+        raise EdgeflError(f"--eval-data {eval_data} not found — pass a held-out .npz with arrays x and y")
+    if eval_bundle or eval_checkpoint:
+        return eval_bundle, eval_checkpoint
+    model = Path(model) if model else None
+    if model and (model / "manifest.json").is_file():
+        return model, None
+    if model and (model / "config.json").is_file():
+        return None, model
+    raise EdgeflError("--eval-data needs a graph to score with: --eval-bundle B (onnxruntime) or "
+                      "--eval-checkpoint C (torch), unless --model is a bundle or a checkpoint")
+
+
+def run(cfg: dict, quiet: bool, evaluator=None) -> dict:
     """Library call behind the command: runtime errors become EdgeflError."""
     from edgefl.runtime.errors import EdgeRuntimeError
     from edgefl.runtime.service import run_aggregator_from_config, stderr_log
@@ -88,7 +110,7 @@ def run(cfg: dict, quiet: bool) -> dict:
             stderr_log(level, text)
 
     try:
-        return run_aggregator_from_config(cfg, log=log)
+        return run_aggregator_from_config(cfg, log=log, evaluator=evaluator)
     except EdgeRuntimeError as exc:
         raise EdgeflError(str(exc)) from None
 
@@ -137,6 +159,18 @@ def command(
     max_payload: int = typer.Option(1 << 20, help="Chunk MQTT payloads above this many bytes."),
     timeout: Optional[float] = typer.Option(None, help="Stop after this many seconds."),
     seed: int = typer.Option(0, help="Client-sampling seed."),
+    eval_data: Optional[Path] = typer.Option(
+        None, help="Held-out .npz (x, y): score the global model after every round (version)."
+    ),
+    eval_bundle: Optional[Path] = typer.Option(
+        None, help="Score with this bundle's graph in onnxruntime (default: --model, if a bundle)."
+    ),
+    eval_checkpoint: Optional[Path] = typer.Option(
+        None, help="Score with this checkpoint's model in torch (default: --model, if a checkpoint)."
+    ),
+    metrics: Optional[Path] = typer.Option(
+        None, help="Append one JSON line per round: time, bytes each way, accuracy, clients, rejections."
+    ),
     config: Optional[Path] = typer.Option(
         None, help="JSON config (python -m edgefl.runtime format); replaces the flags."
     ),
@@ -185,7 +219,17 @@ def command(
             timeout=timeout,
             seed=seed,
         )
-    result = run(cfg, quiet=as_json)
+    bundle, checkpoint = evaluation_source(cfg.get("model"), eval_data, eval_bundle, eval_checkpoint)
+    if bundle:
+        cfg["evaluation"] = {"data": str(eval_data), "bundle": str(bundle)}
+    if metrics:
+        cfg["metrics_path"] = str(metrics)
+    evaluator = None
+    if checkpoint:
+        from edgefl.fl.central_eval import evaluator_from_checkpoint
+
+        evaluator = evaluator_from_checkpoint(checkpoint, eval_data)
+    result = run(cfg, quiet=as_json, evaluator=evaluator)
     if as_json:
         emit_json(result)
         return
@@ -195,15 +239,21 @@ def command(
             len(h["clients"]),
             h["num_examples"],
             h["bytes_in"],
+            h.get("bytes_down"),
             h["rejected"],
             h["client_metrics"].get("train_loss"),
+            (h.get("eval") or {}).get("accuracy"),
+            (h.get("eval") or {}).get("loss"),
+            h.get("round_s"),
+            (h.get("eval") or {}).get("seconds"),
         )
         for h in result["history"]
     ]
     console.print(
         table(
             f"federation {cfg['aggregator']['federation']}: {'done' if result['done'] else 'stopped'}",
-            ["round", "clients", "examples", "bytes in", "rejected", "train loss"],
+            ["round", "clients", "examples", "bytes up", "bytes down", "rejected", "train loss", "accuracy",
+             "loss", "round s", "eval s"],
             rows,
         )
     )

@@ -25,6 +25,7 @@ COMMANDS = {
     "federation": ("edgefl.cli.federation", "app"),
     "simulate": ("edgefl.cli.simulate", "command"),
     "report": ("edgefl.cli.report", "command"),
+    "data": ("edgefl.cli.data", "app"),
     "demo": ("edgefl.cli.demo", "command"),
 }
 # `edgefl compress METHOD`

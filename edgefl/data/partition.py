@@ -8,8 +8,10 @@ from edgefl.errors import EdgeflError
 def partition_dirichlet(labels: np.ndarray, n_clients: int, alpha: float, seed: int = 0, min_size: int = 1):
     """Split example indices over clients with per-class proportions drawn from Dirichlet(alpha).
 
-    Small alpha gives strong label skew; large alpha approaches IID. Redraws (bounded) until every
-    client holds at least `min_size` examples.
+    One ``default_rng(seed)``; for each class in sorted order: draw p ~ Dir(alpha·1), permute that
+    class's indices, cut them at floor(cumsum(p)·n). Small alpha gives strong label skew; large
+    alpha approaches IID. If a client ends up with fewer than `min_size` examples the whole draw is
+    repeated with the same generator (bounded), so the first draw is the published definition.
 
     Returns:
         list of sorted index arrays, one per client, covering every example exactly once.
@@ -26,10 +28,9 @@ def partition_dirichlet(labels: np.ndarray, n_clients: int, alpha: float, seed: 
     for _ in range(1000):
         parts = [[] for _ in range(n_clients)]
         for c in classes:
-            idx = np.flatnonzero(labels == c)
-            rng.shuffle(idx)
             p = rng.dirichlet(np.full(n_clients, alpha))
-            cuts = (np.cumsum(p)[:-1] * len(idx)).astype(int)
+            idx = rng.permutation(np.flatnonzero(labels == c))
+            cuts = np.floor(np.cumsum(p)[:-1] * len(idx)).astype(int)
             for client, chunk in enumerate(np.split(idx, cuts)):
                 parts[client].extend(chunk.tolist())
         if min(len(p) for p in parts) >= min_size:

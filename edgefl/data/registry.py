@@ -49,7 +49,14 @@ DATASETS = {
 }
 
 
+def _npz_preprocessing(data: ArrayData) -> dict:
+    return {"scale": 1 / 255, "mean": [0.5] * data.x.shape[1], "std": [0.5] * data.x.shape[1]}
+
+
 def _load_path(path: Path):
+    if path.is_dir() and (path / "train.npz").is_file() and (path / "test.npz").is_file():
+        train, test = load_npz(path / "train.npz"), load_npz(path / "test.npz")  # a user's own pair
+        return train, test, _npz_preprocessing(train)
     idx_files = sorted(path.glob("*-idx[13]-ubyte*")) if path.is_dir() else []
     if idx_files and not any(f.name.startswith("train-") for f in idx_files):
         return load_mnist(path), None, MNIST_PREPROCESSING  # MNIST's t10k files alone: one pool
@@ -65,7 +72,7 @@ def _load_path(path: Path):
             f"data {path} not found or not understood — give {' or '.join(map(repr, DATASETS))}, "
             "an .npz file, an image folder or a folder of idx files"
         )
-    return data, None, {"scale": 1 / 255, "mean": [0.5] * data.x.shape[1], "std": [0.5] * data.x.shape[1]}
+    return data, None, _npz_preprocessing(data)
 
 
 def _load(name_or_path: str):
@@ -85,16 +92,24 @@ def load_dataset(name_or_path: str):
     return data, dict(prep)
 
 
-def load_split(name_or_path: str, test_fraction=None, seed: int = 0) -> Split:
+def load_split(name_or_path: str, test_fraction=None, seed: int = 0, no_split: bool = False) -> Split:
     """The train/test split of a dataset: its official one, or seeded and stratified.
 
     Args:
-        name_or_path: a shipped name, an `.npz` file or a folder.
+        name_or_path: a shipped name, an `.npz` file or a folder (a folder holding `train.npz` and
+            `test.npz` is a user's own split, used as given).
         test_fraction: None uses the dataset's official split when it has one (else 0.2, stratified);
             a number always holds out that fraction of every example, stratified by label.
         seed: seed of the stratified split.
+        no_split: train on the data as given, nothing held out (an official split keeps its training
+            part); `test` is then empty.
     """
     data, test, prep = _load(name_or_path)
+    if no_split:
+        if test_fraction is not None:
+            raise EdgeflError("a test fraction and no split exclude each other — pass one of them")
+        empty = data.subset(np.zeros(0, np.int64))
+        return Split(data, empty, dict(prep), {"kind": "none", "train": len(data), "test": 0})
     if test is not None and test_fraction is None:
         return Split(data, test, dict(prep), {"kind": "official", "train": len(data), "test": len(test)})
     if test is not None:

@@ -144,6 +144,33 @@ def section_federation(run: RunData) -> str | None:
     return "".join(parts)
 
 
+def section_rounds(run: RunData) -> str | None:
+    """The per-round metrics file of a federation served by `edgefl aggregate --metrics`."""
+    rows = run.rounds
+    if not rows:
+        return None
+    sent = 0
+    curve = []
+    for r in rows:
+        sent += r.get("bytes_up") or 0
+        curve.append({**r, "bytes_up_total": sent})
+    runs = {r.get("mode", "sync"): {"history": curve, "label": r.get("federation", "federation")}
+            for r in rows[:1]}
+    parts = []
+    if any(r.get("accuracy") is not None for r in rows):
+        parts += [
+            figure(plots.accuracy_curves(runs, "round", "round (model version)"),
+                   "Central evaluation of the global model after each round", "rounds-accuracy"),
+            figure(plots.accuracy_curves(runs, "bytes_up_total", "bytes sent by clients (MB)", 1e6),
+                   "Accuracy against the clients' cumulative update bytes", "rounds-accuracy-vs-bytes"),
+        ]
+    columns = ["round", "clients", "accuracy", "loss", "bytes_up", "bytes_down", "rejected", "round_s",
+               "eval_s"]
+    parts.append(table(["round", "clients", "accuracy", "loss", "bytes up", "bytes down", "rejected",
+                        "round (s)", "evaluation (s)"], [[r.get(c) for c in columns] for r in rows]))
+    return "".join(parts)
+
+
 def section_contacts(run: RunData) -> str | None:
     if run.schedule is None:
         return None
@@ -249,6 +276,7 @@ def section_latency(run: RunData) -> str | None:
 SECTIONS: list[tuple[str, Callable[[RunData], str | None]]] = [
     ("Summary", section_summary),
     ("Federation in orbit", section_federation),
+    ("Federation rounds", section_rounds),
     ("Contact windows", section_contacts),
     ("Compression", section_compression),
     ("Export parity", section_export),

@@ -8,6 +8,8 @@ Run directory layout (written by `edgefl demo`, `edgefl simulate --out`, or by h
     latency.json                  {"engine", "batch", "samples_ms": [...], "p50_ms", "p95_ms"}
     sim/simulation.json           federation histories per mode (sync, async)
     sim/schedule.json             contact windows
+    metrics.jsonl                 per-round federation metrics, one JSON object a line
+                                  (`edgefl aggregate --metrics`: round, time, bytes each way, accuracy, ...)
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ class RunData:
     latency: dict | None = None
     simulation: dict | None = None
     schedule: object | None = None  # edgefl.sim.schedule.Schedule
+    rounds: list | None = None  # rows of metrics.jsonl
     notes: list[str] = field(default_factory=list)
 
     def empty(self) -> bool:
-        return not any((self.run, self.compression, self.manifest, self.latency, self.simulation))
+        parts = (self.run, self.compression, self.manifest, self.latency, self.simulation, self.rounds)
+        return not any(parts)
 
 
 def _read_json(path: Path, notes: list[str]) -> dict | None:
@@ -42,6 +46,23 @@ def _read_json(path: Path, notes: list[str]) -> dict | None:
     except json.JSONDecodeError as exc:
         notes.append(f"{path.name} skipped: not valid JSON ({exc.msg})")
         return None
+
+
+def read_rounds(path: Path, notes: list[str]) -> list | None:
+    """Rows of a per-round metrics file (JSON lines); a torn or foreign line is skipped with a note."""
+    if not path.is_file():
+        return None
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            row = json.loads(line) if line.strip() else None
+        except json.JSONDecodeError:
+            row = None
+        if isinstance(row, dict) and isinstance(row.get("round"), int):
+            rows.append(row)
+        elif line.strip():
+            notes.append(f"{path.name} line {n} skipped: not a round's JSON object")
+    return rows or None
 
 
 def find_manifest(root: Path) -> Path | None:
@@ -66,6 +87,7 @@ def load_run(run_dir: str | Path) -> RunData:
     data.run = _read_json(root / "run.json", data.notes)
     data.compression = _read_json(root / "compression.json", data.notes)
     data.latency = _read_json(root / "latency.json", data.notes)
+    data.rounds = read_rounds(root / "metrics.jsonl", data.notes)
     manifest = find_manifest(root)
     data.manifest = _read_json(manifest, data.notes) if manifest else None
     sim_dir = root / "sim" if (root / "sim" / "simulation.json").is_file() else root
@@ -81,6 +103,6 @@ def load_run(run_dir: str | Path) -> RunData:
     if data.empty():
         raise EdgeflError(
             f"{root} holds nothing to report (no run.json, simulation.json, compression.json, "
-            "bundle/manifest.json or latency.json) — run `edgefl demo --out DIR` first"
+            "bundle/manifest.json, latency.json or metrics.jsonl) — run `edgefl demo --out DIR` first"
         )
     return data

@@ -41,6 +41,8 @@ def test_cli_round_in_head_mode_through_the_embedded_broker(tmp_path, tool):
     np.savez(
         tmp_path / "local.npz", x=(rng.random((40, 1, 4, 4)) * 255).astype(np.uint8), y=rng.integers(0, 3, 40)
     )
+    held_x, held_y = (rng.random((30, 1, 4, 4)) * 255).astype(np.uint8), rng.integers(0, 3, 30)
+    np.savez(tmp_path / "held.npz", x=held_x, y=held_y)
     port = free_port()
     procs = []
     try:
@@ -70,6 +72,10 @@ def test_cli_round_in_head_mode_through_the_embedded_broker(tmp_path, tool):
                 "epochs=2",
                 "--out",
                 str(tmp_path / "final.safetensors"),
+                "--eval-data",
+                str(tmp_path / "held.npz"),
+                "--metrics",
+                str(tmp_path / "metrics.jsonl"),
                 "--timeout",
                 "90",
             ]
@@ -110,6 +116,21 @@ def test_cli_round_in_head_mode_through_the_embedded_broker(tmp_path, tool):
         assert [r["updates_sent"] for r in results[:2]] == [1, 1]
         assert results[2]["done"] and sorted(results[2]["history"][0]["clients"]) == ["a0", "a1"]
         assert (tmp_path / "final.safetensors").stat().st_size > 0
+        # central evaluation: the bundle (--model) scored the final head on the held-out data
+        from edgefl.runtime.config import load_model_tensors
+        from edgefl.runtime.evaluation import BundleEvaluator
+
+        scored = results[2]["history"][0]["eval"]
+        final = load_model_tensors(str(tmp_path / "final.safetensors"))
+        expected = BundleEvaluator(BUNDLE, held_x, held_y).evaluate(final)
+        assert scored["examples"] == 30 and scored["accuracy"] == expected["accuracy"]
+        rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+        assert [(r["round"], r["clients"], r["accuracy"]) for r in rows] == [(1, 2, expected["accuracy"])]
+        from edgefl.report import render_report  # the report reads the same file
+
+        page = render_report(tmp_path).read_text()
+        assert "<h2>Federation rounds</h2>" in page and 'data-plot="rounds-accuracy"' in page
+        assert f'<td class="num">{expected["accuracy"]:.4g}</td>' in page
     finally:
         for p in procs:
             if p.poll() is None:

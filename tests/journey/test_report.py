@@ -62,6 +62,18 @@ def test_report_shows_only_what_the_run_has(tmp_path):
     assert "not in this run: Summary, Federation in orbit" in page
 
 
+def test_round_metrics_lines_make_their_own_section(tmp_path):
+    rows = [{"round": r, "mode": "sync", "federation": "f", "clients": 3, "accuracy": 0.5 + r / 10,
+             "loss": 1.0 / r, "bytes_up": 1000, "bytes_down": 4000, "rejected": 0, "round_s": 2.0,
+             "eval_s": 0.1} for r in (1, 2)]
+    lines = [json.dumps(r) for r in rows] + ["{torn"]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    page = render_report(tmp_path).read_text()
+    assert "<h2>Federation rounds</h2>" in page
+    assert set(re.findall(r'data-plot="([^"]+)"', page)) == {"rounds-accuracy", "rounds-accuracy-vs-bytes"}
+    assert '<td class="num">0.7</td>' in page and "metrics.jsonl line 3 skipped" in page
+
+
 def test_empty_run_directory_is_refused(tmp_path):
     with pytest.raises(EdgeflError, match="nothing to report"):
         render_report(tmp_path)
