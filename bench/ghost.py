@@ -65,23 +65,25 @@ def _run_row(teacher_path: str, config_kwargs: dict, seed: int, threads: int) ->
     import torch
 
     from edgefl.checkpoint import load_checkpoint
-    from edgefl.compress.ghost import GhostConfig, ghost_compress
+    from edgefl.compress.method import ClassifierData
+    from edgefl.ghost import GhostSettings
+    from edgefl.methods import ghost
     from edgefl.data import MNIST_PREPROCESSING, load_mnist, train_test_split
 
     torch.set_num_threads(threads)
     train, test = train_test_split(load_mnist(), 0.2, seed)
     teacher = load_checkpoint(teacher_path).model
     start = time.perf_counter()
-    result = ghost_compress(
-        teacher, train, test, preprocessing=MNIST_PREPROCESSING, config=GhostConfig(**config_kwargs)
-    )
-    open_rates = [r for h in result.history for r in h.get("gate_open_rate", [])]
+    data = ClassifierData(train, test, MNIST_PREPROCESSING)
+    result = ghost(teacher, data, settings=GhostSettings(**config_kwargs))
+    history = result.extra["history"]
+    open_rates = [r for h in history for r in h.get("gate_open_rate", [])]
     return {
         "seconds": time.perf_counter() - start,
-        "bits": result.bits,
-        "tau": result.tau,
-        "metrics": result.metrics,
-        "history": result.history,
+        "bits": result.extra["bits"],
+        "tau": result.extra["tau"],
+        "metrics": result.totals,
+        "history": history,
         "gate_open_rate": sum(open_rates) / len(open_rates) if open_rates else None,
     }
 

@@ -51,7 +51,8 @@ def ort_accuracy(fp, picpq, test, prep, shape, work: Path, seed: int = 0) -> dic
     import torch
 
     from edgefl.checkpoint import save_checkpoint
-    from edgefl.compress.pipeline import save_compressed, tensors
+    from edgefl.compress.qat import tensors
+    from edgefl.methods.checkpoints import save_compressed
     from edgefl.export.pipeline import ExportRequest, export_checkpoint
 
     base = {
@@ -124,8 +125,10 @@ def main(argv=None) -> dict:
     from rich.console import Console
     from rich.table import Table
 
-    from edgefl.compress.baselines import run_magnitude, run_uniform
-    from edgefl.compress.picpq import PicpqSettings, run_picpq
+    from edgefl.baselines import MagnitudeSettings, UniformSettings
+    from edgefl.compress.method import ClassifierData
+    from edgefl.methods import magnitude, picpq, uniform
+    from edgefl.picpq import PicpqSettings
     from edgefl.data import MNIST_PREPROCESSING, load_mnist, train_test_split
     from edgefl.models import build_model
     from edgefl.progress import progress_for
@@ -173,47 +176,44 @@ def main(argv=None) -> dict:
             seed=args.seed,
         )
         t0 = time.perf_counter()
-        picpq = run_picpq(fp, train, test, prep, shape, settings, progress)
-        rows.append(_row("PIC-PQ", picpq, time.perf_counter() - t0))
+        data = ClassifierData(train, test, prep, shape)
+        pq = picpq(fp, data, settings=settings, progress=progress)
+        rows.append(_row("PIC-PQ", pq, time.perf_counter() - t0))
         export = None
         if not args.no_export:  # the export owner's pipeline; a failure is recorded, not fatal for the table
             import tempfile
 
             work = args.work or Path(tempfile.mkdtemp(prefix="picpq-bench-"))
             try:
-                export = ort_accuracy(fp, picpq, test, prep, shape, work, args.seed)
+                export = ort_accuracy(fp, pq, test, prep, shape, work, args.seed)
             except Exception as e:  # noqa: BLE001 - bench keeps going and reports the failure
                 export = {"error": f"{type(e).__name__}: {e}"}
             console.print(f"export: {export}")
-        bits = _rms_bits(picpq)
+        bits = _rms_bits(pq)
         t0 = time.perf_counter()
-        mag = run_magnitude(
-            fp,
-            train,
-            test,
-            prep,
-            shape,
-            picpq.totals["bops"],
-            bits,
-            args.ft_epochs,
-            args.qat_epochs,
+        mag_settings = MagnitudeSettings(
+            target_bops=pq.totals["bops"],
+            bits=bits,
+            ft_epochs=args.ft_epochs,
+            qat_epochs=args.qat_epochs,
             seed=args.seed,
             ft_lr=args.ft_lr,
-            progress=progress,
         )
+        mag = magnitude(fp, data, settings=mag_settings, progress=progress)
         rows.append(_row(f"L1 magnitude + uniform {mag.extra['bits']}-bit", mag, time.perf_counter() - t0))
         for b in () if args.no_uniform else (8, 4):
             t0 = time.perf_counter()
-            uni = run_uniform(fp, train, test, prep, shape, b, budget, seed=args.seed, progress=progress)
+            uni_settings = UniformSettings(bits=b, epochs=budget, seed=args.seed)
+            uni = uniform(fp, data, settings=uni_settings, progress=progress)
             rows.append(_row(f"uniform {b}-bit QAT", uni, time.perf_counter() - t0))
     fp_acc = fp_metrics["test_accuracy"]
     rows.insert(
         0,
         {
             "method": "FP32 ResNet-20",
-            "bops_g": picpq.totals["bops_ref"] / 1e9,
+            "bops_g": pq.totals["bops_ref"] / 1e9,
             "bops_ratio": 1.0,
-            "size_kib": picpq.totals["size_bytes_ref"] / 1024,
+            "size_kib": pq.totals["size_bytes_ref"] / 1024,
             "size_ratio": 1.0,
             "accuracy": fp_acc,
             "drop_points": 0.0,
@@ -221,10 +221,10 @@ def main(argv=None) -> dict:
         },
     )
     bar = {
-        "picpq_bops_ratio_ge_50": picpq.totals["bops_ratio"] >= 50,
-        "picpq_drop_le_0_5_points": picpq.totals["accuracy_drop_points"] <= 0.5,
-        "picpq_at_least_magnitude_accuracy": picpq.totals["accuracy_after"] >= mag.totals["accuracy_after"],
-        "magnitude_bops_le_picpq": mag.totals["bops"] <= picpq.totals["bops"],
+        "picpq_bops_ratio_ge_50": pq.totals["bops_ratio"] >= 50,
+        "picpq_drop_le_0_5_points": pq.totals["accuracy_drop_points"] <= 0.5,
+        "picpq_at_least_magnitude_accuracy": pq.totals["accuracy_after"] >= mag.totals["accuracy_after"],
+        "magnitude_bops_le_picpq": mag.totals["bops"] <= pq.totals["bops"],
     }
     out = {
         "benchmark": "picpq",
@@ -239,10 +239,10 @@ def main(argv=None) -> dict:
         "rows": rows,
         "bar": bar,
         "export": export,
-        "picpq_layers": picpq.layers,
-        "picpq_search": picpq.extra["search"],
-        "picpq_totals": picpq.totals,
-        "size_definition": picpq.totals["size_definition"],
+        "picpq_layers": pq.layers,
+        "picpq_search": pq.extra["search"],
+        "picpq_totals": pq.totals,
+        "size_definition": pq.totals["size_definition"],
         "bops_definition": "sum MACs*w_bits*a_bits, own bits (PIC-PQ); stem conv and classifier FP32 (32x32)",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -58,20 +58,20 @@ def rx_entry(cube_hwc, gt):
 
 
 def train(scenes, cfg, label, log):
-    from edgefl.stad.pipeline import train_stad
+    from edgefl.methods import stad
 
     t = time.perf_counter()
-    models = train_stad(scenes, cfg)
-    restored = models.history["blob_restoration"]
+    models = stad(None, scenes, settings=cfg)  # CompressionResult: model = student, parts = teacher, history
+    restored = models.totals["blob_restoration"]
     log(f"trained {label} in {time.perf_counter() - t:.0f} s (blob restoration {restored:.3f})")
     return models, time.perf_counter() - t
 
 
-def export_bundle(models, workdir, name):
+def export_bundle(models, workdir, name, cfg):
     from edgefl.stad.export import export_stad_bundle
     from edgefl.stad.pipeline import save_stad
 
-    paths = save_stad(Path(workdir) / name, models)
+    paths = save_stad(Path(workdir) / name, models, cfg)
     bundle = Path(workdir) / name / "bundle"
     manifest = export_stad_bundle(paths["student"], bundle, "jetson-tx2", scenes=[])
     return bundle, manifest
@@ -88,15 +88,15 @@ def evaluate(models, bundle, scene, cfg, repeat):
     x = chw_from_hwc(minmax_normalize(selected))
     rx, rx_m = rx_entry(np.transpose(x, (1, 2, 0)), scene.gt)
     teacher_fn = SCORE_PATHS[cfg.score]
-    teacher, t_sec = timed(lambda: teacher_fn(models.teacher, x), repeat=max(1, repeat - 1))
+    teacher, t_sec = timed(lambda: teacher_fn(models.parts["teacher"], x), repeat=max(1, repeat - 1))
     engine = open_engine(str(bundle), backend="onnxruntime", threads=1)
     raw = chw_from_hwc(selected)[None]
     student, s_sec = timed(lambda: engine.infer({"cube": raw})["score"][0], repeat=repeat)
     engine.close()
     score_fn = SCORE_PATHS[cfg.score]
-    torch_same = score_fn(models.student, x)  # the same definition in torch
-    full = gradient_score(models.student, x)  # the full STAD score: autograd input gradient
-    exact_graph = graph_score(models.student, x, score="gradient")
+    torch_same = score_fn(models.model, x)  # the same definition in torch
+    full = gradient_score(models.model, x)  # the full STAD score: autograd input gradient
+    exact_graph = graph_score(models.model, x, score="gradient")
     entry = {
         "rx": rx_m,
         "teacher": {**pick(had_metrics(teacher, scene.gt)), "latency_s": t_sec},
@@ -106,8 +106,8 @@ def evaluate(models, bundle, scene, cfg, repeat):
             "device_vs_full_gradient": path_agreement(full, student),
             "full_gradient_auc_df": had_metrics(full, scene.gt)["auc_df"],
             "exact_gradient_graph_vs_autograd": path_agreement(full, exact_graph),
-            "recon_auc_df": had_metrics(recon_score(models.student, x), scene.gt)["auc_df"],
-            "no_stf_auc_df": had_metrics(score_fn(models.student, x, False), scene.gt)["auc_df"],
+            "recon_auc_df": had_metrics(recon_score(models.model, x), scene.gt)["auc_df"],
+            "no_stf_auc_df": had_metrics(score_fn(models.model, x, False), scene.gt)["auc_df"],
             "untrained_student_auc_df": had_metrics(score_fn(untrained(cfg), x), scene.gt)["auc_df"],
         },
     }
@@ -170,11 +170,11 @@ def main(argv=None):
     from rich.table import Table
 
     from edgefl.data import load_hsi_scene
-    from edgefl.stad.config import StadConfig
+    from edgefl.stad.config import StadSettings
     from edgefl.stad.metrics import save_detection_map, save_roc_plot
     from edgefl.stad.pipeline import parameter_count
 
-    defaults = StadConfig()
+    defaults = StadSettings()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--teacher-steps", type=int, default=defaults.teacher_steps)
     p.add_argument("--student-steps", type=int, default=defaults.student_steps)
@@ -195,7 +195,7 @@ def main(argv=None):
     work = Path(tempfile.mkdtemp(prefix="stad-bench-"))
 
     models, train_s = train(list(scenes.values()), cfg, "main model (4 scenes)", log)
-    bundle, manifest = export_bundle(models, work, "main")
+    bundle, manifest = export_bundle(models, work, "main", cfg)
     per_scene = {}
     for name, scene in scenes.items():
         entry, curves, student = evaluate(models, bundle, scene, cfg, args.repeat)
@@ -215,7 +215,7 @@ def main(argv=None):
     for extra in range(1, args.seeds):
         seed_cfg = dataclasses.replace(cfg, seed=cfg.seed + extra)
         m, _ = train(list(scenes.values()), seed_cfg, f"main model, seed {seed_cfg.seed}", log)
-        b, _ = export_bundle(m, work, f"seed-{seed_cfg.seed}")
+        b, _ = export_bundle(m, work, f"seed-{seed_cfg.seed}", seed_cfg)
         runs = {n: evaluate(m, b, sc, seed_cfg, 1)[0] for n, sc in scenes.items()}
         seeds[seed_cfg.seed] = {w: means_auc(runs, w) for w in ("teacher", "student")}
         log(f"seed {seed_cfg.seed}: {seeds[seed_cfg.seed]}")
@@ -224,7 +224,7 @@ def main(argv=None):
     if not args.no_loso:
         for held in SCENES:
             m, sec = train([s for n, s in scenes.items() if n != held], cfg, f"without {held}", log)
-            b, _ = export_bundle(m, work, f"loso-{held}")
+            b, _ = export_bundle(m, work, f"loso-{held}", cfg)
             entry, _, _ = evaluate(m, b, scenes[held], cfg, 1)
             loso[held] = {
                 "rx_auc_df": entry["rx"]["auc_df"],
@@ -236,7 +236,7 @@ def main(argv=None):
             }
             log(f"LOSO {held}: RX {entry['rx']['auc_df']:.4f}  student {entry['student']['auc_df']:.4f}")
 
-    params = {"teacher": parameter_count(models.teacher), "student": parameter_count(models.student)}
+    params = {"teacher": parameter_count(models.parts["teacher"]), "student": parameter_count(models.model)}
     means = {
         who: {k: mean_of(per_scene, who, k) for k in (*KEYS, "latency_s")}
         for who in ("rx", "teacher", "student")
@@ -253,7 +253,7 @@ def main(argv=None):
     result = {
         "config": cfg.to_dict(),
         "train_seconds_main": train_s,
-        "blob_restoration_main": models.history["blob_restoration"],
+        "blob_restoration_main": models.totals["blob_restoration"],
         "threads": 1,
         "parameters": params,
         "params_ratio": params["teacher"] / params["student"],

@@ -110,12 +110,14 @@ def step_compress(run: DemoRun) -> str:
     if cfg.compress == "none":
         run.facts["compressed_checkpoint"] = run.facts["checkpoint"]
         return "skipped (--compress none)"
-    from edgefl.compress.ghost import GhostConfig, compress_checkpoint_ghost
+    from edgefl.ghost import GhostSettings
+    from edgefl.methods import compress_checkpoint
 
-    ghost = GhostConfig(
+    ghost = GhostSettings(
         target_mean_bits=cfg.target_bits, bit_range=(2, 8), epochs=cfg.compress_epochs, seed=cfg.seed
-    ).validated()
-    result = compress_checkpoint_ghost(
+    ).check()
+    result = compress_checkpoint(
+        "ghost",
         run.facts["checkpoint"],
         run.out / "compressed",
         ghost,

@@ -20,9 +20,6 @@ from edgefl.export.graph_checks import check_opset, ir_version_for_opset
 
 INPUT_NAME = "input"
 OUTPUT_NAMES = ("logits", "features")
-# Hook name agreed with the compression owners: edgefl.compress.<EXPORT_HOOK>(model) -> model ready for
-# export (fake-quant ops in 8-bit container ranges with constant scale buffers, pruned shapes physical).
-EXPORT_HOOK = "prepare_for_export"
 
 
 def _pooling_matrix(size_in: int, size_out: int):
@@ -84,27 +81,21 @@ def exportable(model):
 
 
 def prepare_for_export(model):
-    """Give the compression package a chance to put the model in its export form.
+    """The model in its export form: ``edgefl.compress.prepare_for_export`` (the compression core).
 
-    Calls ``edgefl.compress.prepare_for_export(model)`` when that function exists; otherwise the
-    module is exported as it is.
+    Quantized layers become fake-quant ops in 8-bit container ranges with constant scales and BN is
+    folded into them; pruned shapes are already physical; float models pass through.
     """
-    try:
-        import edgefl.compress as compress
-    except ImportError:
-        return model
-    hook = getattr(compress, EXPORT_HOOK, None)
-    return hook(model) if callable(hook) else model
+    from edgefl.compress import prepare_for_export as export_form
+
+    return export_form(model)
 
 
 def export_metadata(model) -> dict:
-    """Per-layer bit widths from ``edgefl.compress.export_metadata`` when present (else {})."""
-    try:
-        import edgefl.compress as compress
-    except ImportError:
-        return {}
-    hook = getattr(compress, "export_metadata", None)
-    return dict(hook(model)) if callable(hook) else {}
+    """Per-layer bit widths for ONNX ``metadata_props`` (``edgefl.compress.export_metadata``; {} if float)."""
+    from edgefl.compress import export_metadata as bits_metadata
+
+    return dict(bits_metadata(model))
 
 
 def add_metadata(model: onnx.ModelProto, entries: dict) -> None:

@@ -28,15 +28,17 @@ COMMANDS = {
     "data": ("edgefl.cli.data", "app"),
     "demo": ("edgefl.cli.demo", "command"),
 }
-# `edgefl compress METHOD`
-COMPRESS = {
-    "picpq": ("edgefl.cli.compress_picpq", "command"),
-    "ghost": ("edgefl.cli.compress_ghost", "command"),
-    "stad": ("edgefl.cli.compress_stad", "command"),
-}
-HELP = {
-    "compress": "Compress a checkpoint: PIC-PQ, GHOST, or STAD distillation.",
-}
+
+
+def compress_commands() -> dict:
+    """`edgefl compress NAME` for every registry method with a command: {name: label}."""
+    from edgefl.methods.registry import METHODS
+
+    return {name: m.label for name, m in METHODS.items() if m.command}
+
+
+def _spoken(items: list) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])}, or {items[-1]}"
 
 
 def _stub(name: str, reason: str):
@@ -72,8 +74,10 @@ def build_app() -> typer.Typer:
         help="edgefl: train, compress, export and federate models for Jetson-class edge devices.",
         no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
     _mount(app, COMMANDS)
-    compress = typer.Typer(help=HELP["compress"], no_args_is_help=True)
-    _mount(compress, COMPRESS, "compress ")
+    methods = compress_commands()
+    help_text = f"Compress a checkpoint: {_spoken(list(methods.values()))}."
+    compress = typer.Typer(help=help_text, no_args_is_help=True)
+    _mount(compress, {name: (f"edgefl.cli.compress_{name}", "command") for name in methods}, "compress ")
     app.add_typer(compress, name="compress")
     return app
 

@@ -37,9 +37,10 @@ def command(
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON document."),
 ):
     """Per-layer bits by k-means (HQ), then QAT of the quantized twin distilled from the FP model."""
-    from edgefl.compress.ghost import GhostConfig, compress_checkpoint_ghost
+    from edgefl.ghost import GhostSettings
+    from edgefl.methods import compress_checkpoint
 
-    config = GhostConfig(
+    config = GhostSettings(
         tau=0.1 if tau is None else tau,
         target_mean_bits=target_bits if tau is None else None,
         bit_range=(min_bits, max_bits),
@@ -54,9 +55,9 @@ def command(
         trainable_gates=train_gates,
         gate_margin=gate_margin,
         seed=seed,
-    ).validated()
+    ).check()
     with progress_for(not as_json) as progress:
-        result = compress_checkpoint_ghost(checkpoint, out, config, data, progress)
+        result = compress_checkpoint("ghost", checkpoint, out, config, data, progress)
     if as_json:
         emit_json(result)
         return

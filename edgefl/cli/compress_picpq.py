@@ -23,7 +23,7 @@ def _bits(text: str) -> tuple:
 def resolve_settings(paper: bool, chosen: dict, short: dict):
     """PicpqSettings from the options: ``chosen`` apply in both modes (None = the mode's default),
     ``short`` (search and schedule sizes) only without --paper."""
-    from edgefl.compress.picpq import PicpqSettings
+    from edgefl.picpq import PicpqSettings
 
     given = {k: v for k, v in chosen.items() if v is not None}
     settings = PicpqSettings.paper(**given) if paper else PicpqSettings(**short, **given)
@@ -65,7 +65,7 @@ def command(
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON document."),
 ):
     """Prune filters by the physics-inspired criterion, assign per-layer bits, fine-tune and QAT."""
-    from edgefl.compress.picpq import compress_checkpoint_picpq
+    from edgefl.methods import compress_checkpoint
 
     if weight_quantizer not in (None, "symmetric", "dorefa_zero"):
         raise EdgeflError(
@@ -93,7 +93,7 @@ def command(
     )
     settings = resolve_settings(paper, chosen, short)
     with progress_for(not as_json) as progress:
-        result = compress_checkpoint_picpq(checkpoint, out, settings, data, progress)
+        result = compress_checkpoint("picpq", checkpoint, out, settings, data, progress)
     if as_json:
         emit_json(result)
         return

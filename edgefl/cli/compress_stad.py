@@ -6,9 +6,9 @@ import typer
 
 from edgefl.cli.common import console, emit_json, key_value_table
 from edgefl.progress import progress_for
-from edgefl.stad.config import StadConfig
+from edgefl.stad.config import StadSettings
 
-_D = StadConfig()
+_D = StadSettings()
 
 
 def command(
@@ -45,7 +45,7 @@ def command(
     """Train STAD (Transformer teacher → small CNN student) with progress bars; write checkpoints."""
     from edgefl.stad.run import compress_stad
 
-    cfg = StadConfig(
+    cfg = StadSettings(
         channels=channels,
         band_mode=band_mode,
         teacher_steps=teacher_steps,

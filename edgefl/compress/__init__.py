@@ -1,9 +1,14 @@
-"""Compression: shared quantizers, quantized layers, pruning, BN folding, the BOPs accountant, methods.
+"""The compression core: what a compressed model is made of and how it is measured and rebuilt.
+
+Quantizers (``quant``), quantized layers (``qmodules``), BN folding (``bn_fold``), pruning plans
+(``prune``, ``prune_plan``), the BOPs/size accountant (``bops``) and its report rows (``report``), the
+QAT set-up every method shares (``qat``), the restorer (``restore``) and the shape every method has
+(``method``). The methods themselves (``edgefl.ghost``, ``edgefl.picpq``, ``edgefl.baselines``,
+``edgefl.stad``) and their registry (``edgefl.methods``) build on this package; it never imports them.
 
 Public API (host side; torch is imported lazily by the functions that need it):
 - ``restore_model(model, compression_state, state_dict)`` — rebuild a compressed checkpoint's module
-  structure (pruned shapes, quant wrappers) before ``load_state_dict``; dispatches on
-  ``compression_state["method"]`` through ``RESTORERS`` ("module:function" strings, imported on use).
+  structure (pruned shapes, quant wrappers) before ``load_state_dict`` (``edgefl.compress.restore``).
 - ``prepare_for_export(model)`` — a copy of a (compressed) model ready for ``torch.onnx.export``
   (``dynamo=False``, opset 13): BN folded into the quantized convs, quantizers in export mode so
   fake-quant becomes QuantizeLinear/DequantizeLinear with constant scales. Float models pass through
@@ -13,19 +18,7 @@ Public API (host side; torch is imported lazily by the functions that need it):
 
 from __future__ import annotations
 
-import importlib
-
-from edgefl.errors import EdgeflError
-
-# method name -> "module:function(model, compression_state, state_dict) -> model"
-RESTORERS = {
-    "picpq": "edgefl.compress.restore:restore_pruned_quantized",
-    "uniform": "edgefl.compress.restore:restore_pruned_quantized",
-    "magnitude": "edgefl.compress.restore:restore_pruned_quantized",
-    "ghost": "edgefl.compress.ghost_restore:restore",
-}
-
-__all__ = ["RESTORERS", "export_metadata", "prepare_for_export", "restore_model"]
+__all__ = ["export_metadata", "prepare_for_export", "restore_model"]
 
 
 def restore_model(model, compression_state: dict, state_dict: dict):
@@ -33,19 +26,14 @@ def restore_model(model, compression_state: dict, state_dict: dict):
 
     Args:
         model: the freshly built registry model (float, unpruned).
-        compression_state: ``config["compression"]`` of the checkpoint (has "method").
-        state_dict: the checkpoint's tensors (restorers may read shapes from it; never modified).
+        compression_state: ``config["compression"]`` of the checkpoint.
+        state_dict: the checkpoint's tensors (never modified).
     Returns:
         the model with the compressed structure, ready for ``load_state_dict(state_dict, strict=True)``.
     """
-    method = (compression_state or {}).get("method")
-    if method not in RESTORERS:
-        raise EdgeflError(
-            f"checkpoint compression method {method!r} is unknown — known: {', '.join(sorted(RESTORERS))}; "
-            "upgrade edgefl or re-create the checkpoint"
-        )
-    module, func = RESTORERS[method].split(":")
-    return getattr(importlib.import_module(module), func)(model, compression_state, state_dict)
+    from edgefl.compress.restore import restore_model as restore
+
+    return restore(model, compression_state, state_dict)
 
 
 def prepare_for_export(model):

@@ -309,3 +309,31 @@ def macs_from_plan(
         name, space, offset = layout.linear
         total += int(alive[space][offset : offset + widths[name][1]].sum()) * linear_out
     return total
+
+
+def flops_counter(model: nn.Module, input_shape, num_classes: int):
+    """The layout of an unpruned float model and a function alive masks -> its FLOPs (``macs_from_plan``).
+
+    Returns:
+        (Layout, ``flops(alive)`` with ``alive`` = {space: boolean mask of kept indices}).
+    """
+    layout = model_layout(model)
+    widths = {
+        n: (m.weight.shape[0], m.weight.shape[1])
+        for n, m in model.named_modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    }
+    spatial = layer_spatial(model, input_shape)
+
+    def flops(alive: dict[str, np.ndarray]) -> int:
+        return macs_from_plan(layout, spatial, widths, alive, linear_out=num_classes)
+
+    return layout, flops
+
+
+def l1_filter_scores(model: nn.Module, layout: Layout) -> dict[str, np.ndarray]:
+    """L1 norm of every conv filter (output channel): the magnitude criterion and PIC-PQ's tie-break."""
+    mods = dict(model.named_modules())
+    return {
+        c.name: mods[c.name].weight.detach().abs().flatten(1).sum(1).double().numpy() for c in layout.convs
+    }

@@ -1,10 +1,10 @@
-"""StadConfig: everything that defines a STAD model and its training (no torch import: the CLI reads it)."""
+"""StadSettings: everything that defines a STAD model and its training (no torch import: the CLI reads it)."""
 
 import dataclasses
 
 
 @dataclasses.dataclass
-class StadConfig:
+class StadSettings:
     """Everything that defines a STAD model and its training; recorded in the checkpoints.
 
     Defaults and why (bench/stad.py and the session report have the figures):
@@ -43,22 +43,24 @@ class StadConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def check(self) -> "StadSettings":
+        """Return self unchanged or raise EdgeflError naming the first bad setting (nothing is rewritten)."""
+        from edgefl.errors import EdgeflError
 
-def check_config(cfg: StadConfig) -> StadConfig:
-    """Return cfg unchanged or raise EdgeflError naming the first bad setting (nothing is rewritten)."""
-    from edgefl.errors import EdgeflError
-
-    problems = {
-        "channels": (cfg.channels >= 2 and cfg.channels % 2 == 0, "an even number ≥ 2 (2 attention heads)"),
-        "band_mode": (cfg.band_mode in ("first", "uniform"), "'first' or 'uniform'"),
-        "student_kernel": (cfg.student_kernel in (1, 3), "1 or 3"),
-        "score": (cfg.score in ("recon", "gradient"), "'recon' or 'gradient'"),
-        "crop": (cfg.crop >= 4, "≥ 4"),
-        "teacher_steps": (cfg.teacher_steps >= 1, "≥ 1"),
-        "student_steps": (cfg.student_steps >= 1, "≥ 1"),
-        "student_hidden": (cfg.student_hidden >= 1, "≥ 1"),
-    }
-    for name, (ok, want) in problems.items():
-        if not ok:
-            raise EdgeflError(f"STAD setting {name}={getattr(cfg, name)!r} is invalid — use {want}")
-    return cfg
+        problems = {
+            "channels": (
+                self.channels >= 2 and self.channels % 2 == 0,
+                "an even number ≥ 2 (2 attention heads)",
+            ),
+            "band_mode": (self.band_mode in ("first", "uniform"), "'first' or 'uniform'"),
+            "student_kernel": (self.student_kernel in (1, 3), "1 or 3"),
+            "score": (self.score in ("recon", "gradient"), "'recon' or 'gradient'"),
+            "crop": (self.crop >= 4, "≥ 4"),
+            "teacher_steps": (self.teacher_steps >= 1, "≥ 1"),
+            "student_steps": (self.student_steps >= 1, "≥ 1"),
+            "student_hidden": (self.student_hidden >= 1, "≥ 1"),
+        }
+        for name, (ok, want) in problems.items():
+            if not ok:
+                raise EdgeflError(f"STAD setting {name}={getattr(self, name)!r} is invalid — use {want}")
+        return self

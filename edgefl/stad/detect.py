@@ -7,7 +7,7 @@ Score paths (a dict registry, see SCORE_PATHS):
 * ``graph`` — the student's forward-only graph of that same gradient (scoregraph.StudentScoreGraph);
   equal up to float rounding (``path_agreement`` measures it).
 * ``recon`` — the weighted reconstruction error (spec edge-note option (c)): max over bands of
-  w · Σ_k (o_k − x)²; forward-only by nature. The project default score (config.StadConfig.score).
+  w · Σ_k (o_k − x)²; forward-only by nature. The project default score (config.StadSettings.score).
 * ``graph-recon`` — the student's device graph in reconstruction mode.
 """
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from edgefl.stad.blobs import sample_crops
-from edgefl.stad.config import StadConfig
+from edgefl.stad.config import StadSettings
 from edgefl.stad.train import ema_update
 
 
@@ -21,7 +21,7 @@ def stage_loss(student_outs: list, teacher_outs: list) -> torch.Tensor:
     return sum(torch.nn.functional.mse_loss(s, t) for s, t in zip(student_outs, teacher_outs))
 
 
-def distill_student(teacher, cubes: list, cfg: StadConfig, on_step=None):
+def distill_student(teacher, cubes: list, cfg: StadSettings, on_step=None):
     """Train a StadStudent to match the teacher's 3 stage outputs on clean crops.
 
     Returns:

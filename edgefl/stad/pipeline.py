@@ -1,19 +1,16 @@
-"""Train a STAD teacher + student from scenes, save them as edgefl checkpoints, load them back.
+"""STAD training data, and the teacher + student saved as edgefl checkpoints and loaded back.
 
 Checkpoints are ordinary edgefl checkpoint directories (registry names ``stad_teacher`` /
 ``stad_student``); the STAD-specific facts (band count and selection, score definition) are recorded under
 config["stad"], so a checkpoint can never be applied with the wrong C (spec pitfall).
 """
 
-import dataclasses
 from pathlib import Path
-
 
 from edgefl.errors import EdgeflError
 from edgefl.stad.blobs import anomaly_free
 from edgefl.stad.prep import prepare_cube
-from edgefl.stad.config import StadConfig, check_config
-from edgefl.stad.train import train_teacher
+from edgefl.stad.config import StadSettings
 
 TEACHER_DIR, STUDENT_DIR = "teacher", "student"
 SCORE_DEFINITIONS = {
@@ -22,15 +19,7 @@ SCORE_DEFINITIONS = {
 }
 
 
-@dataclasses.dataclass
-class StadModels:
-    teacher: object
-    student: object
-    config: StadConfig
-    history: dict
-
-
-def training_cubes(scenes: list, cfg: StadConfig) -> list:
+def training_cubes(scenes: list, cfg: StadSettings) -> list:
     """Normalised, band-selected, anomaly-free C×H×W cubes of the training scenes."""
     if not scenes:
         raise EdgeflError("no training scenes — pass at least one with --scenes")
@@ -46,29 +35,11 @@ def training_cubes(scenes: list, cfg: StadConfig) -> list:
     return cubes
 
 
-def train_stad(scenes: list, cfg: StadConfig, on_step=None) -> StadModels:
-    """Teacher training then distillation.
-
-    Args:
-        scenes: edgefl.data.HSIScene list (ground-truth anomalies, where given, are in-painted away).
-        cfg: StadConfig.
-        on_step: optional callback(stage, step, total, loss) with stage "teacher" or "student".
-    """
-    from edgefl.stad.distill import distill_student
-
-    cubes = training_cubes(scenes, check_config(cfg))
-    teacher, th = train_teacher(cubes, cfg, (lambda *a: on_step("teacher", *a)) if on_step else None)
-    student, sh = distill_student(
-        teacher, cubes, cfg, (lambda *a: on_step("student", *a)) if on_step else None
-    )
-    return StadModels(teacher, student, cfg, {**th, **sh, "scenes": [s.name for s in scenes]})
-
-
 def parameter_count(model) -> int:
     return int(sum(p.numel() for p in model.parameters()))
 
 
-def _checkpoint_config(kind: str, model, cfg: StadConfig, history: dict) -> dict:
+def _checkpoint_config(kind: str, model, cfg: StadSettings, history: dict) -> dict:
     args = (
         {
             "channels": cfg.channels,
@@ -101,18 +72,22 @@ def _checkpoint_config(kind: str, model, cfg: StadConfig, history: dict) -> dict
     }
 
 
-def save_stad(out_dir, models: StadModels) -> dict:
-    """Write out_dir/teacher and out_dir/student checkpoints; returns {role: path}."""
+def save_stad(out_dir, result, cfg: StadSettings) -> dict:
+    """Write out_dir/teacher and out_dir/student checkpoints of a STAD run; returns {role: path}.
+
+    Args:
+        result: the CompressionResult of ``edgefl.stad.METHOD`` (student = ``model``, ``parts``: teacher,
+            history).
+        cfg: the settings it ran with.
+    """
     from edgefl.checkpoint import save_checkpoint
 
-    out = Path(out_dir)
+    out, history = Path(out_dir), result.parts["history"]
     return {
-        kind: str(
-            save_checkpoint(out / sub, model, _checkpoint_config(kind, model, models.config, models.history))
-        )
+        kind: str(save_checkpoint(out / sub, model, _checkpoint_config(kind, model, cfg, history)))
         for kind, sub, model in (
-            ("teacher", TEACHER_DIR, models.teacher),
-            ("student", STUDENT_DIR, models.student),
+            ("teacher", TEACHER_DIR, result.parts["teacher"]),
+            ("student", STUDENT_DIR, result.model),
         )
     }
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edgefl.errors import EdgeflError
-from edgefl.stad.config import StadConfig
+from edgefl.stad.config import StadSettings
 
 
 def load_scenes(specs, cube_key=None, gt_key=None) -> list:
@@ -28,45 +28,32 @@ def load_scenes(specs, cube_key=None, gt_key=None) -> list:
 
 
 def compress_stad(
-    scene_specs, out, cfg: StadConfig, progress=None, export_profile=None, cube_key=None, gt_key=None
+    scene_specs, out, cfg: StadSettings, progress=None, export_profile=None, cube_key=None, gt_key=None
 ) -> dict:
     """Train a STAD teacher and student on anomaly-free versions of the scenes and save them under `out`.
 
     Args:
         scene_specs: shipped scene names or .mat/.npy paths (ground-truth anomalies are in-painted away).
         out: output directory (gets teacher/, student/ and, with export_profile, bundle/).
-        cfg: StadConfig.
+        cfg: StadSettings.
         progress: an edgefl.progress object or None.
         export_profile: device profile name → also export the device bundle to out/bundle.
     """
-    from edgefl.stad.pipeline import parameter_count, save_stad, train_stad
+    from edgefl.compress.method import run
+    from edgefl.stad import METHOD
+    from edgefl.stad.pipeline import save_stad
 
     scenes = load_scenes(scene_specs, cube_key, gt_key)
-    tasks = {}
-    if progress is not None:
-        tasks = {
-            "teacher": progress.task("teacher (transformer)", total=cfg.teacher_steps),
-            "student": progress.task("student (distillation)", total=cfg.student_steps),
-        }
-
-    def on_step(stage, step, total, loss):
-        if stage in tasks:
-            tasks[stage].advance(loss=loss)
-
     t0 = time.perf_counter()
-    models = train_stad(scenes, cfg, on_step)
+    trained = run(METHOD, None, scenes, cfg, progress)
     seconds = time.perf_counter() - t0
-    paths = save_stad(out, models)
+    paths = save_stad(out, trained, cfg)
     result = {
         "scenes": [s.name for s in scenes],
         "out": str(out),
         "checkpoints": paths,
         "train_seconds": seconds,
-        "teacher_parameters": parameter_count(models.teacher),
-        "student_parameters": parameter_count(models.student),
-        "teacher_final_loss": models.history["teacher_loss"][-1],
-        "student_final_loss": models.history["student_loss"][-1],
-        "blob_restoration": models.history["blob_restoration"],
+        **trained.totals,
         "config": cfg.to_dict(),
     }
     if export_profile:

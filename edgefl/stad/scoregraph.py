@@ -8,7 +8,7 @@ it in a single forward pass (option (a) of the spec's edge note; not the reconst
 approximation (c)). It takes the band-selected raw cube and does everything on the graph: global
 min-max normalisation, the STF (``stf_weights_torch``), the student forward, the hand-written backward,
 and the max over bands. With ``score="recon"`` it returns the weighted reconstruction error instead
-(the project default, see config.StadConfig). One input ``cube`` (1×C×H×W, H and W dynamic), one
+(the project default, see config.StadSettings). One input ``cube`` (1×C×H×W, H and W dynamic), one
 output ``score`` (1×H×W).
 ``tests/stad/test_scoregraph.py`` checks it against torch autograd (max relative difference ~1e-6).
 """

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from edgefl.stad.blobs import pseudo_anomaly_mask, sample_crops
-from edgefl.stad.config import StadConfig
+from edgefl.stad.config import StadSettings
 
 
 def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
@@ -30,19 +30,19 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
                 e.copy_(m)
 
 
-def blob_batch(cubes: list, rng: np.random.Generator, cfg: StadConfig):
+def blob_batch(cubes: list, rng: np.random.Generator, cfg: StadSettings):
     """(clean crops, masks) as tensors: N×C×S×S and N×1×S×S."""
     x = sample_crops(cubes, rng, cfg.batch_size, cfg.crop)
     m = np.stack([pseudo_anomaly_mask(rng, cfg.crop) for _ in range(cfg.batch_size)])[:, None]
     return torch.from_numpy(x), torch.from_numpy(m)
 
 
-def train_teacher(cubes: list, cfg: StadConfig, on_step=None):
+def train_teacher(cubes: list, cfg: StadSettings, on_step=None):
     """Train the Transformer teacher on anomaly-free C×H×W cubes.
 
     Args:
         cubes: normalised, anomaly-free C×H×W float32 arrays (see blobs.anomaly_free).
-        cfg: StadConfig.
+        cfg: StadSettings.
         on_step: optional callback(step, total, loss) for progress display.
     Returns:
         (EMA teacher in eval mode, history dict: loss per step, blob restoration ratio).
@@ -72,7 +72,7 @@ def train_teacher(cubes: list, cfg: StadConfig, on_step=None):
     return ema, {"teacher_loss": losses, "blob_restoration": blob_restoration(ema, cubes, cfg)}
 
 
-def blob_restoration(teacher, cubes: list, cfg: StadConfig, batches: int = 4) -> float:
+def blob_restoration(teacher, cubes: list, cfg: StadSettings, batches: int = 4) -> float:
     """Mean |output − clean| over blob pixels divided by mean |input − clean| there (< 1: blobs restored)."""
     rng = np.random.default_rng(cfg.seed + 1)
     num = den = 0.0

@@ -32,30 +32,18 @@ LAYER_OF = {
     "edgefl.checkpoint": "base",
     "edgefl.train": "base",
     "edgefl.device_profiles": "base",
-    # the compression core: what rebuilding and measuring a compressed model needs
+    # the compression core (every module of edgefl.compress): quantizers, quantized layers, BN folding,
+    # pruning plans, BOPs accounting and report rows, QAT set-up, restore, the Method protocol
     "edgefl.compress": "base",
-    "edgefl.compress.quant": "base",
-    "edgefl.compress.qmodules": "base",
-    "edgefl.compress.bn_fold": "base",
-    "edgefl.compress.prune": "base",
-    "edgefl.compress.bops": "base",
-    "edgefl.compress.restore": "base",
-    "edgefl.compress.ghost_restore": "base",
     # the model registry names these two STAD networks, so they are models (base), not the method
     "edgefl.stad.teacher": "base",
     "edgefl.stad.student": "base",
     "edgefl.export": "export",
-    # the compression methods
-    "edgefl.compress.pipeline": "methods",
-    "edgefl.compress.baselines": "methods",
-    "edgefl.compress.ghost": "methods",
-    "edgefl.compress.ghost_bits": "methods",
-    "edgefl.compress.ghost_ost": "methods",
-    "edgefl.compress.ghost_report": "methods",
-    "edgefl.compress.ghost_train": "methods",
-    "edgefl.compress.picpq": "methods",
-    "edgefl.compress.picpq_criterion": "methods",
-    "edgefl.compress.picpq_search": "methods",
+    # the compression methods and their registry
+    "edgefl.methods": "methods",
+    "edgefl.ghost": "methods",
+    "edgefl.picpq": "methods",
+    "edgefl.baselines": "methods",
     "edgefl.stad": "methods",
     "edgefl.fl": "methods",
     "edgefl.demo": "journey",
@@ -68,13 +56,9 @@ LAYER_OF = {
     "edgefl.cli": "cli",
 }
 
-# Edges being removed by work in flight (the compression split): each one named, so that any other
-# cycle or arrow against the layers still fails. Empty this as they go.
-IN_FLIGHT = {
-    # baselines <-> picpq: l1_filter_scores moves to prune.py, the search space to its method
-    ("edgefl.compress.baselines", "edgefl.compress.picpq"),
-    ("edgefl.compress.picpq", "edgefl.compress.baselines"),
-}
+# Edges being removed by work in flight: each one named, so that any other cycle or arrow against the
+# layers still fails. Empty this as they go.
+IN_FLIGHT = set()
 
 ROOT = Path(__file__).resolve().parents[2]
 REGISTRY_ENTRY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")

@@ -52,10 +52,10 @@ def test_rx_survives_a_singular_covariance():
 
 
 def test_bad_stad_settings_are_refused_not_rewritten():
-    from edgefl.stad.config import StadConfig, check_config
+    from edgefl.stad.config import StadSettings
 
-    assert check_config(StadConfig()) == StadConfig()
+    assert StadSettings().check() == StadSettings()
     with pytest.raises(EdgeflError, match="channels=9 is invalid — use an even number"):
-        check_config(StadConfig(channels=9))
+        StadSettings(channels=9).check()
     with pytest.raises(EdgeflError, match="student_kernel=2"):
-        check_config(StadConfig(student_kernel=2))
+        StadSettings(student_kernel=2).check()

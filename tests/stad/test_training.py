@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from edgefl.data import load_hsi_scene
-from edgefl.stad.config import StadConfig
+from edgefl.stad.config import StadSettings
 from edgefl.stad.distill import distill_student
 from edgefl.stad.pipeline import training_cubes
 from edgefl.stad.train import blob_restoration, train_teacher
@@ -16,7 +16,7 @@ from edgefl.stad.train import blob_restoration, train_teacher
 @pytest.mark.slow
 def test_teacher_and_student_losses_fall():
     torch.set_num_threads(1)
-    cfg = dataclasses.replace(StadConfig(), teacher_steps=150, student_steps=150, batch_size=4)
+    cfg = dataclasses.replace(StadSettings(), teacher_steps=150, student_steps=150, batch_size=4)
     cubes = training_cubes([load_hsi_scene("pavia")], cfg)
     teacher, th = train_teacher(cubes, cfg)
     loss = th["teacher_loss"]

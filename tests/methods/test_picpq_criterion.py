@@ -7,15 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-from edgefl.compress.picpq_criterion import (
+from edgefl.compress.prune_plan import chain_units, global_prune_plan, layer_quota
+from edgefl.picpq.criterion import (
     assign_bits,
     bits_from_ratio,
     break_rank_ties,
-    chain_units,
     filter_rank_property,
-    global_prune_plan,
     importance,
-    layer_quota,
     stage_max_bits,
 )
 from edgefl.compress.prune import apply_plan, layer_spatial, macs_from_plan, model_layout
@@ -172,7 +170,7 @@ def _bops_after(model, layout, flops, fp, keep, lam):
     import copy
 
     from edgefl.compress.bops import cost_report
-    from edgefl.compress.pipeline import quant_specs
+    from edgefl.compress.qat import quant_specs
     from edgefl.compress.prune import layer_l1_ratio
     from edgefl.compress.qmodules import quantize_model
 

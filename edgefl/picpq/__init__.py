@@ -1,8 +1,10 @@
 """PIC-PQ: physics-inspired criterion for pruning-quantization joint learning (picpq.md).
 
-Pipeline (``run_picpq``): filter rank property → (a_l, b_l) by aging evolution → global pruning to
-the FLOPs target → physical removal → bit widths from the L1-mass ratio → fine-tune → QAT (weights and
-activations at each layer's own bits) → evaluation and BOPs/size accounting.
+Plan: filter rank property (``criterion``) → (a_l, b_l) by aging evolution (``search``) → global
+pruning to the FLOPs target (``edgefl.compress.prune_plan``) → bit widths from the L1-mass ratio of the
+pruned layers. Apply: physical removal → fine-tune → QAT (weights and activations at each layer's own
+bits) → evaluation and BOPs/size accounting. This module is what the registry (``edgefl.methods``)
+sees: ``PicpqSettings``, ``plan``, ``apply`` and ``METHOD``; torch is imported where it is used.
 
 Documented deviations from the official code (defaults; see the spec):
 - weights: symmetric per-channel grid with zero (MSE-chosen scale) instead of per-tensor tanh DoReFa
@@ -21,22 +23,15 @@ Documented deviations from the official code (defaults; see the spec):
 from __future__ import annotations
 
 import copy
-import functools
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from edgefl.compress.pipeline import (
-    CompressionResult,
-    accuracy,
-    layer_rows,
-    quantize_for_qat,
-    split_validation,
-    tensors,
-    totals,
-)
+from edgefl.compress.method import ClassifierData, CompressionResult, Method
 from edgefl.errors import EdgeflError
 from edgefl.progress import NullProgress
+
+ACT_RULE = "own"  # a layer's activation bits are its own (the quantizer on its input runs at them)
 
 
 @dataclass(frozen=True)
@@ -107,77 +102,35 @@ def _batches(x, size: int):
     return [x[i : i + size] for i in range(0, len(x), size)]
 
 
-def _search_space(fp_model, input_shape, num_classes: int):
-    from torch import nn
+def plan(fp_model, data: ClassifierData, settings: PicpqSettings, progress=None) -> dict:
+    """Search the deformation (a, b), prune to the FLOPs target on it, and give each layer its bits.
 
-    from edgefl.compress.prune import layer_spatial, macs_from_plan, model_layout
-
-    layout = model_layout(fp_model)
-    widths = {
-        n: (m.weight.shape[0], m.weight.shape[1])
-        for n, m in fp_model.named_modules()
-        if isinstance(m, (nn.Conv2d, nn.Linear))
-    }
-    flops_fn = functools.partial(
-        macs_from_plan, layout, layer_spatial(fp_model, input_shape), widths, linear_out=num_classes
-    )
-    return layout, lambda alive: flops_fn(alive=alive)
-
-
-def run_picpq(
-    fp_model,
-    train,
-    test,
-    preprocessing: dict,
-    input_shape,
-    settings: PicpqSettings = PicpqSettings(),
-    progress=None,
-) -> CompressionResult:
-    """Compress a trained float model with PIC-PQ.
-
-    Args:
-        fp_model: trained, unpruned float model (not modified).
-        train, test: ArrayData splits (train feeds rank, search, fine-tune and QAT; test only evaluates).
-        preprocessing: the checkpoint's normalisation.
-        input_shape: [C, H, W].
-        settings: PicpqSettings.
     Returns:
-        CompressionResult (model, checkpoint state, per-layer rows, totals, search summary).
+        {"prune": pruning plan, "bits": {conv: bits}, "flops_kept": fraction, "s_l1": {conv: L1-mass
+        ratio}, "rank_mean": {conv: mean filter rank}, "search": SearchResult, "names": conv names}.
     """
-    import torch
-
-    from edgefl.compress.picpq_criterion import (
+    from edgefl.compress.prune import apply_plan, flops_counter, l1_filter_scores, layer_l1_ratio
+    from edgefl.compress.prune_plan import global_prune_plan
+    from edgefl.picpq.criterion import (
         assign_bits,
         break_rank_ties,
         filter_rank_property,
-        global_prune_plan,
         importance,
         stage_max_bits,
     )
-    from edgefl.compress.picpq_search import evolve, mean_loss, sgd_steps
-    from edgefl.compress.prune import apply_plan, layer_l1_ratio
-    from edgefl.compress.qmodules import float_weights
-    from edgefl.compress.restore import compression_state
-    from edgefl.train import seed_everything, train_classifier
+    from edgefl.picpq.search import evolve, mean_loss, sgd_steps
+    from edgefl.train import seed_everything
 
-    s = settings.check()
-    progress = progress or NullProgress()
+    s = settings
     seed_everything(s.seed)
     fp_model = copy.deepcopy(fp_model).eval()
-    num_classes = fp_model.classifier.out_features
-    layout, flops_fn = _search_space(fp_model, input_shape, num_classes)
+    layout, flops_fn = flops_counter(fp_model, data.shape, fp_model.classifier.out_features)
     names = [c.name for c in layout.convs]
-    x_all, y_all = tensors(train, preprocessing)
-    fit_idx, val_idx = split_validation(len(train), s.val_fraction, s.seed)
-    x_fit, y_fit = x_all[fit_idx], y_all[fit_idx]
-    x_val, y_val = x_all[val_idx], y_all[val_idx]
-    acc_before = accuracy(fp_model, test, preprocessing)
+    x_fit, y_fit, x_val, y_val = _fit_and_val(data, s)
 
     rank_x = x_fit[: s.rank_images]
     fp = filter_rank_property(fp_model, layout, _batches(rank_x, 128))
     if s.tie_break == "l1":
-        from edgefl.compress.baselines import l1_filter_scores
-
         fp = break_rank_ties(fp, l1_filter_scores(fp_model, layout), len(rank_x))
     fp_std = np.array([fp[n].std() for n in names])
 
@@ -191,45 +144,83 @@ def run_picpq(
         return mean_loss(pruned, x_val, y_val)
 
     search = evolve(
-        fitness, fp_std, s.population, s.sample, s.generations, s.sigma, s.mutate_fraction, s.seed, progress
+        fitness,
+        fp_std,
+        s.population,
+        s.sample,
+        s.generations,
+        s.sigma,
+        s.mutate_fraction,
+        s.seed,
+        progress or NullProgress(),
     )
-    plan, flops = plan_for(search.best.a, search.best.b)
-    model = apply_plan(copy.deepcopy(fp_model), plan)
-    ratios = layer_l1_ratio(fp_model, model, names)
-    bits = assign_bits(ratios, stage_max_bits(layout, s.max_bits), s.lam, s.min_bits)
-    acc_pruned = accuracy(model, test, preprocessing)
+    prune, flops = plan_for(search.best.a, search.best.b)
+    ratios = layer_l1_ratio(fp_model, apply_plan(copy.deepcopy(fp_model), prune), names)
+    return {
+        "prune": prune,
+        "bits": assign_bits(ratios, stage_max_bits(layout, s.max_bits), s.lam, s.min_bits),
+        "flops_kept": flops / flops_fn({sp: np.ones(n, bool) for sp, n in layout.spaces.items()}),
+        "s_l1": ratios,
+        "rank_mean": {n: float(fp[n].mean()) for n in names},
+        "search": search,
+        "names": names,
+    }
 
-    common = dict(batch_size=s.batch_size, seed=s.seed, preprocessing=preprocessing, progress=progress)
+
+def apply(
+    fp_model, data: ClassifierData, plan: dict, settings: PicpqSettings, progress=None
+) -> CompressionResult:
+    """Prune ``fp_model`` (not modified) by the plan, fine-tune, quantize at the planned bits, QAT.
+
+    Returns:
+        CompressionResult; totals add ``flops_kept`` and the accuracy after pruning and after
+        fine-tuning; ``extra`` holds the search summary and the torch thread count.
+    """
+    import torch
+
+    from edgefl.compress.prune import apply_plan
+    from edgefl.compress.qat import accuracy, quantize_for_qat
+    from edgefl.compress.qmodules import float_weights, model_quant_specs
+    from edgefl.compress.report import layer_rows, totals
+    from edgefl.compress.restore import compression_state
+    from edgefl.train import seed_everything, train_classifier
+
+    s, test, prep, shape = settings, data.test, data.preprocessing, data.shape
+    progress = progress or NullProgress()
+    seed_everything(s.seed)
+    fp_model = copy.deepcopy(fp_model).eval()
+    acc_before = accuracy(fp_model, test, prep)
+    model = apply_plan(copy.deepcopy(fp_model), plan["prune"])
+    acc_pruned = accuracy(model, test, prep)
+
+    common = dict(batch_size=s.batch_size, seed=s.seed, preprocessing=prep, progress=progress)
     if s.ft_epochs > 0:
-        train_classifier(model, train, None, epochs=s.ft_epochs, lr=s.ft_lr, **common)
-    acc_ft = accuracy(model, test, preprocessing)
-    quantize_for_qat(model, bits, x_fit[:512], s.weight_quantizer, s.act_clip)
+        train_classifier(model, data.train, None, epochs=s.ft_epochs, lr=s.ft_lr, **common)
+    acc_ft = accuracy(model, test, prep)
+    x_fit = _fit_and_val(data, s)[0]
+    quantize_for_qat(model, plan["bits"], x_fit[:512], s.weight_quantizer, s.act_clip)
     if s.act_only_epochs > 0:  # the paper's QAT stage 1: activations quantized, weights still float
         with float_weights(model):
-            train_classifier(model, train, None, epochs=s.act_only_epochs, lr=s.lr, **common)
+            train_classifier(model, data.train, None, epochs=s.act_only_epochs, lr=s.lr, **common)
     if s.qat_epochs > 0:
-        train_classifier(model, train, None, epochs=s.qat_epochs, lr=s.lr, **common)
+        train_classifier(model, data.train, None, epochs=s.qat_epochs, lr=s.lr, **common)
     model.eval()
-    acc_after = accuracy(model, test, preprocessing)
+    acc_after = accuracy(model, test, prep)
 
-    from edgefl.compress.qmodules import model_quant_specs
-
+    search, names = plan["search"], plan["names"]
     state = compression_state(
         "picpq",
-        plan,
+        plan["prune"],
         model_quant_specs(model),
         settings=_jsonable(asdict(s)),
         deformation=search.best.to_dict(names),
     )
-    extra_rows = {n: {"s_l1": round(ratios[n], 4), "rank_mean": round(float(fp[n].mean()), 3)} for n in names}
-    rows = layer_rows(fp_model, model, input_shape, extra_rows)
-    tot = totals(fp_model, model, input_shape, acc_before, acc_after)
+    per_layer = {
+        n: {"s_l1": round(plan["s_l1"][n], 4), "rank_mean": round(plan["rank_mean"][n], 3)} for n in names
+    }
+    tot = totals(fp_model, model, shape, acc_before, acc_after, ACT_RULE)
     tot.update(
-        {
-            "flops_kept": flops / flops_fn({sp: np.ones(n, bool) for sp, n in layout.spaces.items()}),
-            "accuracy_pruned": acc_pruned,
-            "accuracy_finetuned": acc_ft,
-        }
+        {"flops_kept": plan["flops_kept"], "accuracy_pruned": acc_pruned, "accuracy_finetuned": acc_ft}
     )
     search_info = {
         "identity_loss": search.identity_loss,
@@ -238,31 +229,25 @@ def run_picpq(
         "losses": [round(v, 5) for v in search.history],
     }
     return CompressionResult(
-        model, state, rows, tot, {"search": search_info, "torch_threads": torch.get_num_threads()}
+        model,
+        state,
+        layer_rows(fp_model, model, shape, ACT_RULE, per_layer),
+        tot,
+        {"search": search_info, "torch_threads": torch.get_num_threads()},
     )
+
+
+def _fit_and_val(data: ClassifierData, s: PicpqSettings):
+    """Normalised (x_fit, y_fit, x_val, y_val): the seeded split of the training data."""
+    from edgefl.compress.qat import split_validation, tensors
+
+    x_all, y_all = tensors(data.train, data.preprocessing)
+    fit_idx, val_idx = split_validation(len(data.train), s.val_fraction, s.seed)
+    return x_all[fit_idx], y_all[fit_idx], x_all[val_idx], y_all[val_idx]
 
 
 def _jsonable(d: dict) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
-def compress_checkpoint_picpq(
-    checkpoint, out, settings: PicpqSettings, data: str | None = None, progress=None
-) -> dict:
-    """Load a float checkpoint, run PIC-PQ on its data split, write the compressed checkpoint.
-
-    Args:
-        checkpoint: path of a float checkpoint directory.
-        out: output checkpoint directory.
-        settings: PicpqSettings.
-        data: dataset name/path (default: the checkpoint's ``data``).
-    Returns:
-        JSON-ready summary: {"checkpoint", "totals", "layers", "search"}.
-    """
-    from edgefl.compress.pipeline import load_float_checkpoint, save_compressed
-
-    ckpt, train, test = load_float_checkpoint(checkpoint, data)
-    prep = ckpt.config.get("preprocessing")
-    result = run_picpq(ckpt.model, train, test, prep, ckpt.config["input_shape"], settings, progress)
-    path = save_compressed(out, result, ckpt.config)
-    return {"checkpoint": path, **result.to_dict()}
+METHOD = Method(name="picpq", label="PIC-PQ", settings=PicpqSettings, plan=plan, apply=apply)

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from edgefl.checkpoint import load_checkpoint, save_checkpoint
-from edgefl.compress.pipeline import quantize_for_qat, tensors
-from edgefl.compress.picpq_search import sgd_steps
+from edgefl.compress.qat import quantize_for_qat, tensors
+from edgefl.picpq.search import sgd_steps
 from edgefl.compress.prune import apply_plan, model_layout
 from edgefl.compress.qmodules import model_quant_specs
 from edgefl.compress.restore import compression_state

@@ -3,7 +3,7 @@
 The loop itself is the project's ``edgefl.train.train_classifier`` (SGD Nesterov, one-cycle schedule,
 shift augmentation); GHOST plugs in through its ``extra_loss`` hook. The student and the OST module
 are wrapped in one ``nn.Module`` so the SCM gate parameters are in the optimizer and train (see
-``ghost_ost`` for why that is a deliberate deviation from the official code).
+``edgefl.ghost.ost`` for why that is a deliberate deviation from the official code).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgefl.compress.ghost_ost import OSTLoss
+from edgefl.ghost.ost import OSTLoss
 
 
 class FeatureTap:
@@ -106,7 +106,7 @@ class GhostDistiller(nn.Module):
         student: its quantized twin (same module names).
         names: paired module names.
         sample: one input batch (sizes the SCM projections).
-        config: GhostConfig (qk_dim, trainable_gates, gate_margin, gate_mode, seed).
+        config: GhostSettings (qk_dim, trainable_gates, gate_margin, gate_mode, seed).
     """
 
     def __init__(self, teacher: nn.Module, student: nn.Module, names, sample, config):
@@ -139,7 +139,7 @@ def train_student(student, teacher, train, test, names, *, preprocessing, config
         train, test: ArrayData.
         names: module names whose outputs are paired (same names in teacher and student).
         preprocessing: normalisation dict.
-        config: GhostConfig.
+        config: GhostSettings.
         progress: an ``edgefl.progress`` object (None = silent).
 
     Returns:

@@ -2,7 +2,7 @@
 
 import torch
 
-from edgefl.compress.ghost_ost import OSTLoss, attention_map, gumbel_sigmoid_hard
+from edgefl.ghost.ost import OSTLoss, attention_map, gumbel_sigmoid_hard
 
 SHAPES = [(8, 12, 12), (16, 6, 6), (32, 3, 3)]  # L layers with different C/H/W
 

@@ -1,14 +1,10 @@
-"""PIC-PQ criterion: filter property, physics-inspired importance, global pruning plan, bit rule.
+"""PIC-PQ criterion: filter property, physics-inspired importance, bit rule.
 
 Pure functions over arrays (``filter_rank_property`` runs the model; everything else is numpy):
 
 - ``filter_rank_property``: FP_i^l = mean matrix rank of filter i's (pre-BN) output map over images.
 - ``importance``: I_i^l = a_l · FP_i^l + b_l (Hooke's law F = k·x).
-- ``global_prune_plan``: units = (space, index), residual chains scored by the index-wise sum of
-  their layers' importance; lowest first until FLOPs (conv MACs + FC weights) < target, with a
-  per-layer quota min(floor(C·(1 − safeguard)), C − 2).
-  Deviation: a chain unit is pruned only when *every* layer of the chain still has quota, so chain
-  widths stay consistent (the official loop may prune a chain index in some layers only).
+- the global pruning plan from these scores is the core's ``edgefl.compress.prune_plan``.
 - ``assign_bits``: b_l = B_max,l if s_l == 1 else B_max,l − ceil(λ / s_l), clamped to ≥ min_bits
   (project deviation: the official code has no lower clamp).
 """
@@ -82,68 +78,6 @@ def break_rank_ties(
 def importance(fp: np.ndarray, a: float, b: float) -> np.ndarray:
     """I = a · FP + b."""
     return a * np.asarray(fp, dtype=np.float64) + b
-
-
-def layer_quota(channels: int, safeguard: float) -> int:
-    """How many filters a layer may lose: min(floor(C·(1 − safeguard)), C − 2), never negative."""
-    return max(0, min(int(math.floor(channels * (1 - safeguard))), channels - 2))
-
-
-def chain_units(layout: Layout, scores: dict[str, np.ndarray]):
-    """(score, space, index, covering conv names) of every unit, sorted ascending by score (stable)."""
-    units = []
-    for space_i, (space, convs) in enumerate(layout.chains().items()):
-        for g in range(layout.spaces[space]):
-            cover = [c.name for c in convs if c.out_offset <= g < c.out_offset + len(scores[c.name])]
-            if not cover:
-                continue
-            total = sum(scores[c.name][g - c.out_offset] for c in convs if c.name in cover)
-            units.append((float(total), space_i, g, space, cover))
-    units.sort(key=lambda u: (u[0], u[1], u[2]))
-    return [(s, space, g, cover) for s, _, g, space, cover in units]
-
-
-def global_prune_plan(
-    layout: Layout,
-    scores: dict[str, np.ndarray],
-    flops_fn,
-    flops_target: float,
-    safeguard: float = 0.1,
-    check_every: int = 10,
-) -> tuple[dict, int]:
-    """Prune lowest-importance units until FLOPs < ``flops_target`` · FLOPs_orig.
-
-    Args:
-        layout: channel layout of the unpruned model.
-        scores: conv name -> importance per output filter (unpruned widths).
-        flops_fn: alive masks {space: bool array} -> FLOPs (``prune.macs_from_plan`` partially applied).
-        flops_target: fraction of the original FLOPs to keep (PIC-PQ's 1 − prune_away/100).
-        safeguard: minimum kept fraction per layer (quota rule above).
-        check_every: recompute the cost every this many pruned units (10 in the official code).
-    Returns:
-        (plan {"layout", "pruned"}, FLOPs of the plan).
-    """
-    alive = {s: np.ones(n, bool) for s, n in layout.spaces.items()}
-    target = flops_target * flops_fn(alive)
-    quota = {c.name: layer_quota(len(scores[c.name]), safeguard) for c in layout.convs}
-    flops, since_check = flops_fn(alive), 0
-    for _, space, g, cover in chain_units(layout, scores):
-        if flops < target:
-            break
-        if any(quota[n] <= 0 for n in cover):
-            continue
-        alive[space][g] = False
-        for n in cover:
-            quota[n] -= 1
-        since_check += 1
-        if since_check >= check_every:
-            flops, since_check = flops_fn(alive), 0
-    flops = flops_fn(alive)
-    plan = {
-        "layout": layout.name,
-        "pruned": {s: np.flatnonzero(~m).tolist() for s, m in alive.items() if (~m).any()},
-    }
-    return plan, flops
 
 
 def bits_from_ratio(s: float, max_bits: int, lam: float = 1 / 6, min_bits: int = 2) -> int:

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from edgefl.checkpoint import load_checkpoint, save_checkpoint
-from edgefl.compress.ghost import GhostConfig, compression_state, quantized_twin
+from edgefl.ghost import GhostSettings
+from edgefl.ghost.student import ghost_state, quantized_twin
 from edgefl.data import ArrayData, load_dataset, normalize, train_test_split
 from edgefl.models import build_model
 
@@ -53,7 +54,7 @@ def ghost_checkpoint(tmp_path_factory):
         "num_classes": 2,
         "preprocessing": PREP,
         "data": str(root / "d.npz"),
-        "compression": compression_state(bits, None, GhostConfig()),
+        "compression": ghost_state(bits, None, GhostSettings()),
     }
     save_checkpoint(root / "ghost", student, config)
     return root, {"bits": bits}

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from edgefl.compress.picpq_search import evolve
+from edgefl.picpq.search import evolve
 
 
 def _quadratic(target_a, target_b):

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgefl.compress.ghost_bits import (
+from edgefl.ghost.bits import (
     bits_from_distortion,
     kmeans_1d,
     layer_distortion,

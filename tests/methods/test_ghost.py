@@ -8,15 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from edgefl.compress.ghost import (
-    GhostConfig,
-    default_feature_layers,
-    ghost_compress,
-    ghost_layer_specs,
-    hybrid_bits,
-    quantized_twin,
-)
-from edgefl.compress.ghost_train import build_ost
+from edgefl.compress.method import ClassifierData
+from edgefl.ghost import GhostSettings
+from edgefl.ghost.student import default_feature_layers, ghost_layer_specs, hybrid_bits, quantized_twin
+from edgefl.methods import ghost
+from edgefl.ghost.train import build_ost
 from edgefl.compress.qmodules import QConv2d
 from edgefl.compress.quant import RangeActQuantizer
 from edgefl.data import ArrayData
@@ -45,7 +41,7 @@ def _teacher():
 
 def _config(**kw):
     base = dict(tau=50.0, epochs=1, batch_size=32, lr=0.02, qk_dim=8, seed=0)
-    return GhostConfig(**{**base, **kw})
+    return GhostSettings(**{**base, **kw})
 
 
 def test_activation_bits_follow_the_previous_conv_and_the_first_sees_the_image():
@@ -131,35 +127,36 @@ def test_hybrid_bits_and_uniform_bits():
 def test_ghost_trains_the_student_and_its_gates():
     train, test = _data(192, 0), _data(96, 1)
     teacher = _teacher()
-    result = ghost_compress(teacher, train, test, preprocessing=PREP, config=_config())
-    assert result.metrics["bops_ratio"] > 1 and result.metrics["size_ratio"] > 1
-    rates = result.history[-1]["gate_open_rate"]
+    result = ghost(teacher, ClassifierData(train, test, PREP), settings=_config())
+    assert result.totals["bops_ratio"] > 1 and result.totals["size_ratio"] > 1
+    rates = result.extra["history"][-1]["gate_open_rate"]
     assert len(rates) == 2 and all(0.0 <= r <= 1.0 for r in rates)
     # the SCM's projections moved away from their (seeded) initialisation
     sample = torch.zeros(32, 1, 12, 12)
-    fresh = build_ost(teacher, quantized_twin(teacher, result.bits), ["body.0", "body.3"], sample, _config())
-    trained = dict(result.ost.named_parameters())
+    bits = result.extra["bits"]
+    fresh = build_ost(teacher, quantized_twin(teacher, bits), ["body.0", "body.3"], sample, _config())
+    trained = dict(result.parts["ost"].named_parameters())
     moved = [n for n, p in fresh.named_parameters() if not torch.equal(p, trained[n])]
     assert len(moved) >= len(trained) // 2
-    assert result.state["method"] == "ghost" and result.state["bits"] == result.bits
+    assert result.state["method"] == "ghost" and result.state["bits"] == bits
     json.dumps(result.state)  # the checkpoint state is plain JSON
 
 
 def test_no_distillation_has_no_gates_and_same_seed_is_deterministic():
     train, test = _data(192, 0), _data(64, 1)
-    a = ghost_compress(_teacher(), train, test, preprocessing=PREP, config=_config(distill=False))
-    b = ghost_compress(_teacher(), train, test, preprocessing=PREP, config=_config(distill=False))
-    assert a.ost is None and "gate_open_rate" not in a.history[0]
+    a = ghost(_teacher(), ClassifierData(train, test, PREP), settings=_config(distill=False))
+    b = ghost(_teacher(), ClassifierData(train, test, PREP), settings=_config(distill=False))
+    assert a.parts["ost"] is None and "gate_open_rate" not in a.extra["history"][0]
     for p, q in zip(a.model.parameters(), b.model.parameters()):
         assert torch.equal(p, q)
 
 
 def test_bad_settings_are_clear_errors():
     with pytest.raises(EdgeflError, match="gate mode"):
-        _config(gate_mode="sometimes").validated()
+        _config(gate_mode="sometimes").check()
     with pytest.raises(EdgeflError, match="feature layers"):
-        ghost_compress(
-            _teacher(), _data(64), _data(32), preprocessing=PREP, config=_config(), feature_layers=["nope"]
+        ghost(
+            _teacher(), ClassifierData(_data(64), _data(32), PREP), settings=_config(feature_layers=("nope",))
         )
 
 
@@ -232,7 +229,7 @@ def test_cli_rejects_an_already_compressed_checkpoint_in_one_line(tmp_path, caps
 
 def test_distiller_plugs_into_any_training_loop():
     """The API other methods (e.g. the STAD student) use: any conv model + a list of paired layers."""
-    from edgefl.compress.ghost_train import GhostDistiller
+    from edgefl.ghost.train import GhostDistiller
 
     teacher = _teacher()
     student = quantized_twin(teacher, {"body.0": 4, "body.3": 3})
