@@ -85,3 +85,43 @@ class HeadTrainer(Trainer):
         return TrainResult(OrderedDict([(WEIGHT, w), (BIAS, b)]), len(self.y),
                            {"train_loss": float(np.mean(losses)) if losses else 0.0,
                             "train_accuracy": acc})
+
+
+class BundleHeadTrainer(Trainer):
+    """A :class:`HeadTrainer` on a bundle's features, made when first needed.
+
+    ``prepare()`` opens the engine (importing onnxruntime or TensorRT), computes the features of
+    the local data once and closes it; the agent's loop calls it right after connecting, so the
+    agent is reachable before the slow part. The manifest is read and verified at once, so a
+    broken bundle still stops the agent before it connects.
+
+    Args:
+        bundle: bundle directory.
+        x, y: local examples (NCHW, raw) and integer labels.
+        backend: "auto", "onnxruntime" or "tensorrt".
+        seed: the head trainer's shuffling seed.
+    """
+
+    def __init__(self, bundle, x, y, backend="auto", seed=0):
+        from edgefl.runtime.manifest import read_manifest
+
+        read_manifest(bundle, verify=True)
+        self.bundle, self.x, self.y, self.backend, self.seed = bundle, x, y, backend, seed
+        self.inner = None
+
+    def prepare(self):
+        if self.inner is None:
+            from edgefl.runtime.engine import open_engine, preprocess
+
+            engine = open_engine(self.bundle, self.backend, verify=False)
+            try:
+                feats = features_from_engine(engine, preprocess(self.x, engine.manifest.get(
+                    "preprocessing")), input_name=engine.manifest["inputs"][0]["name"])
+            finally:
+                engine.close()
+            self.inner = HeadTrainer(feats, self.y, seed=self.seed)
+            self.x = None  # the features are all it needs from now on
+        return self.inner
+
+    def train(self, global_model, options):
+        return self.prepare().train(global_model, options)

@@ -157,6 +157,9 @@ def run_agent(core, transport, trainer, state_path=None, stop=None, timeout=None
     pending = wait_connected(transport)
     online = core.topics.online(core.cfg.client_id)  # liveness; the Last Will says "offline"
     transport.publish(online, b"online", 1, True)
+    # reachable first, then the slow part (e.g. opening an engine and computing features):
+    # messages queue at the broker meanwhile
+    getattr(trainer, "prepare", lambda: None)()
     end = None if timeout is None else clock() + timeout
     sent = 0
     saved_round = core.model_round

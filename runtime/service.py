@@ -38,16 +38,11 @@ def evaluator_from_config(section):
 
 
 def head_trainer_from_arrays(bundle, x, y, backend="auto", seed=0):
-    """HeadTrainer on the bundle engine's features of local data x (NCHW), labels y."""
-    from edgefl.runtime.engine import open_engine, preprocess
-    from edgefl.runtime.head_trainer import HeadTrainer, features_from_engine
+    """A head trainer on the bundle engine's features of local data x (NCHW), labels y; the engine
+    runs when the agent's loop prepares it (see ``head_trainer.BundleHeadTrainer``)."""
+    from edgefl.runtime.head_trainer import BundleHeadTrainer
 
-    engine = open_engine(bundle, backend)
-    name = engine.manifest["inputs"][0]["name"]
-    feats = features_from_engine(engine, preprocess(x, engine.manifest.get("preprocessing")),
-                                 input_name=name)
-    engine.close()
-    return HeadTrainer(feats, y, seed=seed)
+    return BundleHeadTrainer(bundle, x, y, backend, seed)
 
 
 def head_trainer_from_config(cfg):

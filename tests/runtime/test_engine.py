@@ -91,3 +91,26 @@ def test_head_trainer_learns_on_engine_features(bundle):
     prox = trainer.train(head, {"epochs": 30, "lr": 0.5, "batch_size": 16, "prox_mu": 1.0})
     assert np.linalg.norm(prox.tensors[WEIGHT] - head[WEIGHT]) < \
         np.linalg.norm(res.tensors[WEIGHT] - head[WEIGHT])
+
+
+def test_a_bundle_head_trainer_opens_its_engine_only_when_prepared(bundle, tmp_path):
+    """The agent connects first; the features (onnxruntime) come when the loop prepares it —
+    the same training as a HeadTrainer on features computed at once. A bad bundle still stops
+    it before it connects."""
+    pytest.importorskip("onnxruntime")
+    from edgefl.runtime.head_trainer import BundleHeadTrainer
+
+    rng = np.random.RandomState(2)
+    x = (rng.rand(40, 1, 4, 4) * 255).astype(np.uint8)
+    y = rng.randint(0, 3, 40)
+    deferred = BundleHeadTrainer(bundle, x, y, "onnxruntime", seed=4)
+    assert deferred.inner is None
+    engine = open_engine(bundle, "onnxruntime")
+    eager = HeadTrainer(features_from_engine(engine, preprocess(x, engine.manifest["preprocessing"])), y,
+                        seed=4)
+    head, options = load_model_tensors(bundle), {"epochs": 2, "lr": 0.1}
+    got, want = deferred.train(head, options), eager.train(head, options)
+    assert deferred.inner is not None and deferred.x is None
+    np.testing.assert_array_equal(got.tensors[WEIGHT], want.tensors[WEIGHT])
+    with pytest.raises(EdgeRuntimeError, match="manifest"):
+        BundleHeadTrainer(str(tmp_path), x, y)
