@@ -1,21 +1,22 @@
 """Checkpoints: a directory with `model.safetensors` (weights) and `config.json` (how to rebuild).
 
 Loading never unpickles: weights come from safetensors, the architecture from the model registry, and
-every file is checked against the sha256 recorded in config.json before it is used.
+config.json (sealed by its own sha256) and every file it lists are checked before anything is used. The
+format itself is read and written by ``edgefl.runtime.bundle``, the same module the device uses.
 """
 
 import dataclasses
-import json
 from pathlib import Path
 
 from edgefl import __version__
 from edgefl.errors import EdgeflError
-from edgefl.runtime.manifest import sha256_file  # one implementation, shared with the device
+from edgefl.runtime import bundle
+from edgefl.runtime.errors import EdgeRuntimeError
 
-FORMAT = "edgefl.checkpoint"
-VERSION = 1
+FORMAT = bundle.KINDS["checkpoint"].format
+VERSION = bundle.KINDS["checkpoint"].version
 WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
+CONFIG = bundle.CHECKPOINT_CONFIG
 REQUIRED_KEYS = ("format", "version", "model", "model_args", "input_shape", "num_classes", "files")
 
 
@@ -42,49 +43,38 @@ def save_checkpoint(path, model, config: dict) -> Path:
     full = {"format": FORMAT, "version": VERSION, "edgefl_version": __version__, "labels": None,
             "preprocessing": None, "data": None, "metrics": {}, "compression": None}
     full.update(config)
-    full["files"] = {WEIGHTS: sha256_file(path / WEIGHTS)}
+    full["files"] = bundle.hash_files(str(path), [WEIGHTS], bundle.KINDS["checkpoint"])
     missing = [k for k in REQUIRED_KEYS if k not in full]
     if missing:
         raise EdgeflError(f"checkpoint config lacks {missing} — internal error, please report it")
-    (path / CONFIG).write_text(json.dumps(full, indent=2, sort_keys=True))
+    bundle.write_document(str(path), "checkpoint", full)
     return path
 
 
-def read_config(path) -> dict:
-    """Read and check config.json of a checkpoint directory (no weights loaded)."""
+def _as_host_error(call, *args, **kwargs):
+    """The runtime's format errors as EdgeflError (same one-line message)."""
+    try:
+        return call(*args, **kwargs)
+    except EdgeRuntimeError as e:
+        raise EdgeflError(str(e)) from None
+
+
+def read_config(path, verify: bool = False) -> dict:
+    """Read and check config.json of a checkpoint directory (its own sha256 included).
+
+    Args:
+        verify: also check the weights against their recorded sha256 (``load_*`` always do).
+    """
     path = Path(path)
     if not path.is_dir():
         hint = (" (a checkpoint is a directory with model.safetensors and config.json)"
                 if path.exists() else "")
         raise EdgeflError(f"checkpoint {path} not found{hint} — check the path or run `edgefl train`")
-    try:
-        config = json.loads((path / CONFIG).read_text())
-    except FileNotFoundError:
-        raise EdgeflError(f"checkpoint {path} has no {CONFIG} — it is incomplete; re-create it") from None
-    except json.JSONDecodeError as e:
-        raise EdgeflError(f"checkpoint {path}/{CONFIG} is corrupt ({e.msg} at line {e.lineno})"
-                          " — re-create it") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise EdgeflError(f"{path}/{CONFIG} is not an edgefl checkpoint config — re-create it with edgefl")
+    config = _as_host_error(bundle.read_checkpoint_config, str(path), verify=verify)
     missing = [k for k in REQUIRED_KEYS if k not in config]
     if missing:
         raise EdgeflError(f"checkpoint {path}: config.json lacks {missing} — re-create the checkpoint")
-    if config["version"] > VERSION:
-        raise EdgeflError(f"checkpoint {path} has format version {config['version']};"
-                          " upgrade edgefl to read it")
     return config
-
-
-def verify_files(path, files: dict) -> None:
-    """Check every recorded file's sha256; raise naming the first file that differs."""
-    path = Path(path)
-    for name, digest in sorted(files.items()):
-        f = path / name
-        if not f.is_file():
-            raise EdgeflError(f"{path}: {name} is missing — the checkpoint or bundle is incomplete")
-        if sha256_file(f) != digest:
-            raise EdgeflError(f"{path}: {name} does not match its recorded sha256 (corrupt or modified)"
-                              " — re-create it")
 
 
 def load_state_dict(path) -> dict:
@@ -93,8 +83,7 @@ def load_state_dict(path) -> dict:
     from safetensors.torch import load_file
 
     path = Path(path)
-    config = read_config(path)
-    verify_files(path, config["files"])
+    read_config(path, verify=True)
     try:
         return load_file(str(path / WEIGHTS))
     except (SafetensorError, OSError, ValueError) as e:

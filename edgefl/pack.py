@@ -6,7 +6,7 @@ Layout of the archive (top folder ``edgefl-agent/``)::
     edgefl/runtime/...          the edge runtime (runtime/ of this repository)
     bundle/...                  the exported model bundle (manifest.json, model.onnx, ...)
     agent.json                  agent config (broker, federation, client id, bundle path)
-    PACK.json                   profile facts, pinned edge stack, sha256 of every file
+    PACK.json                   profile facts, pinned edge stack, sha256 of every file (sealed)
     install.sh, install.py      installer (Python part runs on the device's Python 3.6+)
     first_start.py              first-start TensorRT engine build
     edgefl-agent.service.in     systemd unit template (Restart=always)
@@ -15,7 +15,6 @@ Layout of the archive (top folder ``edgefl-agent/``)::
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import tarfile
@@ -25,8 +24,10 @@ from pathlib import Path
 
 from edgefl import __version__
 from edgefl.errors import EdgeflError
+from edgefl.runtime import bundle as formats
+from edgefl.runtime.errors import EdgeRuntimeError
 
-PACK_FORMAT = "edgefl.pack"
+PACK_FORMAT = formats.KINDS["pack"].format
 TOP = "edgefl-agent"
 TEMPLATES = ("install.sh", "install.py", "first_start.py", "edgefl-agent.service.in", "README.txt")
 EXECUTABLE = {"install.sh", "install.py", "first_start.py"}
@@ -81,19 +82,11 @@ def pins_for_profile(profile) -> dict[str, str]:
 
 
 def read_bundle_manifest(bundle: Path) -> dict:
-    path = bundle / "manifest.json"
-    if not path.is_file():
-        raise EdgeflError(f"{bundle} is not a bundle (no manifest.json) — make one with `edgefl export`")
-    manifest = json.loads(path.read_text())
-    if manifest.get("format") != "edgefl.bundle":
-        raise EdgeflError(f"{path}: format is {manifest.get('format')!r}, not 'edgefl.bundle' — re-export")
-    for name, digest in (manifest.get("files") or {}).items():
-        f = bundle / name
-        if not f.is_file():
-            raise EdgeflError(f"bundle {bundle} lacks {name} named in its manifest — re-export the bundle")
-        if _sha256(f.read_bytes()) != digest:
-            raise EdgeflError(f"bundle file {name} does not match its sha256 in the manifest — re-export")
-    return manifest
+    """The bundle's manifest, its seal and every file it lists verified (``edgefl.runtime.bundle``)."""
+    try:
+        return formats.read_manifest(str(bundle), verify=True)
+    except EdgeRuntimeError as e:
+        raise EdgeflError(str(e)) from None
 
 
 def check_bundle_profile(manifest: dict, profile) -> None:
@@ -148,20 +141,16 @@ def runtime_source() -> Path:
     return Path(edgefl.runtime.__file__).parent
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def collect_files(bundle: Path, agent_config: dict, data: Path | None) -> dict[str, bytes]:
-    """archive path (below TOP) → bytes, everything but PACK.json."""
+def collect_files(bundle: Path, manifest: dict, agent_config: dict, data: Path | None) -> dict[str, bytes]:
+    """archive path (below TOP) → bytes, everything but PACK.json; of the bundle, the (verified)
+    manifest and the files it lists, nothing else."""
     files: dict[str, bytes] = {"edgefl/__init__.py": MINIMAL_INIT.format(v=__version__).encode()}
     src = runtime_source()
     for f in sorted(src.rglob("*")):
         if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".pyc":
             files[f"edgefl/runtime/{f.relative_to(src).as_posix()}"] = f.read_bytes()
-    for f in sorted(bundle.rglob("*")):
-        if f.is_file():
-            files[f"bundle/{f.relative_to(bundle).as_posix()}"] = f.read_bytes()
+    for name in [formats.MANIFEST, *sorted(manifest["files"])]:
+        files[f"bundle/{name}"] = (bundle / name).read_bytes()
     templates = resources.files("edgefl.pack_templates")
     for name in TEMPLATES:
         files[name] = templates.joinpath(name).read_bytes()
@@ -213,10 +202,10 @@ def pack_agent(
     data = Path(data) if data else None
     if data is not None:
         check_local_data(data)
-    files = collect_files(bundle, config, data)
+    files = collect_files(bundle, manifest, config, data)
     pack_doc = {
         "format": PACK_FORMAT,
-        "version": 1,
+        "version": formats.KINDS["pack"].version,
         "edgefl_version": __version__,
         "profile": {
             k: getattr(profile, k)
@@ -225,13 +214,14 @@ def pack_agent(
         "pins": pins,
         "model": manifest.get("model"),
         "local_data": DATA_PATH if data is not None else None,
-        "files": {name: _sha256(data) for name, data in sorted(files.items())},
+        "files": {name: formats.sha256_bytes(data) for name, data in sorted(files.items())},
     }
-    files["PACK.json"] = (json.dumps(pack_doc, indent=1) + "\n").encode()
+    pack_doc = formats.seal(pack_doc)  # the installer checks it, and every file, before anything
+    files[formats.PACK_DOCUMENT] = (json.dumps(pack_doc, indent=1) + "\n").encode()
     out.parent.mkdir(parents=True, exist_ok=True)
     write_tarball(files, out)
     data = out.read_bytes()
-    return PackResult(out, profile.name, pins, pack_doc["files"], len(data), _sha256(data))
+    return PackResult(out, profile.name, pins, pack_doc["files"], len(data), formats.sha256_bytes(data))
 
 
 def write_tarball(files: dict[str, bytes], out: Path) -> None:

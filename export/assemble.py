@@ -28,6 +28,7 @@ from edgefl.export.precision import ExportSettings
 from edgefl.export.quantize import qdq_summary, quantize_static_qdq
 from edgefl.export.samples import Samples
 from edgefl.export.torch_export import INPUT_NAME, OUTPUT_NAMES
+from edgefl.runtime.bundle import MANIFEST, hash_files, write_document
 from edgefl.export.verify import raise_on_failure, run_parity, tensorrt_parity
 
 
@@ -90,7 +91,7 @@ def trt_major(version: str) -> int:
 def check_out(out: Path) -> None:
     """--out may be new, empty, or an earlier bundle (replaced); anything else is refused."""
     if out.exists() and (
-        not out.is_dir() or (any(out.iterdir()) and not (out / bundle_io.MANIFEST).is_file())
+        not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).is_file())
     ):
         raise EdgeflError(f"{out} exists and is not an edgefl bundle — choose another --out")
 
@@ -261,9 +262,9 @@ def write_bundle(
             },
             settings=dict(settings.to_dict(), batch=batch, dynamic_batch=dynamic_batch),
             engine=engine,
-            files=bundle_io.hash_bundle_files(staging, files),
+            files=hash_files(str(staging), files),
         )
-        bundle_io.write_manifest(staging, manifest)
+        manifest = write_document(str(staging), "bundle", manifest)
         publish(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

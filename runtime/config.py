@@ -22,7 +22,7 @@ from collections import OrderedDict
 import numpy as np
 
 from edgefl.runtime.errors import EdgeRuntimeError
-from edgefl.runtime.manifest import read_manifest, sha256_file
+from edgefl.runtime.bundle import read_checkpoint_config, read_manifest
 from edgefl.runtime.persist import atomic_write
 from edgefl.runtime.transport.chunking import ChunkingTransport
 from edgefl.runtime.transport.paho_mqtt import MqttOptions, PahoTransport
@@ -104,24 +104,10 @@ def load_model_tensors(path):
 
 
 def verify_checkpoint_files(path):
-    """Check a checkpoint directory's files against the sha256 its config.json records."""
-    try:
-        with open(os.path.join(path, "config.json")) as f:
-            files = json.load(f).get("files")
-    except (IOError, OSError, ValueError, AttributeError) as exc:
-        raise EdgeRuntimeError("checkpoint {} has no readable config.json ({}) — re-create it"
-                               .format(path, exc))
-    if not isinstance(files, dict) or "model.safetensors" not in files:
+    """Check a checkpoint directory's config.json and files against their sha256."""
+    if "model.safetensors" not in read_checkpoint_config(path, verify=True)["files"]:
         raise EdgeRuntimeError("checkpoint {}: config.json records no sha256 for model.safetensors "
                                "— re-create the checkpoint".format(path))
-    for name, digest in sorted(files.items()):
-        full = os.path.join(path, name)
-        if os.path.basename(name) != name or not os.path.isfile(full):
-            raise EdgeRuntimeError("checkpoint {}: {} is missing — the checkpoint is incomplete"
-                                   .format(path, name))
-        if sha256_file(full) != digest:
-            raise EdgeRuntimeError("checkpoint {}: {} does not match its recorded sha256 (corrupt "
-                                   "or modified) — re-create or copy it again".format(path, name))
 
 
 def save_model_tensors(path, tensors, metadata=None):

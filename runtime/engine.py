@@ -12,7 +12,7 @@ import numpy as np
 
 from edgefl.runtime.engine_base import Engine  # noqa: F401  (the contract, re-exported)
 from edgefl.runtime.errors import EdgeRuntimeError
-from edgefl.runtime.manifest import read_manifest
+from edgefl.runtime.bundle import read_manifest
 
 ENGINES = {
     "onnxruntime": "edgefl.runtime.ort_engine:OnnxRuntimeEngine",

@@ -18,11 +18,11 @@ import struct
 import sys
 import time
 
+from edgefl.runtime.bundle import read_manifest
 from edgefl.runtime.errors import EdgeRuntimeError
 
 ENGINE_MAGIC = b"EFLE"
 CALIB_CACHE = "calib.cache"
-MANIFEST = "manifest.json"
 PRECISION_FLAGS = {"fp32": (), "fp16": ("FP16",), "int8": ("INT8", "FP16")}
 MiB = 1 << 20
 
@@ -271,8 +271,7 @@ def build_engine(bundle_dir, plan=None, logger_level="WARNING", manifest=None):
     from edgefl.runtime.cuda_memory import cuda_memory
 
     if manifest is None:
-        with open(os.path.join(bundle_dir, MANIFEST)) as f:
-            manifest = json.load(f)
+        manifest = read_manifest(bundle_dir, verify=True)
     plan = plan or (manifest.get("engine") or {})
     if "precision" not in plan:
         raise EdgeRuntimeError("the bundle has no engine plan — export it with --format tensorrt")
@@ -346,8 +345,7 @@ def main(argv=None):
     parser.add_argument("--workspace-mb", type=int, default=None)
     args = parser.parse_args(argv)
     try:
-        with open(os.path.join(args.bundle, MANIFEST)) as f:
-            manifest = json.load(f)
+        manifest = read_manifest(args.bundle, verify=True)  # a changed bundle is refused first
         plan = dict(manifest.get("engine") or {})
         if not plan:
             raise EdgeRuntimeError(
@@ -360,7 +358,7 @@ def main(argv=None):
         available, detail = tensorrt_available()
         if not available:
             raise EdgeRuntimeError(detail + " — run build-engine on the device")
-        built = build_engine(args.bundle, plan)
+        built = build_engine(args.bundle, plan, manifest=manifest)
     except (EdgeRuntimeError, IOError, ValueError) as exc:
         sys.stderr.write("error: {}\n".format(exc))
         return 2

@@ -10,7 +10,6 @@ Edge code: Python 3.6, numpy only, no torch.
 """
 
 import glob
-import json
 import os
 
 import numpy as np
@@ -18,8 +17,8 @@ import numpy as np
 from edgefl.runtime.cuda_memory import cuda_memory
 from edgefl.runtime.engine_base import Engine
 from edgefl.runtime.errors import EdgeRuntimeError
-from edgefl.runtime.trt_build import (MANIFEST, build_engine, check_stamp, engine_file_name,
-                                      read_stamped_engine)
+from edgefl.runtime.bundle import read_manifest
+from edgefl.runtime.trt_build import build_engine, check_stamp, engine_file_name, read_stamped_engine
 
 # ------------------------------------------------------------------------------- API-shape logic
 def io_tensors(engine, trt):
@@ -116,8 +115,7 @@ class TensorRTEngine(Engine):
         self._trt = trt
         self.bundle_dir = bundle_dir
         if manifest is None:
-            with open(os.path.join(bundle_dir, MANIFEST)) as f:
-                manifest = json.load(f)
+            manifest = read_manifest(bundle_dir, verify=True)
         self.manifest = manifest
         plan = self.manifest.get("engine") or {}
         self.precision = precision or plan.get("precision") or "fp32"
@@ -133,7 +131,7 @@ class TensorRTEngine(Engine):
                         trt.__version__, cc, self.precision, bundle_dir, found
                     )
                 )
-            built = build_engine(bundle_dir, dict(plan, precision=self.precision))
+            built = build_engine(bundle_dir, dict(plan, precision=self.precision), manifest=manifest)
             path = os.path.join(bundle_dir, built["engine_file"])
         with open(path, "rb") as f:
             header, blob = read_stamped_engine(f.read())

@@ -6,10 +6,12 @@ bundle/ENGINE_BUILD_FAILED (delete it to retry) and does not stop the agent.
 """
 
 import argparse
-import json
 import os
 import subprocess
 import sys
+
+from edgefl.runtime.bundle import read_manifest  # the installed runtime (PYTHONPATH=PREFIX)
+from edgefl.runtime.errors import EdgeRuntimeError
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 FAILED_MARKER = "ENGINE_BUILD_FAILED"
@@ -34,10 +36,14 @@ def main(argv=None):
     if has_engine(args.bundle):
         print("engine present in %s" % args.bundle)
         return 0
-    with open(os.path.join(args.bundle, "manifest.json")) as fh:
-        if not json.load(fh).get("engine"):
-            print("the bundle has no TensorRT engine plan (exported --format onnx): using onnxruntime")
-            return 0
+    try:  # the seal only: build-engine (and the agent) check every file's sha256 before use
+        manifest = read_manifest(args.bundle, verify=False)
+    except EdgeRuntimeError as exc:
+        print("the bundle cannot be used (%s); the agent will say so too" % exc)
+        return 0
+    if not manifest.get("engine"):
+        print("the bundle has no TensorRT engine plan (exported --format onnx): using onnxruntime")
+        return 0
     if not tensorrt_available():
         print("TensorRT not importable: the agent runs the ONNX model with onnxruntime")
         return 0

@@ -2,6 +2,8 @@
 
 Runs from the unpacked pack directory (install.sh calls it). Steps:
 
+0. verify the pack: PACK.json's own sha256 and the sha256 of every file it lists, with the pack's
+   own ``edgefl.runtime.bundle`` (standard library only), before anything else -- --check-only too;
 1. check the interpreter against the profile's Python (JetPack 4.6 → 3.6: TensorRT's Python
    bindings exist only for the system Python);
 2. optionally create a virtualenv with --system-site-packages (so JetPack's tensorrt stays visible);
@@ -36,8 +38,20 @@ class InstallError(Exception):
 
 
 def read_pack(pack_dir):
-    with open(os.path.join(pack_dir, "PACK.json")) as fh:
-        return json.load(fh)
+    """PACK.json, verified with its every file by the pack's own edgefl.runtime.bundle."""
+    if pack_dir not in sys.path:
+        sys.path.insert(0, pack_dir)
+    sys.dont_write_bytecode = True  # leave the unpacked pack as it came
+    try:
+        from edgefl.runtime.bundle import read_pack as read_verified
+        from edgefl.runtime.errors import EdgeRuntimeError
+    except ImportError as exc:
+        raise InstallError("%s lacks the edgefl runtime (%s) — unpack the whole archive again"
+                           % (pack_dir, exc))
+    try:
+        return read_verified(pack_dir, verify=True)
+    except EdgeRuntimeError as exc:
+        raise InstallError(str(exc))
 
 
 def version_matches(installed, spec):

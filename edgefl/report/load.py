@@ -65,14 +65,17 @@ def read_rounds(path: Path, notes: list[str]) -> list | None:
     return rows or None
 
 
-def find_manifest(root: Path) -> Path | None:
-    for candidate in [root / "bundle" / "manifest.json", *sorted(root.glob("*/manifest.json"))]:
-        if candidate.is_file():
-            try:
-                if json.loads(candidate.read_text()).get("format") == "edgefl.bundle":
-                    return candidate
-            except json.JSONDecodeError:
-                continue
+def read_bundle_manifest(root: Path, notes: list[str]) -> dict | None:
+    """The manifest of the run's bundle (bundle/, else the first folder holding one), its seal checked."""
+    from edgefl.runtime.bundle import MANIFEST, read_manifest
+    from edgefl.runtime.errors import EdgeRuntimeError
+
+    candidates = [root / "bundle", *sorted(p.parent for p in root.glob(f"*/{MANIFEST}"))]
+    for folder in dict.fromkeys(c for c in candidates if (c / MANIFEST).is_file()):
+        try:
+            return read_manifest(str(folder), verify=False)
+        except EdgeRuntimeError as exc:
+            notes.append(f"{folder.name}/{MANIFEST} skipped: {exc}")
     return None
 
 
@@ -88,8 +91,7 @@ def load_run(run_dir: str | Path) -> RunData:
     data.compression = _read_json(root / "compression.json", data.notes)
     data.latency = _read_json(root / "latency.json", data.notes)
     data.rounds = read_rounds(root / "metrics.jsonl", data.notes)
-    manifest = find_manifest(root)
-    data.manifest = _read_json(manifest, data.notes) if manifest else None
+    data.manifest = read_bundle_manifest(root, data.notes)
     sim_dir = root / "sim" if (root / "sim" / "simulation.json").is_file() else root
     data.simulation = _read_json(sim_dir / "simulation.json", data.notes)
     schedule_path = sim_dir / "schedule.json"

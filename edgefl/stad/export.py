@@ -13,7 +13,6 @@ runs it unchanged; band selection is the only host-side step, described in ``pre
 """
 
 import io
-import json
 import shutil
 import tempfile
 import warnings
@@ -145,12 +144,10 @@ def export_stad_bundle(
                 f"exported STAD score differs from torch by {parity['max_rel_diff']:.2e} "
                 f"(> {PARITY_TOLERANCE}) — report this export bug"
             )
-        from edgefl.checkpoint import sha256_file
+        from edgefl.runtime.bundle import hash_files, write_document
 
         c = stad["channels"]
         manifest = {
-            "format": "edgefl.bundle",
-            "version": 1,
             "edgefl_version": __version__,
             "model": "stad_student",
             "model_file": MODEL_FILE,
@@ -180,9 +177,9 @@ def export_stad_bundle(
             "settings": {"format": "onnx", "precision": "fp32"},
             "engine": None,
             "head": None,
-            "files": {MODEL_FILE: sha256_file(model_path)},
+            "files": hash_files(str(staging), [MODEL_FILE]),
         }
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        manifest = write_document(str(staging), "bundle", manifest)  # the one writer: sealed
         if out.exists():
             if not (out / MANIFEST).is_file():
                 raise EdgeflError(f"{out} exists and is not an edgefl bundle — choose another --out")

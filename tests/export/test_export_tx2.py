@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from edgefl.checkpoint import load_checkpoint
-from edgefl.errors import EdgeflError
-from edgefl.export.bundle import verify_bundle
+from edgefl.runtime.bundle import read_manifest
+from edgefl.runtime.errors import EdgeRuntimeError
 from edgefl.export.graph_checks import check_model_full, max_opset, trt8_int64_hazards
 
 MANIFEST_KEYS = {
@@ -99,18 +99,18 @@ def test_head_holds_the_classifier(tx2_bundle, resnet20_checkpoint):
 
 
 def test_sha256_verified_and_corruption_detected(tx2_bundle, tmp_path):
-    verify_bundle(tx2_bundle.bundle_dir)
+    read_manifest(str(tx2_bundle.bundle_dir))
     copy = tmp_path / "bundle"
     shutil.copytree(tx2_bundle.bundle_dir, copy)
     data = bytearray((copy / "model.onnx").read_bytes())
     data[len(data) // 2] ^= 0x01  # one flipped bit in the weights
     (copy / "model.onnx").write_bytes(bytes(data))
-    with pytest.raises(EdgeflError, match="model.onnx is corrupted"):
-        verify_bundle(copy)
+    with pytest.raises(EdgeRuntimeError, match="model.onnx fails its sha256"):
+        read_manifest(str(copy))
     (copy / "head.safetensors").unlink()
     shutil.copy(tx2_bundle.bundle_dir / "model.onnx", copy / "model.onnx")
-    with pytest.raises(EdgeflError, match="head.safetensors is missing"):
-        verify_bundle(copy)
+    with pytest.raises(EdgeRuntimeError, match="head.safetensors is missing"):
+        read_manifest(str(copy))
 
 
 EDGE_SCRIPT = """

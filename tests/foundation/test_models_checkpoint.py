@@ -6,6 +6,7 @@ import torch
 from edgefl.checkpoint import load_checkpoint, save_checkpoint
 from edgefl.errors import EdgeflError
 from edgefl.models import build_model, model_names
+from edgefl.runtime.bundle import seal
 
 
 def n_params(m):
@@ -62,7 +63,7 @@ def test_corrupt_or_tampered_checkpoints_give_one_clear_error(tmp_path):
     data = bytearray(w.read_bytes())
     data[-1] ^= 0xFF
     w.write_bytes(bytes(data))
-    with pytest.raises(EdgeflError, match="does not match its recorded sha256"):
+    with pytest.raises(EdgeflError, match="model.safetensors fails its sha256"):
         load_checkpoint(path)
     (path / "config.json").write_text("{not json")
     with pytest.raises(EdgeflError, match="corrupt"):
@@ -75,7 +76,7 @@ def test_weights_that_do_not_fit_the_architecture(tmp_path):
     _, path = _save(tmp_path)
     cfg = json.loads((path / "config.json").read_text())
     cfg["model_args"]["num_classes"] = 7
-    (path / "config.json").write_text(json.dumps(cfg))
+    (path / "config.json").write_text(json.dumps(seal(cfg)))  # consistent, but not these weights
     with pytest.raises(EdgeflError, match="does not fit model"):
         load_checkpoint(path)
 

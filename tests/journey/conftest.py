@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgefl.runtime.bundle import hash_files, write_document
 from edgefl.sim.orbit import KNOWN_STATIONS, walker_constellation
 from edgefl.sim.schedule import schedule_from_orbits, write_schedule
 
@@ -58,19 +59,20 @@ def make_run_dir(root: Path) -> Path:
         json.dumps({"method": "ghost", "layers": layers, "summary": {"bops_ratio": 12.5}})
     )
     (root / "bundle").mkdir()
-    (root / "bundle" / "manifest.json").write_text(
-        json.dumps(
-            {
-                "format": "edgefl.bundle",
-                "version": 1,
-                "model": "small_cnn",
-                "opset": 13,
-                "precision": "fp32",
-                "profile": {"name": "jetson-tx2"},
-                "inputs": [{"name": "input", "shape": [1, 1, 28, 28]}],
-                "parity": {"max_abs_diff": 1.2e-7, "cosine": 1.0, "top1_agreement": 1.0},
-            }
-        )
+    (root / "bundle" / "model.onnx").write_bytes(b"not read by the report")
+    write_document(
+        str(root / "bundle"),
+        "bundle",
+        {
+            "model": "small_cnn",
+            "model_file": "model.onnx",
+            "opset": 13,
+            "precision": "fp32",
+            "profile": {"name": "jetson-tx2"},
+            "inputs": [{"name": "input", "shape": [1, 1, 28, 28]}],
+            "parity": {"max_abs_diff": 1.2e-7, "cosine": 1.0, "top1_agreement": 1.0},
+            "files": hash_files(str(root / "bundle"), ["model.onnx"]),
+        },
     )
     samples = list(0.4 + 0.05 * rng.random(200))
     (root / "latency.json").write_text(

@@ -18,6 +18,7 @@ from edgefl.compress.quant import RangeActQuantizer
 from edgefl.data import ArrayData
 from edgefl.errors import EdgeflError
 from edgefl.models import build_model
+from edgefl.runtime.bundle import seal
 
 PREP = {"scale": 1 / 255, "mean": [0.5], "std": [0.5]}
 
@@ -221,7 +222,7 @@ def test_cli_rejects_an_already_compressed_checkpoint_in_one_line(tmp_path, caps
     fp = _checkpoint(tmp_path)
     cfg = json.loads((fp / "config.json").read_text())
     cfg["compression"] = {"method": "ghost", "layers": {}}
-    (fp / "config.json").write_text(json.dumps(cfg))
+    (fp / "config.json").write_text(json.dumps(seal(cfg)))
     code = main(["compress", "ghost", str(fp), "--out", str(tmp_path / "g")])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1

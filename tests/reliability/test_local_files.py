@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from edgefl.checkpoint import load_checkpoint, save_checkpoint, sha256_file
+from edgefl.checkpoint import load_checkpoint, save_checkpoint
 from edgefl.errors import EdgeflError
+from edgefl.runtime.bundle import seal, sha256_file
 from edgefl.runtime.config import load_model_tensors
 from edgefl.runtime.engine import open_engine
 from edgefl.runtime.errors import EdgeRuntimeError
@@ -69,16 +70,16 @@ def test_intact_files_load(checkpoint, bundle):
 
 def test_tampered_checkpoint_is_refused_by_host_and_runtime(checkpoint):
     _flip_byte(checkpoint / "model.safetensors")
-    with pytest.raises(EdgeflError, match="model.safetensors does not match its recorded sha256"):
+    with pytest.raises(EdgeflError, match="model.safetensors fails its sha256"):
         load_checkpoint(checkpoint)
-    with pytest.raises(EdgeRuntimeError, match="model.safetensors does not match its recorded sha256"):
+    with pytest.raises(EdgeRuntimeError, match="model.safetensors fails its sha256"):
         load_model_tensors(str(checkpoint))  # the aggregator's starting model
 
 
 def test_checkpoint_with_missing_hashes_is_refused_by_the_runtime(checkpoint):
     cfg = json.loads((checkpoint / "config.json").read_text())
     del cfg["files"]
-    (checkpoint / "config.json").write_text(json.dumps(cfg))
+    (checkpoint / "config.json").write_text(json.dumps(seal(cfg)))
     with pytest.raises(EdgeRuntimeError, match="records no sha256"):
         load_model_tensors(str(checkpoint))
 
@@ -88,8 +89,8 @@ def test_pickle_in_place_of_weights_is_never_unpickled(checkpoint, tmp_path):
     weights = checkpoint / "model.safetensors"
     weights.write_bytes(pickle.dumps(_Bomb(str(marker))))
     cfg = json.loads((checkpoint / "config.json").read_text())
-    cfg["files"]["model.safetensors"] = sha256_file(weights)  # the attacker also fixed the hash
-    (checkpoint / "config.json").write_text(json.dumps(cfg))
+    cfg["files"]["model.safetensors"] = sha256_file(weights)  # the attacker also fixed the hashes
+    (checkpoint / "config.json").write_text(json.dumps(seal(cfg)))
     with pytest.raises(EdgeflError, match="cannot be read"):
         load_checkpoint(checkpoint)
     with pytest.raises(EdgeRuntimeError):
@@ -142,4 +143,4 @@ def test_runtime_cli_reports_a_tampered_model_in_one_line(checkpoint, tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("error: checkpoint")
-    assert "does not match its recorded sha256" in proc.stderr
+    assert "model.safetensors fails its sha256" in proc.stderr

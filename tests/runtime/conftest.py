@@ -1,4 +1,6 @@
 """Fixtures for the runtime tests (Python 3.6 compatible: these also run on the edge stack)."""
+import os
+import shutil
 from collections import OrderedDict
 
 import numpy as np
@@ -18,6 +20,14 @@ class ShiftTrainer(Trainer):
         self.calls += 1
         out = OrderedDict((n, v + np.float32(self.shift)) for n, v in global_model.items())
         return TrainResult(out, self.num_examples, {"loss": self.shift})
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    """A writable copy of data/tiny_bundle (a 4x4 input, 3-class bundle made by make_tiny_bundle.py)."""
+    dst = str(tmp_path / "bundle")
+    shutil.copytree(os.path.join(os.path.dirname(__file__), "data", "tiny_bundle"), dst)
+    return dst
 
 
 @pytest.fixture

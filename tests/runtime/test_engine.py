@@ -1,7 +1,6 @@
 """Engine seam, bundle manifest verification and the numpy head trainer on engine features."""
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -10,16 +9,8 @@ from edgefl.runtime.config import load_model_tensors
 from edgefl.runtime.engine import ENGINES, open_engine, preprocess
 from edgefl.runtime.errors import EdgeRuntimeError
 from edgefl.runtime.head_trainer import BIAS, WEIGHT, HeadTrainer, features_from_engine
-from edgefl.runtime.manifest import read_manifest
+from edgefl.runtime.bundle import read_manifest, seal
 
-BUNDLE = os.path.join(os.path.dirname(__file__), "data", "tiny_bundle")
-
-
-@pytest.fixture
-def bundle(tmp_path):
-    dst = str(tmp_path / "bundle")
-    shutil.copytree(BUNDLE, dst)
-    return dst
 
 
 def test_manifest_is_verified_file_by_file(bundle):
@@ -39,12 +30,12 @@ def test_manifest_rejects_escaping_paths_and_bad_versions(bundle):
         m = json.load(f)
     m["files"]["../../etc/passwd"] = "0" * 64
     with open(path, "w") as f:
-        json.dump(m, f)
+        json.dump(seal(m), f)  # sealed as a writer would: the name itself is refused
     with pytest.raises(EdgeRuntimeError, match="outside"):
         read_manifest(bundle)
     m["version"] = 99
     with open(path, "w") as f:
-        json.dump(m, f)
+        json.dump(seal(m), f)
     with pytest.raises(EdgeRuntimeError, match="version"):
         read_manifest(bundle)
 

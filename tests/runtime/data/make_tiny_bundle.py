@@ -3,14 +3,13 @@ features output and a 3-class head, in the bundle layout the runtime reads.
 
     .venv/bin/python tests/runtime/data/make_tiny_bundle.py
 """
-import hashlib
-import json
 import os
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from edgefl.runtime.bundle import hash_files, write_document
 from edgefl.runtime.wire import encode_tensors
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tiny_bundle")
@@ -41,12 +40,9 @@ def main():
     onnx.save(model, os.path.join(HERE, "model.onnx"))
     with open(os.path.join(HERE, "head.safetensors"), "wb") as f:
         f.write(encode_tensors({"weight": w2.T.copy(), "bias": b2}, {"format": "edgefl.head"}))
-    files = {}
-    for name in ("model.onnx", "head.safetensors"):
-        with open(os.path.join(HERE, name), "rb") as f:
-            files[name] = hashlib.sha256(f.read()).hexdigest()
+    files = hash_files(HERE, ["model.onnx", "head.safetensors"])
     manifest = {
-        "format": "edgefl.bundle", "version": 1, "edgefl_version": "test", "model": "tiny",
+        "edgefl_version": "test", "model": "tiny",
         "model_file": "model.onnx",
         "inputs": [{"name": "input", "shape": ["batch", 1, 4, 4], "dtype": "float32"}],
         "outputs": [{"name": "logits", "shape": ["batch", 3], "dtype": "float32"},
@@ -54,8 +50,7 @@ def main():
         "preprocessing": {"scale": 1 / 255, "mean": [0.5], "std": [0.25]}, "labels": None,
         "profile": {}, "precision": "fp32", "opset": 13, "compression": None, "parity": {},
         "files": files, "head": "head.safetensors"}
-    with open(os.path.join(HERE, "manifest.json"), "w") as f:
-        json.dump(manifest, f, indent=2)
+    write_document(HERE, "bundle", manifest)
 
 
 if __name__ == "__main__":
