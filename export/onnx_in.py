@@ -254,7 +254,7 @@ def export_onnx(request, progress=None):
     """
     from edgefl.export.pipeline import ExportResult
     from edgefl.export.profiles import load_profile
-    from edgefl.runtime.manifest import sha256_file
+    from edgefl.runtime.bundle import sha256_file
 
     source_path = Path(request.checkpoint)
     name = source_path.name

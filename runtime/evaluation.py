@@ -125,7 +125,7 @@ class BundleEvaluator(Evaluator):
 
     def __init__(self, bundle, x, y, batch_size=256, threads=1):
         from edgefl.runtime.engine import open_engine, preprocess
-        from edgefl.runtime.manifest import read_manifest
+        from edgefl.runtime.bundle import read_manifest
 
         self.bundle = bundle
         self.manifest = read_manifest(bundle, verify=True)

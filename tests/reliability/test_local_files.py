@@ -1,5 +1,5 @@
 """Local files are verified against their recorded sha256 before use and never unpickled:
-checkpoints (edgefl.checkpoint), bundles (edgefl.runtime.manifest / engine), the model an
+checkpoints (edgefl.checkpoint), bundles (edgefl.runtime.bundle / engine), the model an
 aggregator starts from (edgefl.runtime.config), and the aggregator's persisted state."""
 
 import json
