@@ -103,7 +103,7 @@ class BundleHeadTrainer(Trainer):
     """
 
     def __init__(self, bundle, x, y, backend="auto", seed=0):
-        from edgefl.runtime.manifest import read_manifest
+        from edgefl.runtime.bundle import read_manifest
 
         read_manifest(bundle, verify=True)
         self.bundle, self.x, self.y, self.backend, self.seed = bundle, x, y, backend, seed
