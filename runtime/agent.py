@@ -2,12 +2,21 @@
 
 The loop (``edgefl.runtime.loops.run_agent``) feeds it messages, runs the :class:`Trainer` it
 asks for and publishes what it returns. The agent remembers the last round it contributed to
-(persisted, with the codec's error-feedback residual) so a restart never double-submits.
+(persisted, with the codec's error-feedback residual) so a restart never trains a round twice.
 
 With the aggregator's public key (``AgentConfig.announce_key``) it loads only announcements
 signed with the aggregator's key (``edgefl.runtime.announce``), and never one older than the
 newest it loaded (``model_round``, persisted): a refused announcement leaves the current one in
 place and is reported in the log and on the agent's status topic (``outbox``).
+
+Delivery is at least once, end to end: an update counts as delivered only when the aggregator's
+status for its round says accepted or rejected. Until then the agent keeps it (persisted too)
+and :meth:`AgentCore.resends` hands it out again when its round is re-announced by a restarted
+aggregator (a newer ``epoch``) or ``resend_s`` passes. MQTT's own acknowledgements cannot give
+this: the broker's PUBACK only says the broker has it, and paho 1.6 acknowledges a message to
+the broker as soon as it arrives, before the aggregator has validated and persisted it. The
+aggregator accepts one update per (client, version), so a resend that was already counted is
+rejected as a duplicate.
 """
 
 import json
@@ -47,6 +56,17 @@ class AgentConfig:
     seed: int = 0
     announce_key: str = ""  # the aggregator's Ed25519 public key (hex); "" accepts unsigned rounds
     max_examples: int = 0  # the count this client declared: it never claims more (0: no bound)
+    resend_s: float = 60.0  # resend an update with no status after this long
+
+
+class Pending(object):
+    """The last update, kept until a status for its round arrives."""
+
+    __slots__ = ("round", "topic", "payload", "sent_at", "epoch", "due")
+
+    def __init__(self, round_, topic, payload, sent_at, epoch=None):
+        self.round, self.topic, self.payload = round_, topic, payload
+        self.sent_at, self.epoch, self.due = sent_at, epoch, False
 
 
 class AgentCore(object):
@@ -69,6 +89,7 @@ class AgentCore(object):
         self.current = None  # the newest round Message not yet handled
         self.done = False
         self.statuses = []  # (round, accepted, reason)
+        self.pending = None  # Pending: the update not yet answered by a status
         self.log = []
 
     def subscriptions(self):
@@ -86,11 +107,7 @@ class AgentCore(object):
         if msg.federation != self.cfg.federation:
             return None
         if topic == self.topics.status(self.cfg.client_id) and msg.kind == "status":
-            self.statuses.append((msg.round, bool(msg.params.get("accepted")),
-                                  str(msg.params.get("reason", ""))))
-            if not msg.params.get("accepted"):
-                self.log.append(("warn", "round {} update rejected: {}".format(
-                    msg.round, msg.params.get("reason"))))
+            self._on_status(msg)
             return None
         if topic != self.topics.round or msg.kind != "round":
             return None
@@ -104,6 +121,9 @@ class AgentCore(object):
             self.current = msg
             return None
         if msg.round <= self.last_round:
+            p = self.pending
+            if p is not None and msg.round == p.round and msg.params.get("epoch") != p.epoch:
+                p.due = True  # re-announced by a restarted aggregator: it may have lost it
             return None
         sampled = msg.params.get("sampled")
         if sampled is not None and self.cfg.client_id not in sampled:
@@ -135,8 +155,30 @@ class AgentCore(object):
                                  "current_round": self.model_round})
         self.outbox.append((self.topics.agent_status(self.cfg.client_id), encode_message(status)))
 
-    def on_trained(self, job, result):
-        """Encode the update for ``job`` and return (topic, payload) to publish at QoS 1."""
+
+    def _on_status(self, msg):
+        accepted, reason = bool(msg.params.get("accepted")), str(msg.params.get("reason", ""))
+        self.statuses.append((msg.round, accepted, reason))
+        if self.pending is not None and msg.round == self.pending.round:
+            self.pending = None  # delivered: the aggregator has answered for this round
+        if not accepted:
+            level = "info" if reason.startswith("duplicate:") else "warn"  # a resend, counted
+            self.log.append((level, "round {} update rejected: {}".format(msg.round, reason)))
+
+    def resends(self, now):
+        """``[(topic, payload)]`` to publish again: the pending update when its round was
+        re-announced or ``resend_s`` passed since it was last sent; else ``[]``."""
+        p = self.pending
+        if p is None or not (p.due or now - p.sent_at >= self.cfg.resend_s):
+            return []
+        p.due, p.sent_at = False, now
+        return [(p.topic, p.payload)]
+
+    def on_trained(self, job, result, now=0.0):
+        """Encode the update for ``job`` and return (topic, payload) to publish at QoS 1.
+
+        The update stays pending (see :meth:`resends`) until a status for its round arrives;
+        ``now`` is when the caller sends it."""
         msg = self.current
         if msg is None or msg.round != job.round:
             raise EdgeRuntimeError("on_trained for round {} but the current round is {}".format(
@@ -160,15 +202,21 @@ class AgentCore(object):
                          num_examples=examples, encoding=codec.name,
                          metrics=metrics, params={"codec": cparams}, tensors=tensors)
         self.last_round = job.round
-        return self.topics.update(self.cfg.client_id), encode_message(update)
+        topic, payload = self.topics.update(self.cfg.client_id), encode_message(update)
+        self.pending = Pending(job.round, topic, payload, now, msg.params.get("epoch"))
+        return topic, payload
 
     # --- persistence ------------------------------------------------------------------------
     def to_bytes(self):
         res = self.codec_state.get("residual", {})
-        meta = {"edgefl.agent_state": json.dumps({
-            "last_round": self.last_round, "model_round": self.model_round,
-            "extra": {k: v for k, v in self.codec_state.items() if k != "residual"}})}
-        return encode_tensors(OrderedDict(("residual/" + n, v) for n, v in res.items()), meta)
+        tensors = OrderedDict(("residual/" + n, v) for n, v in res.items())
+        state = {"last_round": self.last_round, "model_round": self.model_round,
+                 "extra": {k: v for k, v in self.codec_state.items() if k != "residual"}}
+        if self.pending is not None:
+            state["pending"] = {"round": self.pending.round, "topic": self.pending.topic,
+                                "epoch": self.pending.epoch}
+            tensors[_PENDING] = np.frombuffer(self.pending.payload, np.uint8)
+        return encode_tensors(tensors, {"edgefl.agent_state": json.dumps(state)})
 
     def restore(self, blob):
         try:
@@ -179,9 +227,18 @@ class AgentCore(object):
         self.last_round = int(state["last_round"])
         self.model_round = max(int(state.get("model_round", 0)), self.last_round)
         self.codec_state = dict(state.get("extra", {}))
-        if tensors:
+        residual = [(k, v) for k, v in tensors.items() if k.startswith("residual/")]
+        if residual:
             self.codec_state["residual"] = OrderedDict(
-                (k[len("residual/"):], np.array(v)) for k, v in tensors.items())
+                (k[len("residual/"):], np.array(v)) for k, v in residual)
+        pending = state.get("pending")
+        if pending and _PENDING in tensors:  # sent before the restart, never answered: resend
+            self.pending = Pending(int(pending["round"]), str(pending["topic"]),
+                                   tensors[_PENDING].tobytes(), float("-inf"),
+                                   pending.get("epoch"))
+
+
+_PENDING = "pending/update"  # the unanswered update's bytes, in the agent state file
 
 
 def _seed(seed, client_id, round_):

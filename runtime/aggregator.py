@@ -29,8 +29,8 @@ from edgefl.runtime.codecs import CODECS
 from edgefl.runtime.schema import update_metrics
 from edgefl.runtime.transport import Topics
 from edgefl.runtime.validate import Expectation, validate_update
-from edgefl.runtime.wire import Message, decode_tensors, encode_message, encode_tensors, \
-    model_digest, payload_digest
+from edgefl.runtime.wire import Message, decode_message, decode_tensors, encode_message, \
+    encode_tensors, model_digest, payload_digest
 
 Publish = namedtuple("Publish", "topic payload qos retain")
 # Persist: save the core's state (``to_bytes``) before performing the Publish actions of the same
@@ -124,10 +124,19 @@ class AggregatorCore(object):
         self.log = []  # (level, text) lines for the loop to print
         self.rejections = {}  # reason code -> count, over the aggregator's life
         self.quarantined = set()  # sha256 of messages never to process (runtime.quarantine)
+        # (client, version) of every update counted for a version still accepted: a resend of
+        # one already folded into an earlier async buffer is a duplicate, not counted twice
+        self.contributed = set()
+        self.epoch = 0  # starts of this aggregator (persisted): see start()
 
     # --- state machine ----------------------------------------------------------------------
     def start(self, now):
-        """Open round 1, or re-announce the restored round."""
+        """Open round 1, or re-announce the restored round.
+
+        Each start is a new ``epoch`` (announced with the round): an agent whose update for
+        this round got no status resends it when it sees the round under a newer epoch, and
+        not when the broker merely delivers the same retained announcement twice."""
+        self.epoch += 1
         if self.round == 0:
             return self._open_round(1, now)
         return [self._announce(), self._persist()]
@@ -155,7 +164,8 @@ class AggregatorCore(object):
             digest = digest or payload_digest(payload)
             if digest in self.quarantined:
                 return self._refuse(client, topic, payload, "quarantined: it was being processed "
-                                    "when the aggregator stopped", "warn", digest)
+                                    "when the aggregator stopped", "warn", digest,
+                                    _round_of(payload))
         before = (len(self.accepted), self.bytes_in)
         try:
             return self._on_update(client, topic, payload, now)
@@ -166,21 +176,20 @@ class AggregatorCore(object):
             where = traceback.extract_tb(exc.__traceback__)[-1]
             return self._refuse(client, topic, payload, "internal: {} at {}:{}".format(
                 type(exc).__name__, where[0].rsplit("/", 1)[-1], where[1]),
-                "error", digest or payload_digest(payload))
+                "error", digest or payload_digest(payload), _round_of(payload))
 
     def _on_update(self, client, topic, payload, now):
         verdict = validate_update(payload, self._expectation(), topic_client=client)
         if not verdict.ok:
             return self._refuse(client, topic, payload, verdict.reason, "warn", None,
                                 verdict.round)
-        version = self.round - verdict.staleness
-        self.accepted[(client, version)] = (verdict.num_examples, verdict.tensors,
-                                            verdict.metrics)
+        key = (client, self.round - verdict.staleness)
+        self.accepted[key] = (verdict.num_examples, verdict.tensors, verdict.metrics)
         self.bytes_in += len(payload)
         actions = [self._status(client, verdict.round, True, "")]
-        if self._ready(now):
-            return actions + self._close_round(now)
-        return actions + [self._persist()]
+        actions += self._close_round(now) if self._ready(now) else [self._persist()]
+        self.contributed.add(key)  # after: nothing to undo when closing the round raised
+        return actions
 
     def _refuse(self, client, topic, payload, reason, level, digest, round_=-1):
         """Count, log and answer a rejected update."""
@@ -204,7 +213,8 @@ class AggregatorCore(object):
         return Expectation(
             federation=c.federation, round=self.round, versions=dict(self.versions),
             shapes=OrderedDict((n, v.shape) for n, v in self.global_model.items()),
-            codec=c.codec, codec_options={}, accepted=frozenset(self.accepted),
+            codec=c.codec, codec_options={},
+            accepted=frozenset(self.accepted).union(self.contributed),
             sampled=frozenset(self.sampled) if self.sampled is not None and c.mode == "sync"
             else None, max_bytes=c.max_update_bytes, max_norm=c.max_norm,
             max_examples=c.max_examples, client_max_examples=c.client_max_examples,
@@ -225,6 +235,8 @@ class AggregatorCore(object):
         keep = self.cfg.max_staleness + 1 if self.cfg.mode == "async" else 1
         while len(self.versions) > keep:
             self.versions.popitem(last=False)
+        live = set(self.versions.values())
+        self.contributed = set(k for k in self.contributed if k[1] in live)
         self.sampled = sample_clients(self.cfg.clients, self.cfg.clients_per_round,
                                       self.cfg.seed, round_)
         self.deadline = now + self.cfg.deadline_s
@@ -274,7 +286,7 @@ class AggregatorCore(object):
                       metrics=self.history[-1] if self.history else {},
                       params={"mode": c.mode, "codec": c.codec, "codec_options": c.codec_options,
                               "sampled": self.sampled, "deadline": self.deadline,
-                              "train": c.train, "final": final},
+                              "train": c.train, "final": final, "epoch": self.epoch},
                       tensors=self.global_model)
         if self.announce_signer is not None:
             self.announce_signer.sign(msg)
@@ -309,7 +321,8 @@ class AggregatorCore(object):
         state = {"round": self.round, "digest": self.digest, "versions": list(self.versions.items()),
                  "sampled": self.sampled, "deadline": self.deadline, "done": self.done,
                  "history": self.history, "accepted": index, "rejected": self.rejected,
-                 "bytes_in": self.bytes_in, "config": asdict(self.cfg)}
+                 "contributed": sorted([c, v] for c, v in self.contributed),
+                 "bytes_in": self.bytes_in, "epoch": self.epoch, "config": asdict(self.cfg)}
         return encode_tensors(tensors, {"edgefl.aggregator_state": json.dumps(state)})
 
     @classmethod
@@ -329,7 +342,7 @@ class AggregatorCore(object):
         core.versions = OrderedDict((d, v) for d, v in state["versions"])
         core.sampled, core.deadline, core.done = state["sampled"], state["deadline"], state["done"]
         core.history, core.rejected = state["history"], state["rejected"]
-        core.bytes_in = state["bytes_in"]
+        core.bytes_in, core.epoch = state["bytes_in"], state.get("epoch", 0)
         for i, e in enumerate(state["accepted"]):
             if "file" in e:
                 t = _read_update_file(e["file"])
@@ -338,7 +351,16 @@ class AggregatorCore(object):
                 t = OrderedDict((k[len(pre):], np.array(v)) for k, v in tensors.items()
                                 if k.startswith(pre))
             core.accepted[(e["client"], e["version"])] = (e["num_examples"], t, e["metrics"])
+        core.contributed = set((c, v) for c, v in state.get("contributed", [])) | set(core.accepted)
         return core
+
+
+def _round_of(payload):
+    """The round an update names, for its status (so its agent stops resending); -1 if none."""
+    try:
+        return decode_message(payload).round
+    except Exception:  # the message is what failed: its status goes out for round 0
+        return -1
 
 
 def _numbers(metrics):

@@ -164,16 +164,27 @@ def run_agent(core, transport, trainer, state_path=None, stop=None, timeout=None
     sent = 0
     saved_round = core.model_round
     while not core.done and not (stop and stop()) and (end is None or clock() < end):
-        job = None
+        job, unanswered = None, core.pending
         for ev in pending + transport.poll(poll_s):
             if ev.kind == "message":
                 job = core.on_message(ev.topic, ev.payload) or job
         pending = []
         saved_round = _perform_agent(core, transport, state_path, log, saved_round)
+        if unanswered is not None and core.pending is None and state_path:
+            atomic_write(state_path, core.to_bytes())  # answered: nothing to resend on restart
+        for topic, payload in core.resends(clock()):  # no status yet: at least once
+            transport.publish(topic, payload, 1, False)
+            if log:
+                log("info", "round {}: resent the update (no status yet)".format(
+                    core.pending.round))
+        if max_rounds and sent >= max_rounds:
+            if core.pending is None:
+                break  # the last update is answered
+            continue
         if job is None or job.round != core.current.round:
             continue
         result = trainer.train(job.global_model, job.options)
-        topic, payload = core.on_trained(job, result)
+        topic, payload = core.on_trained(job, result, clock())
         if state_path:
             atomic_write(state_path, core.to_bytes())
         transport.publish(topic, payload, 1, False)
@@ -182,8 +193,6 @@ def run_agent(core, transport, trainer, state_path=None, stop=None, timeout=None
         if log:
             log("info", "round {}: sent {} bytes ({} examples)".format(
                 job.round, len(payload), result.num_examples))
-        if max_rounds and sent >= max_rounds:
-            break
     transport.publish(online, b"offline", 1, True)
     transport.flush(10.0)
     return sent

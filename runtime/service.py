@@ -114,7 +114,8 @@ def run_agent_from_config(cfg, log=stderr_log, trainer=None):
     signing = cfg.get("signing") or {}
     core = AgentCore(AgentConfig(cfg["federation"], cfg["client_id"], int(cfg.get("seed", 0)),
                                  announce_key=signing.get("aggregator_public_key") or "",
-                                 max_examples=cfg.get("max_examples") or 0))
+                                 max_examples=cfg.get("max_examples") or 0,
+                                 resend_s=float(cfg.get("resend_s", 60.0))))
     transport = make_transport(cfg["client_id"], cfg.get("mqtt"),
                                cfg.get("max_payload", 1024 * 1024),
                                will_topic=core.topics.online(cfg["client_id"]))

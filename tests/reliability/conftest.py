@@ -268,14 +268,17 @@ class FedRun:
     def mqtt(self) -> dict:
         return {"host": "127.0.0.1", "port": self.broker.port, "keepalive": 5}
 
-    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
+    def _spawn(self, name: str, argv: list[str], env: dict | None = None) -> subprocess.Popen:
         log = open(self.dir / f"{name}.log", "ab")
-        proc = subprocess.Popen(argv, cwd=self.dir, stdout=log, stderr=subprocess.STDOUT)
+        env = None if env is None else {**os.environ, **env}
+        proc = subprocess.Popen(argv, cwd=self.dir, stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
         self.procs.append(proc)
         return proc
 
-    def start_aggregator(self, aggregator: dict, **extra) -> subprocess.Popen:
+    def start_aggregator(self, aggregator: dict, env: dict | None = None, **extra) -> subprocess.Popen:
+        """``python -m edgefl.runtime aggregate`` on this run's config (``env`` added to the
+        environment, e.g. a test hook on PYTHONPATH)."""
         cfg = {
             "aggregator": aggregator,
             "mqtt": self.mqtt,
@@ -289,7 +292,7 @@ class FedRun:
         path = self.dir / "aggregator.json"
         path.write_text(json.dumps(cfg))
         return self._spawn(
-            "aggregator", [sys.executable, "-m", "edgefl.runtime", "aggregate", "--config", str(path)]
+            "aggregator", [sys.executable, "-m", "edgefl.runtime", "aggregate", "--config", str(path)], env
         )
 
     def start_agent(self, client_id: str, **options) -> subprocess.Popen:

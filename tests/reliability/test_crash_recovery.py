@@ -1,11 +1,14 @@
 """kill -9 of the aggregator mid-round and of an agent mid-training, with real processes
 (``python -m edgefl.runtime aggregate`` and agent processes) through a real Mosquitto."""
 
+import json
 import signal
+from pathlib import Path
 
 import pytest
 
 CLIENTS = ["c0", "c1", "c2", "c3"]
+HOLD = Path(__file__).resolve().parent / "hold"  # sitecustomize.py: the aggregator waits in save
 
 
 @pytest.mark.slow
@@ -40,6 +43,43 @@ def test_aggregator_kill9_mid_round_resumes_and_ends_with_the_uninterrupted_mode
     assert [h["clients"] for h in state.history] == [h["clients"] for h in expected.history]
     assert flkit.models_equal(final, expected.global_model)
     assert not flkit.models_equal(final, flkit.init_model())
+
+
+@pytest.mark.slow
+def test_aggregator_kill9_after_updates_arrived_and_before_they_were_persisted(fedrun, flkit, wait):
+    # Prepare: 3 rounds of 4 clients; c2 and c3 train slowly. A test hook (tests/reliability/
+    # hold) stops the real aggregator process in round 2 as it is about to persist c2's update,
+    # once its MQTT client has received (and acknowledged to the broker) all 8 updates of
+    # rounds 1-2: c2's update is accepted in memory only, c3's waits in the process's queue.
+    agg = dict(federation="rel", clients=CLIENTS, min_clients=4, rounds=3, deadline_s=60.0)
+    expected = flkit.reference_run(flkit.aggregator_config(**agg), flkit.init_model(), [CLIENTS] * 3)
+    marker = fedrun.dir / "held.json"
+    hold = {"round": 2, "accepted": 3, "received": 8, "marker": str(marker)}
+    aggregator = fedrun.start_aggregator(
+        agg, env={"PYTHONPATH": str(HOLD), "EDGEFL_TEST_HOLD": json.dumps(hold)}
+    )
+    for cid in CLIENTS:
+        fedrun.start_agent(cid, delay_s=2.0 if cid in ("c2", "c3") else 0.0)
+    wait(marker.exists, 40, "the aggregator to hold in round 2")
+    held = json.loads(marker.read_text())
+
+    # Execute: kill -9 while it holds; restart it without the hook.
+    aggregator.send_signal(signal.SIGKILL)
+    aggregator.wait(timeout=10)
+    after_kill = fedrun.state()
+    restarted = fedrun.start_aggregator(agg)
+    assert fedrun.wait_exit(restarted) == 0, fedrun.log("aggregator")
+
+    # Assert: all 8 updates had reached the aggregator, only c0's and c1's round-2 updates were
+    # on disk; after the restart c2 and c3 resent theirs, every round closed with all four
+    # clients, and the final model is bitwise the uninterrupted run's.
+    assert len(held["received"]) == 8 and len(held["accepted"]) == 3
+    assert after_kill.round == 2 and sorted(after_kill.accepted) == [("c0", 2), ("c1", 2)]
+    assert all("resent the update" in fedrun.log(cid) for cid in ("c2", "c3"))
+    state = fedrun.state()
+    assert [h["clients"] for h in state.history] == [CLIENTS] * 3
+    final, _ = fedrun.final_model()
+    assert flkit.models_equal(final, expected.global_model)
 
 
 @pytest.mark.slow
