@@ -1,9 +1,12 @@
 """Shared fixtures. Kept Python-3.6 compatible: the runtime tests also run under the edge stack.
 
 `mosquitto` starts a real Mosquitto broker on a free loopback port. Where Mosquitto is absent the tests
-that need it are skipped, except in CI (CI=true), where its absence is an error.
+that need it are skipped, except in CI (CI=true), where its absence is an error. The same holds for every
+required tool (`require`, the `tool` fixture) and for a skip whose reason is that one of the suite's own
+dependencies does not import (`INSTALLED`): in CI no skip hides a check.
 """
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -15,6 +18,40 @@ import pytest
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# What each suite installs (.ci/constraints.txt with the host and test extras; the TX2 stack of
+# .ci/edge36-constraints.txt): in CI a test skipped because one of these does not import is a failure.
+INSTALLED = (("onnxruntime", "numpy", "paho") if sys.version_info < (3, 10) else
+             ("onnxruntime", "onnx", "numpy", "paho", "torch", "safetensors", "hypothesis", "amqtt",
+              "cryptography", "typer", "rich", "scipy", "matplotlib", "torch_pruning"))
+
+
+def _hidden_check(report):
+    """The reason of a skip that only says a suite's own dependency did not import, else None."""
+    if not (IN_CI and report.skipped):
+        return None
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if reason.startswith("Skipped: "):
+        reason = reason[len("Skipped: "):]
+    module = re.match(r"could not import '([\w.]+)'", reason)
+    return reason if module and module.group(1).split(".")[0] in INSTALLED else None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    reason = _hidden_check(report)
+    if reason:
+        report.outcome, report.longrepr = "failed", "required in CI, but skipped: " + reason
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    report = outcome.get_result()
+    reason = _hidden_check(report)
+    if reason:
+        report.outcome, report.longrepr = "failed", "required in CI, but skipped: " + reason
 
 
 def free_port():
