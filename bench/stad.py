@@ -123,7 +123,7 @@ def untrained(cfg):
     """The student architecture at its random initialisation (eval mode): how much does training add?"""
     import torch
 
-    from edgefl.stad.student import StadStudent
+    from edgefl.models.stad_student import StadStudent
 
     torch.manual_seed(cfg.seed)
     return StadStudent(cfg.channels, hidden=cfg.student_hidden, kernel=cfg.student_kernel).eval()

@@ -50,31 +50,15 @@ def parity_rows(parity: dict) -> list:
     return rows
 
 
-def is_stad_checkpoint(checkpoint: Path) -> bool:
-    """A STAD student checkpoint (or a `compress stad` output folder) goes through the STAD exporter."""
-    from edgefl.checkpoint import read_config
-
-    if (checkpoint / "student" / "config.json").is_file():
-        return True
-    try:
-        return bool(read_config(checkpoint).get("stad"))
-    except EdgeflError:
-        return False  # the classifier path reports the problem with the checkpoint
-
-
-def export_stad(checkpoint: Path, profile: str, precision: str, fmt: str, out: Path, as_json: bool):
-    """The anomaly-map student: input `cube`, output `score`, parity on the shipped scenes."""
-    from edgefl.stad.export import export_stad_bundle
-
-    if fmt != "onnx":
-        raise EdgeflError("STAD bundles run in onnxruntime only (the filter computes in float64)"
-                          " — use --format onnx")
-    manifest = export_stad_bundle(checkpoint, out, profile, precision=precision)
+def export_by_method(method, checkpoint: Path, profile: str, precision: str, fmt: str, out: Path, as_json):
+    """A checkpoint whose method has its own exporter (STAD's anomaly-map student): its bundle, its parity."""
+    manifest = method.export(checkpoint, out, profile, precision, fmt)
     if as_json:
         emit_json({"bundle": str(out), "manifest": manifest})
         return
     parity = manifest.get("parity", {})
-    console.print(table(f"STAD student for {profile} (opset {manifest.get('opset')})", ["check", "value"],
+    title = f"{manifest['model']} for {profile} (opset {manifest.get('opset')})"
+    console.print(table(title, ["check", "value"],
                         [[k, v] for k, v in parity.items() if not isinstance(v, (dict, list))]))
     console.print(f"bundle written to {out} ({len(manifest['files'])} files, sha256 in manifest.json)")
 
@@ -102,9 +86,11 @@ def command(
     """Export a checkpoint or an ONNX file for a device profile: verify it (checker, parity), bundle it."""
     from edgefl.export.onnx_in import export_onnx, is_onnx_input
     from edgefl.export.pipeline import ExportRequest, export_checkpoint
+    from edgefl.methods import exporting_method
 
-    if is_stad_checkpoint(checkpoint):
-        return export_stad(checkpoint, profile, precision, fmt, out, as_json)
+    method = exporting_method(checkpoint)  # a method with its own exporter; None: the classifier exporter
+    if method is not None:
+        return export_by_method(method, checkpoint, profile, precision, fmt, out, as_json)
 
     request = ExportRequest(
         checkpoint=checkpoint,

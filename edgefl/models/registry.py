@@ -11,8 +11,8 @@ MODELS = {
     "resnet20": "edgefl.models.resnet:resnet20",
     "resnet32": "edgefl.models.resnet:resnet32",
     "resnet56": "edgefl.models.resnet:resnet56",
-    "stad_teacher": "edgefl.stad.teacher:StadTeacher",
-    "stad_student": "edgefl.stad.student:StadStudent",
+    "stad_teacher": "edgefl.models.stad_teacher:StadTeacher",
+    "stad_student": "edgefl.models.stad_student:StadStudent",
 }
 
 

@@ -5,17 +5,18 @@ aware detector", Neural Networks 184 (2025) 107036 (arXiv 2401.01093); re-implem
 official code (majitao-xd/STAD-HAD has no licence).
 
 Modules: ``prep`` (band selection, normalisation), ``rx`` (global RX baseline), ``metrics`` (HAD metrics and
-figures), ``stf`` (small target filter), ``teacher`` / ``student`` (networks), ``blobs`` (pseudo-anomalies),
-``config`` (StadSettings: defaults and why), ``train`` (teacher training on anomaly-free data),
-``distill`` (stage-wise distillation), ``scoregraph`` (forward-only device score), ``detect`` (anomaly
-maps), ``pipeline`` (train + save/load checkpoints), ``export`` (ONNX bundle of the device score graph),
-``run`` (the library calls behind `edgefl compress stad` and `edgefl detect`). Torch-dependent modules
-are imported on use.
+figures), ``stf`` (small target filter), ``blobs`` (pseudo-anomalies), ``config`` (StadSettings: defaults
+and why), ``train`` (teacher training on anomaly-free data), ``distill`` (stage-wise distillation),
+``scoregraph`` (forward-only device score), ``detect`` (anomaly maps), ``pipeline`` (training cubes,
+save/load checkpoints), ``export`` (ONNX bundle of the device score graph), ``run`` (the library calls
+behind `edgefl compress stad` and `edgefl detect`). Torch-dependent modules are imported on use. The two
+networks are zoo models (``edgefl.models.stad_teacher``, ``edgefl.models.stad_student``), so loading a
+checkpoint rebuilds them without the method.
 
 As a registry method (``METHOD``): the data are HSI scenes; ``plan`` prepares the anomaly-free training
 cubes, ``apply`` trains the teacher (unless one is given as the model) and distils the student; the
-student is the compressed model, the teacher is in ``parts``. Its checkpoints are exported by
-``export`` (one ``score`` output), not the classifier exporter.
+student is the compressed model, the teacher is in ``parts``. ``edgefl export`` routes its checkpoints
+to ``export.export_bundle`` (``cube`` in, ``score`` out), not to the classifier exporter.
 
 Choices against the paper and the official code (details in each module): Transformer teacher as in the
 official code (not the paper's "fully connected" one) but with pre-norm layers; 3×3-conv student with
@@ -26,6 +27,7 @@ input-gradient score is available everywhere, including the device graph).
 
 from edgefl.compress.method import CompressionResult, Method
 from edgefl.stad.config import StadSettings
+from edgefl.stad.export import export_bundle, is_stad_checkpoint
 
 
 def plan(teacher, scenes: list, settings: StadSettings, progress=None) -> dict:
@@ -74,4 +76,12 @@ def apply(teacher, scenes: list, plan: dict, settings: StadSettings, progress=No
     return CompressionResult(student, state, [], totals, {}, {"teacher": teacher, "history": history})
 
 
-METHOD = Method(name="stad", label="STAD distillation", settings=StadSettings, plan=plan, apply=apply)
+METHOD = Method(
+    name="stad",
+    label="STAD distillation",
+    settings=StadSettings,
+    plan=plan,
+    apply=apply,
+    export=export_bundle,
+    claims=is_stad_checkpoint,
+)

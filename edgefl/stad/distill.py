@@ -27,7 +27,7 @@ def distill_student(teacher, cubes: list, cfg: StadSettings, on_step=None):
     Returns:
         (EMA student in eval mode, history dict with the per-step distillation loss).
     """
-    from edgefl.stad.student import StadStudent
+    from edgefl.models.stad_student import StadStudent
 
     torch.manual_seed(cfg.seed + 2)
     rng = np.random.default_rng(cfg.seed + 2)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from edgefl.errors import EdgeflError
+from edgefl.stad.pipeline import STUDENT_DIR
 
 INPUT_NAME, OUTPUT_NAME = "cube", "score"
 MODEL_FILE, MANIFEST = "model.onnx", "manifest.json"
@@ -189,3 +190,29 @@ def export_stad_bundle(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return manifest
+
+
+def is_stad_checkpoint(path) -> bool:
+    """A STAD checkpoint (or a `compress stad` output folder): the STAD exporter handles it."""
+    from edgefl.checkpoint import read_config
+
+    path = Path(path)
+    if (path / STUDENT_DIR / "config.json").is_file():
+        return True
+    try:
+        return bool(read_config(path).get("stad"))
+    except EdgeflError:
+        return False  # not a checkpoint STAD knows; the classifier exporter reports what is wrong
+
+
+def export_bundle(checkpoint, out, profile: str, precision: str = "fp32", fmt: str = "onnx") -> dict:
+    """STAD's registry export hook (``edgefl export`` routes STAD checkpoints here).
+
+    Raises:
+        EdgeflError: a format other than onnx — the STF computes in float64, which TensorRT does not.
+    """
+    if fmt != "onnx":
+        raise EdgeflError(
+            "STAD bundles run in onnxruntime only (the filter computes in float64) — use --format onnx"
+        )
+    return export_stad_bundle(checkpoint, out, profile, precision=precision)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgefl.stad.stf import stf_weights_torch
-from edgefl.stad.student import StadStudent
+from edgefl.models.stad_student import StadStudent
 
 
 SCORES = ("gradient", "recon")

@@ -47,7 +47,7 @@ def train_teacher(cubes: list, cfg: StadSettings, on_step=None):
     Returns:
         (EMA teacher in eval mode, history dict: loss per step, blob restoration ratio).
     """
-    from edgefl.stad.teacher import StadTeacher
+    from edgefl.models.stad_teacher import StadTeacher
 
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)

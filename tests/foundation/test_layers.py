@@ -35,9 +35,6 @@ LAYER_OF = {
     # the compression core (every module of edgefl.compress): quantizers, quantized layers, BN folding,
     # pruning plans, BOPs accounting and report rows, QAT set-up, restore, the Method protocol
     "edgefl.compress": "base",
-    # the model registry names these two STAD networks, so they are models (base), not the method
-    "edgefl.stad.teacher": "base",
-    "edgefl.stad.student": "base",
     "edgefl.export": "export",
     # the compression methods and their registry
     "edgefl.methods": "methods",

@@ -13,7 +13,6 @@ import torch
 
 import edgefl.methods as methods
 from edgefl.compress.method import ClassifierData, CompressionResult, Method
-from edgefl.data import ArrayData
 from edgefl.errors import EdgeflError
 from edgefl.methods.registry import METHODS, method_named
 from edgefl.models import build_model
@@ -56,19 +55,10 @@ def test_compress_commands_are_the_registry_entries_with_a_command():
     assert "PIC-PQ, GHOST, or STAD distillation" in " ".join(out.split())
 
 
-def _data(n, seed):
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 2, n)
-    x = rng.uniform(0, 0.3, (n, 1, 12, 12)).astype(np.float32)
-    for i, label in enumerate(y):
-        x[i, 0, (7 if label else 1) : (10 if label else 4), 4:7] = 1.0
-    return ArrayData(x, y.astype(np.int64))
-
-
-def test_baselines_run_through_the_protocol():
+def test_baselines_run_through_the_protocol(blob_data):
     torch.manual_seed(0)
     fp = build_model("resnet20", in_channels=1, num_classes=2).eval()
-    data = ClassifierData(_data(64, 0), _data(32, 1), PREP)
+    data = ClassifierData(blob_data(64, 0), blob_data(32, 1), PREP)
     uni = methods.uniform(fp, data, bits=4, epochs=1, batch_size=32)
     assert isinstance(uni, CompressionResult) and uni.state["method"] == "uniform"
     rows = {r["layer"]: r for r in uni.layers}

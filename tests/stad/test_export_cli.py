@@ -31,3 +31,17 @@ def test_export_cli_refuses_tensorrt_for_stad(tiny_stad, tmp_path, capsys):
                  "--out", str(tmp_path / "b")])
     err = capsys.readouterr().err
     assert code == 2 and "onnxruntime only" in err and len(err.strip().splitlines()) == 1
+
+
+def test_export_routing_comes_from_the_registry(tiny_stad, tmp_path):
+    """STAD checkpoints (and a `compress stad` folder) go to STAD's exporter, anything else to the generic."""
+    from edgefl.checkpoint import save_checkpoint
+    from edgefl.methods import METHODS, exporting_method
+    from edgefl.models import build_model
+
+    out, _ = tiny_stad
+    assert exporting_method(out) is METHODS["stad"] and exporting_method(out / "student") is METHODS["stad"]
+    args = {"in_channels": 1, "num_classes": 2}
+    config = {"model": "small_cnn", "model_args": args, "input_shape": [1, 8, 8], "num_classes": 2}
+    classifier = save_checkpoint(tmp_path / "cnn", build_model("small_cnn", **args), config)
+    assert exporting_method(classifier) is None and exporting_method(tmp_path / "missing") is None

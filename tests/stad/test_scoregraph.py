@@ -7,7 +7,7 @@ import torch
 from edgefl.stad.detect import gradient_score, graph_score, recon_score
 from edgefl.stad.export import onnx_from_student, onnx_score
 from edgefl.stad.scoregraph import StudentScoreGraph
-from edgefl.stad.student import StadStudent
+from edgefl.models.stad_student import StadStudent
 
 
 def _student(seed=0, hidden=8, kernel=3):
