@@ -62,8 +62,12 @@ def build_manifest(
     settings: dict,
     engine,
     files: dict,
+    head: str | None = HEAD_FILE,
 ) -> dict:
-    """Assemble the manifest dict (pure). ``files`` maps file name -> sha256 for every bundle file."""
+    """Assemble the manifest dict (pure). ``files`` maps file name -> sha256 for every bundle file.
+
+    ``head`` is the classifier head file the device fine-tunes, None for a model without one (STAD).
+    """
     return {
         "format": BUNDLE_FORMAT,
         "version": BUNDLE_VERSION,
@@ -83,6 +87,6 @@ def build_manifest(
         "verification": verification,
         "settings": settings,
         "engine": engine,
-        "head": HEAD_FILE,
+        "head": head,
         "files": dict(sorted(files.items())),
     }

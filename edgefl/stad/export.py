@@ -6,9 +6,9 @@ classification head); STAD needs a different graph, so this module is the small 
 dynamic; output ``score`` = 1×H×W; normalisation, STF, the student and the score — the weighted
 reconstruction error or the analytic input gradient, as the checkpoint records — inside the graph)
 with the TorchScript exporter at the profile's opset, runs onnx's full checker, measures parity against
-the torch score of the same definition on the shipped scenes, and writes a bundle in the shared
-manifest format
-(``head`` is null: there is no classifier head to fine-tune). ``edgefl.runtime.engine.open_engine``
+the torch score of the same definition on the shipped scenes, and writes the bundle with
+``edgefl.export``'s manifest builder and publisher (``head`` is null: there is no classifier head to
+fine-tune). ``edgefl.runtime.engine.open_engine``
 runs it unchanged; band selection is the only host-side step, described in ``preprocessing["stad"]``.
 """
 
@@ -24,7 +24,6 @@ from edgefl.errors import EdgeflError
 from edgefl.stad.pipeline import STUDENT_DIR
 
 INPUT_NAME, OUTPUT_NAME = "cube", "score"
-MODEL_FILE, MANIFEST = "model.onnx", "manifest.json"
 PARITY_TOLERANCE = 1e-4  # max |onnx − autograd| / max |autograd| on a scene
 
 
@@ -117,7 +116,10 @@ def export_stad_bundle(
 
     from edgefl import __version__
     from edgefl.data import SHIPPED_SCENES, load_hsi_scene
+    from edgefl.export.assemble import check_out, publish
+    from edgefl.export.bundle import MODEL_FILE, build_manifest, io_spec
     from edgefl.export.profiles import load_profile
+    from edgefl.runtime.bundle import hash_files, write_document
     from edgefl.stad.pipeline import load_stad, parameter_count
 
     if precision != "fp32":
@@ -130,8 +132,9 @@ def export_stad_bundle(
             "pass the student checkpoint"
         )
     opset = min(int(prof.max_opset), 17)
-    proto = onnx_from_student(student, stad["channels"], opset, stad.get("score", "gradient"))
     out = Path(out)
+    check_out(out)  # before any heavy work
+    proto = onnx_from_student(student, stad["channels"], opset, stad.get("score", "gradient"))
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=str(out.parent)))
     try:
@@ -145,16 +148,13 @@ def export_stad_bundle(
                 f"exported STAD score differs from torch by {parity['max_rel_diff']:.2e} "
                 f"(> {PARITY_TOLERANCE}) — report this export bug"
             )
-        from edgefl.runtime.bundle import hash_files, write_document
-
         c = stad["channels"]
-        manifest = {
-            "edgefl_version": __version__,
-            "model": "stad_student",
-            "model_file": MODEL_FILE,
-            "inputs": [{"name": INPUT_NAME, "shape": [1, c, "height", "width"], "dtype": "float32"}],
-            "outputs": [{"name": OUTPUT_NAME, "shape": [1, "height", "width"], "dtype": "float32"}],
-            "preprocessing": {
+        manifest = build_manifest(
+            edgefl_version=__version__,
+            model="stad_student",
+            inputs=[io_spec(INPUT_NAME, (1, c, "height", "width"))],
+            outputs=[io_spec(OUTPUT_NAME, (1, "height", "width"))],
+            preprocessing={
                 "stad": {
                     "channels": c,
                     "band_mode": stad["band_mode"],
@@ -164,28 +164,25 @@ def export_stad_bundle(
                     "score_definition": stad.get("score_definition"),
                 }
             },
-            "labels": None,
-            "profile": prof.to_dict(),
-            "precision": "fp32",
-            "opset": opset,
-            "compression": {
+            labels=None,
+            profile=prof.to_dict(),
+            precision="fp32",
+            opset=opset,
+            compression={
                 "method": "stad",
                 "student_parameters": parameter_count(student),
                 "training": stad.get("training"),
             },
-            "parity": parity,
-            "verification": {"onnx_checker": "full_check passed"},
-            "settings": {"format": "onnx", "precision": "fp32"},
-            "engine": None,
-            "head": None,
-            "files": hash_files(str(staging), [MODEL_FILE]),
-        }
+            parity=parity,
+            parity_info={},
+            verification={"onnx_checker": "full_check passed"},
+            settings={"format": "onnx", "precision": "fp32"},
+            engine=None,
+            files=hash_files(str(staging), [MODEL_FILE]),
+            head=None,  # no classifier head to fine-tune on the device
+        )
         manifest = write_document(str(staging), "bundle", manifest)  # the one writer: sealed
-        if out.exists():
-            if not (out / MANIFEST).is_file():
-                raise EdgeflError(f"{out} exists and is not an edgefl bundle — choose another --out")
-            shutil.rmtree(out)
-        staging.rename(out)
+        publish(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -45,3 +45,13 @@ def test_export_routing_comes_from_the_registry(tiny_stad, tmp_path):
     config = {"model": "small_cnn", "model_args": args, "input_shape": [1, 8, 8], "num_classes": 2}
     classifier = save_checkpoint(tmp_path / "cnn", build_model("small_cnn", **args), config)
     assert exporting_method(classifier) is None and exporting_method(tmp_path / "missing") is None
+
+
+def test_export_refuses_an_out_folder_that_is_not_a_bundle_before_any_work(tiny_stad, tmp_path, capsys):
+    out, _ = tiny_stad
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    code = main(["export", str(out / "student"), "--profile", "jetson-tx2", "--out", str(tmp_path / "mine")])
+    err = capsys.readouterr().err
+    assert code == 2 and "is not an edgefl bundle" in err and len(err.strip().splitlines()) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["mine"] and (tmp_path / "mine" / "notes.txt").exists()
