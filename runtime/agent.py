@@ -17,6 +17,12 @@ this: the broker's PUBACK only says the broker has it, and paho 1.6 acknowledges
 the broker as soon as it arrives, before the aggregator has validated and persisted it. The
 aggregator accepts one update per (client, version), so a resend that was already counted is
 rejected as a duplicate.
+
+It keeps the model it loaded (``model``, persisted with its digest): a round announcement that
+is a coded delta (``edgefl.runtime.downlink``) applies to it when the delta names its digest, and
+the rebuilt model must match the announced digest. Otherwise (a version missed, a late start, no
+state) the agent subscribes to the retained full snapshot, loads it, and unsubscribes
+(``subscriptions()`` says what the loop must be subscribed to now).
 """
 
 import json
@@ -27,6 +33,7 @@ import numpy as np
 
 from edgefl.runtime.announce import AnnouncementVerifier
 from edgefl.runtime.codecs import make_codec
+from edgefl.runtime.downlink import DELTA_FIELD, apply_announcement, tensors_problem
 from edgefl.runtime.errors import EdgeRuntimeError, WireError
 from edgefl.runtime.transport import Topics
 from edgefl.runtime.wire import Message, decode_message, decode_tensors, encode_message, \
@@ -84,6 +91,10 @@ class AgentCore(object):
         self.verifier = AnnouncementVerifier(config.announce_key) if config.announce_key else None
         self.last_round = 0
         self.model_round = 0  # newest announced round loaded: older ones are refused
+        self.model = None  # the global model of model_round (name -> float32), as loaded
+        self.model_digest = ""
+        self.want_snapshot = True  # subscribe to the retained full snapshot until a model loads
+        self.received = {"round": 0, "snapshot": 0}  # announcement bytes received, per topic
         self.outbox = []  # (topic, payload) for the loop to publish at QoS 1
         self.codec_state = {}
         self.current = None  # the newest round Message not yet handled
@@ -93,12 +104,32 @@ class AgentCore(object):
         self.log = []
 
     def subscriptions(self):
-        return [self.topics.round, self.topics.status(self.cfg.client_id)]
+        """The topics to be subscribed to now (the snapshot only while the agent needs it)."""
+        subs = [self.topics.round, self.topics.status(self.cfg.client_id)]
+        return subs + ([self.topics.snapshot] if self.want_snapshot else [])
+
+    def on_demand_subscriptions(self):
+        """Topics ``subscriptions()`` may add and drop again."""
+        return [self.topics.snapshot]
+
+    def preload(self, tensors):
+        """Start from a model this client already holds (its bundle's, the federation's initial
+        model), so a first delta applies without a snapshot; no-op once a model is loaded."""
+        if self.model is None:
+            self._hold(OrderedDict((n, np.array(v, np.float32)) for n, v in sorted(tensors.items())),
+                       None)
+
+    def _hold(self, model, digest):
+        self.model, self.model_digest = model, digest or model_digest(model)
+        self.want_snapshot = False
 
     def on_message(self, topic, payload):
         """Returns a TrainJob when this round needs our contribution, else None."""
         if not payload:
             return None
+        for kind, name in (("round", self.topics.round), ("snapshot", self.topics.snapshot)):
+            if topic == name:
+                self.received[kind] += len(payload)
         try:
             msg = decode_message(payload)
         except WireError as exc:
@@ -109,11 +140,13 @@ class AgentCore(object):
         if topic == self.topics.status(self.cfg.client_id) and msg.kind == "status":
             self._on_status(msg)
             return None
-        if topic != self.topics.round or msg.kind != "round":
+        if topic not in (self.topics.round, self.topics.snapshot) or msg.kind != "round":
             return None
         refusal = self._refusal(msg)
         if refusal:
             self._refuse(msg.round, refusal)
+            return None
+        if not self._load(msg):
             return None
         self.model_round = msg.round
         if msg.params.get("final"):
@@ -130,18 +163,35 @@ class AgentCore(object):
             self.log.append(("info", "round {}: not sampled".format(msg.round)))
             return None
         self.current = msg
-        model = OrderedDict((n, np.array(v, np.float32)) for n, v in msg.tensors.items())
+        model = OrderedDict((n, v.copy()) for n, v in self.model.items())
         return TrainJob(msg.round, model, dict(msg.params.get("train", {})))
+
+    def _load(self, msg):
+        """Make ``msg``'s model ours (full, or a delta applied); False when it gives none now."""
+        is_delta = msg.params.get(DELTA_FIELD) is not None
+        if is_delta and msg.round < self.model_round:
+            return False  # an older delta (queued while away): our model is newer
+        if self.model is not None and msg.base_digest == self.model_digest:
+            self.want_snapshot = False
+            return True  # we hold it already (a re-announcement, or the snapshot of our model)
+        verdict, got = apply_announcement(self.model, self.model_digest, msg)
+        if verdict == "model":
+            self._hold(got, msg.base_digest)
+            return True
+        if verdict == "refuse":
+            self._refuse(msg.round, got)
+        elif not self.want_snapshot:
+            self.log.append(("info", "round {}: {}; fetching the snapshot".format(msg.round, got)))
+        self.want_snapshot = True
+        return False
 
     def _refusal(self, msg):
         """Why a round announcement must not be loaded, or None."""
         if self.verifier is not None:
-            problem = self.verifier.problem(msg)  # signature, then the model against its digest
-        elif model_digest(msg.tensors) != msg.base_digest:
-            problem = "global model digest mismatch"
+            problem = self.verifier.problem(msg)  # signature, then the tensors against their digest
         else:
-            problem = None
-        if problem is None and msg.round < self.model_round:
+            problem = tensors_problem(msg)
+        if problem is None and msg.round < self.model_round and DELTA_FIELD not in msg.params:
             problem = "round {} is older than round {}, already loaded (a replay?)".format(
                 msg.round, self.model_round)
         return problem
@@ -154,7 +204,6 @@ class AgentCore(object):
                          params={"accepted": False, "reason": "announcement: " + reason,
                                  "current_round": self.model_round})
         self.outbox.append((self.topics.agent_status(self.cfg.client_id), encode_message(status)))
-
 
     def _on_status(self, msg):
         accepted, reason = bool(msg.params.get("accepted")), str(msg.params.get("reason", ""))
@@ -210,7 +259,9 @@ class AgentCore(object):
     def to_bytes(self):
         res = self.codec_state.get("residual", {})
         tensors = OrderedDict(("residual/" + n, v) for n, v in res.items())
+        tensors.update(("model/" + n, v) for n, v in (self.model or {}).items())
         state = {"last_round": self.last_round, "model_round": self.model_round,
+                 "model_digest": self.model_digest,
                  "extra": {k: v for k, v in self.codec_state.items() if k != "residual"}}
         if self.pending is not None:
             state["pending"] = {"round": self.pending.round, "topic": self.pending.topic,
@@ -227,10 +278,12 @@ class AgentCore(object):
         self.last_round = int(state["last_round"])
         self.model_round = max(int(state.get("model_round", 0)), self.last_round)
         self.codec_state = dict(state.get("extra", {}))
-        residual = [(k, v) for k, v in tensors.items() if k.startswith("residual/")]
+        residual = _prefixed(tensors, "residual/")
         if residual:
-            self.codec_state["residual"] = OrderedDict(
-                (k[len("residual/"):], np.array(v)) for k, v in residual)
+            self.codec_state["residual"] = residual
+        model = _prefixed(tensors, "model/")
+        if model and model_digest(model) == state.get("model_digest"):
+            self._hold(model, state["model_digest"])
         pending = state.get("pending")
         if pending and _PENDING in tensors:  # sent before the restart, never answered: resend
             self.pending = Pending(int(pending["round"]), str(pending["topic"]),
@@ -239,6 +292,11 @@ class AgentCore(object):
 
 
 _PENDING = "pending/update"  # the unanswered update's bytes, in the agent state file
+
+
+def _prefixed(tensors, prefix):
+    return OrderedDict((k[len(prefix):], np.array(v)) for k, v in tensors.items()
+                       if k.startswith(prefix))
 
 
 def _seed(seed, client_id, round_):

@@ -11,6 +11,14 @@ deadline once ``min_clients`` (the quorum) are in; below quorum it keeps waiting
 a quorum) produce a new version; updates based on one of the last ``max_staleness`` versions are
 accepted and weighted by staleness.
 
+Announcements (the announce path, separate from aggregation): with ``downlink_codec`` "none"
+the round topic carries the full fp32 model. With a codec it carries the new model as a coded
+delta against the previous version (``edgefl.runtime.downlink``): aggregated updates go into the
+server's model ``server_model``; ``global_model`` is the reference every client reconstructs,
+advanced by exactly what the delta carries, and the digest announced and expected in updates is
+its digest. A full snapshot of ``global_model`` is retained on the snapshot topic (published
+before the delta) for clients that missed a version or join late.
+
 State is persisted (a Persist action) after every accepted update and every round change, so a
 restart resumes the same round with the same accepted updates.
 """
@@ -25,7 +33,8 @@ import numpy as np
 
 from edgefl.runtime import strategies
 from edgefl.runtime.errors import EdgeRuntimeError, WireError
-from edgefl.runtime.codecs import CODECS
+from edgefl.runtime.codecs import CODECS, make_codec
+from edgefl.runtime.downlink import DELTA_FIELD, DownlinkCoder, delta_fields
 from edgefl.runtime.schema import update_metrics
 from edgefl.runtime.transport import Topics
 from edgefl.runtime.validate import Expectation, validate_update
@@ -48,6 +57,8 @@ class AggregatorConfig:
     strategy_options: dict = field(default_factory=dict)
     codec: str = "none"
     codec_options: dict = field(default_factory=dict)
+    downlink_codec: str = "none"  # "none": full models; else announcements are coded deltas
+    downlink_options: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)  # sent to agents: epochs, lr, batch_size, prox_mu
     rounds: int = 10
     min_clients: int = 1
@@ -72,6 +83,9 @@ class AggregatorConfig:
             (self.strategy not in strategies.STRATEGIES, "strategy must be one of {}".format(
                 sorted(strategies.STRATEGIES))),
             (self.codec not in CODECS, "codec must be one of {}".format(sorted(CODECS))),
+            (self.downlink_codec not in CODECS, "downlink_codec must be one of {}".format(
+                sorted(CODECS))),
+            (not isinstance(self.downlink_options, dict), "downlink_options must be an object"),
             (self.staleness_weight not in strategies.STALENESS,
              "staleness_weight must be one of {}".format(sorted(strategies.STALENESS))),
             (self.min_clients < 1, "min_clients must be >= 1"),
@@ -86,6 +100,10 @@ class AggregatorConfig:
         for bad, why in problems:
             if bad:
                 raise EdgeRuntimeError("aggregator config: {} — fix the config".format(why))
+        try:
+            make_codec(self.downlink_codec, **self.downlink_options)
+        except EdgeRuntimeError as exc:
+            raise EdgeRuntimeError("aggregator config: downlink: {}".format(exc))
         return self
 
 
@@ -109,6 +127,13 @@ class AggregatorCore(object):
         self.topics = Topics(config.federation)
         self.global_model = OrderedDict((n, np.array(v, np.float32))
                                         for n, v in sorted(global_model.items()))
+        self.downlink = DownlinkCoder(config.downlink_codec, config.downlink_options, config.seed)
+        # where aggregated updates go; the announced model (global_model) follows it
+        self.server_model = self.global_model if self.downlink.full else \
+            OrderedDict((n, v.copy()) for n, v in self.global_model.items())
+        self.delta = None  # (coded tensors, params["delta"]) of the current announcement
+        self.announce_bytes = 0  # size of the current announcement (what each client fetches)
+        self.snapshot_bytes = 0  # size of the retained full snapshot (0: full announcements)
         self.round = 0  # 0: not started
         self.digest = model_digest(self.global_model)
         self.versions = OrderedDict()  # digest -> version
@@ -139,7 +164,7 @@ class AggregatorCore(object):
         self.epoch += 1
         if self.round == 0:
             return self._open_round(1, now)
-        return [self._announce(), self._persist()]
+        return self._announcements(final=self.done) + [self._persist()]
 
     def on_message(self, topic, payload, now, digest=None, retain=False):
         """Validate one update and fold it in; returns the actions (status, persist, ...).
@@ -230,7 +255,7 @@ class AggregatorCore(object):
 
     def _open_round(self, round_, now):
         self.round = round_
-        self.digest = model_digest(self.global_model)
+        self._advance_reference(round_)
         self.versions[self.digest] = round_
         keep = self.cfg.max_staleness + 1 if self.cfg.mode == "async" else 1
         while len(self.versions) > keep:
@@ -243,7 +268,7 @@ class AggregatorCore(object):
         self.accepted = OrderedDict()
         self.bytes_in = 0
         self.rejected = 0
-        return [self._announce(), self._persist()]
+        return self._announcements() + [self._persist()]
 
     def _close_round(self, now):
         """Aggregate, then commit: nothing changes when aggregation or the summary raises."""
@@ -256,17 +281,29 @@ class AggregatorCore(object):
             name, options = "fedbuff", {"staleness_weight": c.staleness_weight}
         delta = strategies.aggregate(name, updates, clip_norm=c.clip_norm, **options)
         model = OrderedDict((n, (v.astype(np.float64) + c.server_lr * delta[n].astype(np.float64))
-                             .astype(np.float32)) for n, v in self.global_model.items())
+                             .astype(np.float32)) for n, v in self.server_model.items())
         summary = self._round_summary(updates)
-        self.global_model = model
+        self.server_model = model
         self.history.append(summary)
         if c.rounds and self.round >= c.rounds:
             self.done = True
             self.round += 1
-            self.digest = model_digest(self.global_model)
+            self._advance_reference(self.round)
             self.accepted = OrderedDict()
-            return [self._announce(final=True), self._persist()]
+            return self._announcements(final=True) + [self._persist()]
         return self._open_round(self.round + 1, now)
+
+    def _advance_reference(self, round_):
+        """The announce path: the model every client holds for ``round_``, and its delta."""
+        if self.downlink.full:
+            self.global_model, self.delta = self.server_model, None
+        else:
+            tensors, params, reference = self.downlink.step(self.global_model, self.server_model,
+                                                            round_)
+            self.delta = (tensors, delta_fields(round_ - 1, self.digest, self.downlink.options,
+                                                params, tensors))
+            self.global_model = reference
+        self.digest = model_digest(self.global_model)
 
     def _round_summary(self, updates):
         """Example-weighted client metrics; only finite numbers count (older state files may
@@ -277,20 +314,44 @@ class AggregatorCore(object):
         client_metrics = {k: sum(m.get(k, 0.0) * n for n, m in metrics) / total for k in keys}
         return {"round": self.round, "clients": sorted(u.client_id for u in updates),
                 "num_examples": int(total), "bytes_in": self.bytes_in,
+                "announcement_bytes": self.announce_bytes, "snapshot_bytes": self.snapshot_bytes,
                 "rejected": self.rejected, "client_metrics": client_metrics}
 
-    def _announce(self, final=False):
+    def _announcements(self, final=False):
+        """The retained snapshot (delta announcements only) first, then the announcement."""
+        snapshot = [] if self.delta is None else [self._snapshot(final)]
+        return snapshot + [self._announce(final)]
+
+    def _round_message(self, final, encoding, tensors, extra=None):
         c = self.cfg
+        params = {"mode": c.mode, "codec": c.codec, "codec_options": c.codec_options,
+                  "sampled": self.sampled, "deadline": self.deadline, "train": c.train,
+                  "final": final, "epoch": self.epoch}
+        params.update(extra or {})
         msg = Message(kind="round", federation=c.federation, round=self.round,
-                      base_digest=self.digest, encoding="none",
-                      metrics=self.history[-1] if self.history else {},
-                      params={"mode": c.mode, "codec": c.codec, "codec_options": c.codec_options,
-                              "sampled": self.sampled, "deadline": self.deadline,
-                              "train": c.train, "final": final, "epoch": self.epoch},
-                      tensors=self.global_model)
+                      base_digest=self.digest, encoding=encoding,
+                      metrics=self.history[-1] if self.history else {}, params=params,
+                      tensors=tensors)
         if self.announce_signer is not None:
             self.announce_signer.sign(msg)
-        return Publish(self.topics.round, encode_message(msg), 1, True)
+        return encode_message(msg)
+
+    def _announce(self, final=False):
+        """The round topic's retained announcement: the full model, or the coded delta."""
+        if self.delta is None:
+            payload = self._round_message(final, "none", self.global_model)
+        else:
+            tensors, fields = self.delta
+            payload = self._round_message(final, self.downlink.codec, tensors,
+                                          {DELTA_FIELD: fields})
+        self.announce_bytes = len(payload)
+        return Publish(self.topics.round, payload, 1, True)
+
+    def _snapshot(self, final=False):
+        """The snapshot topic's retained full model, for clients whose model a delta misses."""
+        payload = self._round_message(final, "none", self.global_model)
+        self.snapshot_bytes = len(payload)
+        return Publish(self.topics.snapshot, payload, 1, True)
 
     def _status(self, client, round_, ok, reason):
         msg = Message(kind="status", federation=self.cfg.federation, round=max(round_, 0),
@@ -310,6 +371,10 @@ class AggregatorCore(object):
         """
         external = external or {}
         tensors = OrderedDict(("global/" + n, v) for n, v in self.global_model.items())
+        if self.server_model is not self.global_model:
+            tensors.update(("server/" + n, v) for n, v in self.server_model.items())
+        if self.delta is not None:
+            tensors.update(("delta/" + n, v) for n, v in self.delta[0].items())
         index = []
         for i, (key, (n, t, m)) in enumerate(self.accepted.items()):
             entry = {"client": key[0], "version": key[1], "num_examples": n, "metrics": m}
@@ -322,7 +387,9 @@ class AggregatorCore(object):
                  "sampled": self.sampled, "deadline": self.deadline, "done": self.done,
                  "history": self.history, "accepted": index, "rejected": self.rejected,
                  "contributed": sorted([c, v] for c, v in self.contributed),
-                 "bytes_in": self.bytes_in, "epoch": self.epoch, "config": asdict(self.cfg)}
+                 "bytes_in": self.bytes_in, "epoch": self.epoch, "config": asdict(self.cfg),
+                 "delta": None if self.delta is None else self.delta[1],
+                 "announcement_bytes": self.announce_bytes, "snapshot_bytes": self.snapshot_bytes}
         return encode_tensors(tensors, {"edgefl.aggregator_state": json.dumps(state)})
 
     @classmethod
@@ -343,6 +410,12 @@ class AggregatorCore(object):
         core.sampled, core.deadline, core.done = state["sampled"], state["deadline"], state["done"]
         core.history, core.rejected = state["history"], state["rejected"]
         core.bytes_in, core.epoch = state["bytes_in"], state.get("epoch", 0)
+        server = _prefixed(tensors, "server/")
+        core.server_model = server if server else core.global_model
+        if state.get("delta") is not None:
+            core.delta = (_prefixed(tensors, "delta/"), state["delta"])
+        core.announce_bytes = state.get("announcement_bytes", 0)
+        core.snapshot_bytes = state.get("snapshot_bytes", 0)
         for i, e in enumerate(state["accepted"]):
             if "file" in e:
                 t = _read_update_file(e["file"])
@@ -361,6 +434,11 @@ def _round_of(payload):
         return decode_message(payload).round
     except Exception:  # the message is what failed: its status goes out for round 0
         return -1
+
+
+def _prefixed(tensors, prefix):
+    return OrderedDict((k[len(prefix):], np.array(v)) for k, v in tensors.items()
+                       if k.startswith(prefix))
 
 
 def _numbers(metrics):

@@ -11,8 +11,11 @@ clients, deadline, training options, codec, final) and schema — as the wire ca
 values go through JSON once, so signer and verifier see the same). The tensors are bound through
 the signed base digest (``wire.model_digest``: sha256 over names, dtypes, shapes and bytes),
 which :meth:`AnnouncementVerifier.problem` recomputes, so one signature costs the same for any
-model size. The round is signed too: the agent refuses a round older than the one it already
-loaded, so replaying an old genuine announcement cannot roll it back.
+model size. A coded delta (``edgefl.runtime.downlink``) is bound the same way through the
+signed digest of its coded tensors, and the model rebuilt from it through the signed base
+digest, which the agent checks before it trains. The round is signed too: the agent refuses a
+round older than the one it already loaded, so replaying an old genuine announcement cannot roll
+it back.
 
 The signature travels as hex in ``params["signature"]`` (where an update carries its HMAC).
 
@@ -28,7 +31,7 @@ from collections import namedtuple
 from edgefl.runtime import ed25519
 from edgefl.runtime.errors import EdgeRuntimeError
 from edgefl.runtime.signing import SIGNATURE_FIELD, canonical_bytes, message_fields
-from edgefl.runtime.wire import model_digest
+from edgefl.runtime.downlink import tensors_problem
 
 __all__ = [
     "AnnouncementSigner",
@@ -148,7 +151,8 @@ class AnnouncementVerifier(object):
 
     def problem(self, msg):
         """None when ``msg`` carries a valid signature of the aggregator's key over its fields and
-        its tensors match the signed digest; else a short reason."""
+        its tensors match the signed digest (the model's, or a coded delta's:
+        ``downlink.tensors_problem``); else a short reason."""
         sig = msg.params.get(SIGNATURE_FIELD)
         if not isinstance(sig, str) or not sig:
             return "announcement is not signed"
@@ -158,6 +162,4 @@ class AnnouncementVerifier(object):
             return "signature is not hex"
         if not self.backend.verify(self.public_key, raw, announcement_bytes(msg)):
             return "bad signature (not made with the aggregator's key)"
-        if model_digest(msg.tensors) != msg.base_digest:
-            return "global model does not match its signed digest"
-        return None
+        return tensors_problem(msg)

@@ -11,6 +11,7 @@ Agent config (head mode, the edge path; the host CLI adds a torch trainer)::
 
     {"federation": "demo", "client_id": "sat-1", "mqtt": {...},
      "bundle": "bundle dir", "backend": "auto", "data": "local.npz (x, y; no pickle)",
+     "model": "the initial model this client holds (default: the bundle's head); optional",
      "state_path": "agent_state.safetensors", "max_payload": 1048576, "max_rounds": 0,
      "timeout_s": null, "seed": 0, "resend_s": 60}
 """

@@ -127,6 +127,17 @@ def serve_aggregator(core, transport, state_path=None, stop=None, timeout=None,
     return core
 
 
+def _follow_subscriptions(core, transport, subscribed):
+    """Subscribe to what the core wants now and drop what it no longer wants (the snapshot
+    topic is wanted only until a model loads); returns the new set."""
+    wanted = set(core.subscriptions())
+    for topic in sorted(wanted - subscribed):
+        transport.subscribe(topic, 1)
+    for topic in sorted(subscribed - wanted):
+        transport.unsubscribe(topic)
+    return wanted
+
+
 def _perform_agent(core, transport, state_path, log, saved_round):
     """Print the core's and the transport's log lines, publish what the core queued (refusals),
     persist a newly loaded round (so a restart still refuses older announcements); returns the
@@ -152,8 +163,10 @@ def run_agent(core, transport, trainer, state_path=None, stop=None, timeout=None
     if blob:
         core.restore(blob)
     transport.connect()
-    for topic in core.subscriptions():
-        transport.subscribe(topic, 1)
+    subscribed = _follow_subscriptions(core, transport, set())
+    for topic in core.on_demand_subscriptions():
+        if topic not in subscribed:  # a persistent session may still hold it from a past run
+            transport.unsubscribe(topic)
     pending = wait_connected(transport)
     online = core.topics.online(core.cfg.client_id)  # liveness; the Last Will says "offline"
     transport.publish(online, b"online", 1, True)
@@ -170,6 +183,7 @@ def run_agent(core, transport, trainer, state_path=None, stop=None, timeout=None
                 job = core.on_message(ev.topic, ev.payload) or job
         pending = []
         saved_round = _perform_agent(core, transport, state_path, log, saved_round)
+        subscribed = _follow_subscriptions(core, transport, subscribed)
         if unanswered is not None and core.pending is None and state_path:
             atomic_write(state_path, core.to_bytes())  # answered: nothing to resend on restart
         for topic, payload in core.resends(clock()):  # no status yet: at least once

@@ -10,7 +10,9 @@ retained, on ``edgefl/{federation}/status``.
 Times: ``round_s`` runs from the announcement that opened the round to its close; ``eval_s`` is the
 evaluation alone, which runs while the clients already train the next round. Bytes: ``bytes_up`` is
 the accepted updates as received; ``bytes_down`` is the announcement that opened the round times the
-clients that took part, plus the status replies sent during the round.
+clients that took part, plus the status replies sent during the round (with coded-delta
+announcements, the full snapshot retained beside each delta is not in it: the clients that fetch
+it count it, ``AgentCore.received``).
 """
 
 import json
@@ -95,10 +97,11 @@ class RoundRecorder(object):
 
     def __call__(self, entry):
         now = self.clock()
-        round_topic = self.core.topics.round
+        round_topic, snapshot_topic = self.core.topics.round, self.core.topics.snapshot
         published = self.transport.take()
         announces = [(t, n) for t, topic, n in published if topic == round_topic]
-        status = sum(n for _, topic, n in published if topic != round_topic)
+        # the retained snapshot goes to the broker once; only clients that miss a delta fetch it
+        status = sum(n for _, topic, n in published if topic not in (round_topic, snapshot_topic))
         opened = self.opened or (announces[0] if announces else (now, 0))
         self.opened = announces[-1] if announces else opened
         self.first = self.first or opened[0]

@@ -102,7 +102,7 @@ def run_aggregator_from_config(cfg, log=stderr_log, on_round=None, evaluator=Non
 def run_agent_from_config(cfg, log=stderr_log, trainer=None):
     """Take part in a federation; head mode (numpy, engine features) unless ``trainer`` is given."""
     from edgefl.runtime.agent import AgentConfig, AgentCore
-    from edgefl.runtime.config import make_transport
+    from edgefl.runtime.config import load_model_tensors, make_transport
     from edgefl.runtime.loops import run_agent
 
     needed = ("federation", "client_id") + (() if trainer else ("bundle", "data"))
@@ -116,6 +116,9 @@ def run_agent_from_config(cfg, log=stderr_log, trainer=None):
                                  announce_key=signing.get("aggregator_public_key") or "",
                                  max_examples=cfg.get("max_examples") or 0,
                                  resend_s=float(cfg.get("resend_s", 60.0))))
+    start = cfg.get("model") or cfg.get("bundle")
+    if start:  # the federation's initial model as this client holds it: a first delta applies
+        core.preload(load_model_tensors(start))
     transport = make_transport(cfg["client_id"], cfg.get("mqtt"),
                                cfg.get("max_payload", 1024 * 1024),
                                will_topic=core.topics.online(cfg["client_id"]))
@@ -134,6 +137,7 @@ def run_agent_from_config(cfg, log=stderr_log, trainer=None):
     finally:
         transport.close()
     return {"client_id": cfg["client_id"], "updates_sent": sent, "last_round": core.last_round,
-            "statuses": core.statuses}
+            "model_round": core.model_round, "model_digest": core.model_digest,
+            "announcement_bytes": dict(core.received), "statuses": core.statuses}
 
 

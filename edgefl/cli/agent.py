@@ -102,6 +102,7 @@ def command(
             "tls": tls_ca is not None,
             "ca_certs": str(tls_ca) if tls_ca else None,
         },
+        "model": str(checkpoint or bundle),  # the initial model: a first coded delta applies to it
         "state_path": str(state) if state else None,
         "max_payload": max_payload,
         "max_rounds": max_rounds,

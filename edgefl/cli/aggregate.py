@@ -28,6 +28,8 @@ def aggregate_config(
     codec,
     codec_option,
     train_option,
+    downlink_codec="none",
+    downlink_option=None,
     buffer_size,
     max_staleness,
     staleness_weight,
@@ -49,6 +51,8 @@ def aggregate_config(
             "strategy": strategy,
             "codec": codec,
             "codec_options": parse_options(codec_option),
+            "downlink_codec": downlink_codec,
+            "downlink_options": parse_options(downlink_option),
             "train": parse_options(train_option),
             "rounds": rounds,
             "min_clients": min_clients,
@@ -143,6 +147,14 @@ def command(
     train_option: List[str] = typer.Option(
         None, help="Local training option key=value, e.g. epochs=1 lr=0.05."
     ),
+    downlink_codec: str = typer.Option(
+        "none",
+        help="Announce each new model as a delta coded by this codec (int8, topk, fedfq, ...), "
+        "with a full snapshot retained for clients that missed a version; none = full fp32 models.",
+    ),
+    downlink_option: List[str] = typer.Option(
+        None, help="Downlink codec option key=value (repeatable), e.g. rate=0.05."
+    ),
     buffer_size: int = typer.Option(4, min=1, help="Async: updates per new model version (K)."),
     max_staleness: int = typer.Option(3, min=0, help="Async: oldest accepted base version."),
     staleness_weight: str = typer.Option(
@@ -208,6 +220,8 @@ def command(
             codec=codec,
             codec_option=codec_option,
             train_option=train_option,
+            downlink_codec=downlink_codec,
+            downlink_option=downlink_option,
             buffer_size=buffer_size,
             max_staleness=max_staleness,
             staleness_weight=staleness_weight,

@@ -62,7 +62,7 @@ class TrainLock:
 
 
 def run_federation(config, global_model, trainers: dict, transport_for, *, timeout=600.0,
-                   on_round=None, serial_training=True):
+                   on_round=None, serial_training=True, preload=True, agents_out=None):
     """Run an aggregator and one agent thread per trainer until the federation ends.
 
     Args:
@@ -71,6 +71,9 @@ def run_federation(config, global_model, trainers: dict, transport_for, *, timeo
         trainers: client id -> Trainer.
         transport_for: client id -> a connected-on-demand Transport (e.g. make_transport).
         on_round: called as on_round(core, history_entry) when a round closes.
+        preload: agents start with ``global_model`` (as from their bundle), so the first coded
+            delta applies; False: they start empty and fetch the snapshot.
+        agents_out: a dict filled with client id -> AgentCore (bytes received, model digest).
     Returns:
         the finished AggregatorCore (history, global_model).
     """
@@ -79,9 +82,14 @@ def run_federation(config, global_model, trainers: dict, transport_for, *, timeo
 
     def agent_thread(cid, trainer):
         transport = transport_for(cid)
+        core = AgentCore(AgentConfig(config.federation, cid, config.seed))
+        if preload:
+            core.preload(global_model)
+        if agents_out is not None:
+            agents_out[cid] = core
         try:
-            run_agent(AgentCore(AgentConfig(config.federation, cid, config.seed)), transport,
-                      TrainLock(trainer, lock) if serial_training else trainer, timeout=timeout)
+            run_agent(core, transport, TrainLock(trainer, lock) if serial_training else trainer,
+                      timeout=timeout)
         except Exception as exc:  # surfaced after the run: a thread cannot raise to the caller
             errors.append((cid, exc))
         finally:

@@ -18,9 +18,10 @@ class Transport(object):
     """The transport seam.
 
     Contract: ``connect()`` starts (re)connecting in the background; ``subscribe(filter, qos)``
-    is remembered and replayed on reconnect; ``publish(topic, payload, qos, retain)`` never
-    blocks on the network; ``poll(timeout)`` returns the events (a list of :class:`Event`)
-    received since the last poll, waiting up to ``timeout`` seconds for the first one;
+    is remembered and replayed on reconnect, ``unsubscribe(filter)`` undoes it (also at the
+    broker, for a persistent session); ``publish(topic, payload, qos, retain)`` never blocks on
+    the network; ``poll(timeout)`` returns the events (a list of :class:`Event`) received since
+    the last poll, waiting up to ``timeout`` seconds for the first one;
     ``flush(timeout)`` waits until QoS>0 publishes are acknowledged; ``close()`` disconnects
     cleanly.
     """
@@ -31,6 +32,9 @@ class Transport(object):
         raise NotImplementedError
 
     def subscribe(self, topic_filter, qos=1):
+        raise NotImplementedError
+
+    def unsubscribe(self, topic_filter):
         raise NotImplementedError
 
     def publish(self, topic, payload, qos=1, retain=False):
@@ -70,6 +74,11 @@ class Topics(object):
     def round(self):
         """Retained: the current round announcement with the global model."""
         return self.root + "/round"
+
+    @property
+    def snapshot(self):
+        """Retained: the full global model, when the round topic carries coded deltas."""
+        return self.root + "/snapshot"
 
     def update(self, client_id):
         return "{}/update/{}".format(self.root, client_id)

@@ -95,6 +95,11 @@ class ChunkingTransport(Transport):
         if not topic_filter.endswith("#"):
             self.inner.subscribe(topic_filter + SEP + "+", qos)
 
+    def unsubscribe(self, topic_filter):
+        self.inner.unsubscribe(topic_filter)
+        if not topic_filter.endswith("#"):
+            self.inner.unsubscribe(topic_filter + SEP + "+")
+
     def publish(self, topic, payload, qos=1, retain=False):
         payload = bytes(payload)
         if len(payload) <= self.max_payload:

@@ -84,6 +84,12 @@ class MemoryTransport(Transport):
             if topic_matches(topic_filter, topic):
                 self.session.inbox.append(Event("message", topic, payload, True))
 
+    def unsubscribe(self, topic_filter):
+        with self.broker.lock:
+            sess = self.session or self.broker.sessions.get(self.client_id)
+            if sess is not None:
+                sess.subscriptions.pop(topic_filter, None)
+
     def publish(self, topic, payload, qos=1, retain=False):
         if self.session is None or not self.session.connected:
             raise RuntimeError("not connected")

@@ -76,6 +76,7 @@ class PahoTransport(Transport):
         self._mqtt = mqtt
         self._events = queue.Queue()
         self._subs = {}
+        self._unsubs = set()  # sent again on every (re)connect: a persistent session keeps them
         self._pending = []
         self._lock = threading.Lock()
         self.last_error = None
@@ -103,9 +104,11 @@ class PahoTransport(Transport):
             self._events.put(Event("disconnected", str(rc)))
             return
         with self._lock:
-            subs = list(self._subs.items())
+            subs, unsubs = list(self._subs.items()), sorted(self._unsubs)
         for f, q in subs:  # replayed on every (re)connect
             client.subscribe(f, q)
+        for f in unsubs:
+            client.unsubscribe(f)
         self._events.put(Event("connected"))
 
     def _on_disconnect(self, client, userdata, *args):
@@ -127,7 +130,14 @@ class PahoTransport(Transport):
     def subscribe(self, topic_filter, qos=1):
         with self._lock:
             self._subs[topic_filter] = qos
+            self._unsubs.discard(topic_filter)
         self._client.subscribe(topic_filter, qos)
+
+    def unsubscribe(self, topic_filter):
+        with self._lock:
+            self._subs.pop(topic_filter, None)
+            self._unsubs.add(topic_filter)
+        self._client.unsubscribe(topic_filter)
 
     def publish(self, topic, payload, qos=1, retain=False):
         info = self._client.publish(topic, bytes(payload), qos=qos, retain=retain)

@@ -13,7 +13,7 @@ from edgefl.runtime.aggregator import AggregatorConfig, AggregatorCore
 from edgefl.runtime.config import load_model_tensors, make_transport, read_safetensors
 from edgefl.runtime.loops import run_agent, serve_aggregator
 from edgefl.runtime.transport.paho_mqtt import MqttOptions
-from edgefl.runtime.wire import decode_message
+from edgefl.runtime.wire import decode_message, model_digest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BUNDLE = os.path.join(HERE, "data", "tiny_bundle")
@@ -81,7 +81,9 @@ def _write(path, obj):
 def test_python36_agent_takes_part_via_python_m_edgefl_runtime(mosquitto, python36, tmp_path):
     """Aggregator: `python -m edgefl.runtime aggregate` on this interpreter; agents: one under
     Python 3.6 (`python -m edgefl.runtime agent`, head mode on onnxruntime features) and one
-    in-process."""
+    in-process. Announcements are FedFQ-coded deltas: the Python 3.6 agent (numpy 1.19) starts
+    from its bundle's head and rebuilds every model bit for bit from deltas coded here; the
+    in-process agent starts with no model and loads the snapshot."""
     pytest.importorskip("onnxruntime")
     env = dict(os.environ, PYTHONPATH=edge_pythonpath(tmp_path))
     mqtt = {"host": mosquitto.host, "port": mosquitto.port, "username": "edgefl"}
@@ -91,13 +93,14 @@ def test_python36_agent_takes_part_via_python_m_edgefl_runtime(mosquitto, python
     agg_cfg = _write(tmp_path / "agg.json", {
         "aggregator": {"federation": "py36", "rounds": 2, "min_clients": 2,
                        "clients_per_round": 2, "deadline_s": 90, "codec": "fedfq",
-                       "codec_options": {"rate": 0.1},
+                       "codec_options": {"rate": 0.1}, "downlink_codec": "fedfq",
+                       "downlink_options": {"rate": 0.1},
                        "train": {"epochs": 2, "lr": 0.1, "batch_size": 16}},
         "mqtt": mqtt, "model": BUNDLE, "state_path": str(tmp_path / "agg.state"),
         "output": str(tmp_path / "final.safetensors"), "timeout_s": 120, "max_payload": 512})
     agent_cfg = _write(tmp_path / "agent.json", {
         "federation": "py36", "client_id": "tx2-py36", "mqtt": mqtt, "bundle": BUNDLE,
-        "backend": "onnxruntime", "data": str(tmp_path / "local.npz"), "max_rounds": 2,
+        "backend": "onnxruntime", "data": str(tmp_path / "local.npz"), "max_rounds": 0,
         "timeout_s": 120, "state_path": str(tmp_path / "agent.state"), "max_payload": 512})
     agg = subprocess.Popen([sys.executable, "-m", "edgefl.runtime", "aggregate", "--config",
                             agg_cfg], env=env, cwd=str(tmp_path), stdout=subprocess.PIPE,
@@ -114,7 +117,7 @@ def test_python36_agent_takes_part_via_python_m_edgefl_runtime(mosquitto, python
     core = AgentCore(AgentConfig("py36", "host-agent"))
     transport = make_transport("host-agent", MqttOptions(**mqtt), max_payload=512)
     try:
-        run_agent(core, transport, Nudge(), timeout=120, max_rounds=2)
+        run_agent(core, transport, Nudge(), timeout=120)  # until the final announcement
     finally:
         transport.close()
     try:
@@ -128,10 +131,13 @@ def test_python36_agent_takes_part_via_python_m_edgefl_runtime(mosquitto, python
     assert agg.returncode == 0, g_err.decode()[-3000:]
     result = json.loads(a_out.decode())
     assert result["updates_sent"] == 2 and result["last_round"] == 2
+    assert result["model_round"] == 3 and result["announcement_bytes"]["snapshot"] == 0
     summary = json.loads(g_out.decode())
     assert summary["done"] and [sorted(h["clients"]) for h in summary["history"]] == \
         [["host-agent", "tx2-py36"]] * 2
     final = read_safetensors(str(tmp_path / "final.safetensors"))
+    assert model_digest(final) == result["model_digest"] == core.model_digest
+    assert core.received["snapshot"] > 0
     start = load_model_tensors(BUNDLE)
     assert set(final) == set(start) and any(
         not np.array_equal(final[n], start[n]) for n in start)
