@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from edgefl.train import train_to_checkpoint
+from edgefl.train_checkpoint import train_to_checkpoint
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

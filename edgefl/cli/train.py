@@ -39,7 +39,7 @@ def command(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ):
     """Train a model on this machine with progress bars; write a safetensors checkpoint and metrics."""
-    from edgefl.train import train_to_checkpoint
+    from edgefl.train_checkpoint import train_to_checkpoint
 
     with progress_for(not as_json) as progress:
         result = train_to_checkpoint(out, model=model, data=data, epochs=epochs, lr=lr,

@@ -31,6 +31,7 @@ LAYER_OF = {
     "edgefl.models": "base",
     "edgefl.checkpoint": "base",
     "edgefl.train": "base",
+    "edgefl.train_checkpoint": "base",
     "edgefl.device_profiles": "base",
     # the compression core (every module of edgefl.compress): quantizers, quantized layers, BN folding,
     # pruning plans, BOPs accounting and report rows, QAT set-up, restore, the Method protocol
@@ -171,6 +172,15 @@ def test_every_module_has_a_layer():
 
 def test_no_import_cycles():
     assert cycles(project_graph()) == []
+
+
+def test_no_import_cycles_between_packages():
+    """The same over edgefl's parts (``edgefl.compress``, ``edgefl.checkpoint``, ``edgefl.runtime``...)."""
+    part = lambda module: ".".join(module.split(".")[:2])  # noqa: E731
+    graph = {}
+    for a, targets in project_graph().items():
+        graph.setdefault(part(a), set()).update(part(b) for b in targets if part(b) != part(a))
+    assert cycles(graph) == []
 
 
 def test_imports_follow_the_layers():
