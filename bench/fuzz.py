@@ -1,10 +1,15 @@
 """Fuzz the aggregator: thousands of malformed and hostile updates between the genuine signed
-ones; prints messages tried, rejected by reason and by mutation, crashes (must be 0), and
-whether the final model equals the genuine-only model bitwise.
+ones (type confusion in every field, other scripts' numerals, zero-sized huge shapes, metrics of
+every type, retained poison, chunked poison, chunk floods, ...); prints messages tried, rejected
+by reason and by mutation, chunk floods dropped, retained messages ignored after a restart,
+crashes and internal errors (must be 0), and whether the final model equals the genuine-only
+model bitwise.
 
     python bench/fuzz.py [--per-round 5000] [--rounds 2] [--seed 0] [--live]
-Writes bench/results/fuzz.json. ``--live`` also sends the mutants through a Mosquitto it starts
-on a free loopback port (the runtime's serve loop behind it) and adds a "live" section.
+Writes bench/results/fuzz.json. ``--live`` also runs a real aggregator process
+(``python -m edgefl.runtime aggregate``) behind a Mosquitto it starts on a free loopback port,
+kills it with SIGKILL between the rounds and starts it again, and records its resident memory
+(RSS) all along: a "live" section with peak and growth.
 """
 
 import argparse
@@ -47,18 +52,22 @@ def loopback_mosquitto():
         shutil.rmtree(folder, ignore_errors=True)
 
 
+TOTALS = [
+    ("tried", "tried"),
+    ("rejected", "rejected"),
+    ("dropped floods", "dropped"),
+    ("retained ignored", "retained_ignored"),
+    ("accepted mutants", "accepted_mutants"),
+    ("silent", "silent"),
+    ("internal", "internal"),
+    ("crashes", "crashes"),
+    ("genuine ok", "accepted_genuine"),
+    ("model = genuine", "model_matches_genuine_only"),
+]
+
+
 def _totals_row(table, name, report):
-    table.add_row(
-        name,
-        str(report.tried),
-        str(report.rejected),
-        str(report.accepted_mutants),
-        str(report.silent),
-        str(report.crashes),
-        str(report.accepted_genuine),
-        str(report.model_matches_genuine_only),
-        f"{report.seconds:.2f}",
-    )
+    table.add_row(name, *[str(getattr(report, attr)) for _, attr in TOTALS], f"{report.seconds:.2f}")
 
 
 def main(argv=None):
@@ -69,27 +78,36 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--live", action="store_true", help="also fuzz through a loopback Mosquitto")
     p.add_argument("--live-per-round", type=int, default=2500)
+    p.add_argument("--flood-mib", type=float, default=100.0,
+                   help="MiB of chunks under one message id sent to the live aggregator")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     from rich.console import Console
     from rich.table import Table
 
-    from edgefl.security.fuzz_run import run_core_fuzz, run_live_fuzz
+    from edgefl.security.fuzz_live import run_live_fuzz
+    from edgefl.security.fuzz_run import run_core_fuzz
 
     report = run_core_fuzz(per_round=args.per_round, rounds=args.rounds, clients=args.clients, seed=args.seed)
     live = None
     if args.live:
         with loopback_mosquitto() as mqtt:
-            live = run_live_fuzz(mqtt, per_round=args.live_per_round, rounds=args.rounds, seed=args.seed)
+            live = run_live_fuzz(mqtt, per_round=args.live_per_round, rounds=args.rounds, seed=args.seed,
+                                 flood_mib=args.flood_mib)
     doc = {
         "bench": "fuzz",
-        "target": "AggregatorCore.on_message (signatures required, max_norm 100, 64 KiB limit)",
-        "config": vars(args) | {"out": str(args.out)},
+        "target": "AggregatorCore.on_message through the in-memory broker and chunking layer "
+        "(signatures required, max_norm 100, 64 KiB limit)",
+        "config": vars(args) | {"out": os.path.relpath(args.out, Path(__file__).resolve().parent.parent)},
         "python": platform.python_version(),
         **report.to_json(),
     }
     if live is not None:
-        doc["live"] = {"target": "runtime serve loop behind Mosquitto (loopback)", **live.to_json()}
+        doc["live"] = {
+            "target": "python -m edgefl.runtime aggregate behind Mosquitto (loopback), kill -9 and "
+            "restart between rounds",
+            **live.to_json(),
+        }
     console = Console()
     by_kind = Table(title="mutants by kind → rejection reason")
     by_kind.add_column("mutation")
@@ -106,30 +124,24 @@ def main(argv=None):
         by_reason.add_row(code, str(n))
     console.print(by_reason)
     totals = Table(title="fuzz totals")
-    for col in (
-        "run",
-        "tried",
-        "rejected",
-        "accepted mutants",
-        "silent",
-        "crashes",
-        "genuine ok",
-        "model = genuine",
-        "s",
-    ):
+    for col in ["run"] + [name for name, _ in TOTALS] + ["s"]:
         totals.add_column(col, justify="right")
     _totals_row(totals, "core", report)
     if live is not None:
         _totals_row(totals, "live (Mosquitto)", live)
     console.print(totals)
+    if live is not None:
+        rss = live.extra["rss_mib"]
+        console.print(
+            f"aggregator RSS (MiB): before fuzzing {rss['before_fuzz']}, peak {rss['peak']}, "
+            f"growth {rss['growth']} under {live.extra['chunk_flood_mib']} MiB of chunk floods "
+            f"and {live.tried} mutants; exit code {live.extra['exit_code']}"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
     console.print(f"wrote {args.out}")
     runs = [report] + ([live] if live is not None else [])
-    ok = all(
-        r.crashes == 0 and r.accepted_mutants == 0 and r.silent == 0 and r.model_matches_genuine_only
-        for r in runs
-    )
+    ok = all(r.ok for r in runs)
     return 0 if ok else 1
 
 

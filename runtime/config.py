@@ -56,18 +56,20 @@ def build_dataclass(cls, values, what):
 
 
 def make_transport(client_id, mqtt=None, max_payload=1024 * 1024, will_topic=None,
-                   max_message=None):
+                   max_message=None, max_queued_bytes=0):
     """A chunking paho transport for ``client_id`` from an ``mqtt`` config section.
 
     ``will_topic``: the broker publishes ``offline`` there (retained) if the client vanishes.
     ``max_message``: the largest chunked message reassembled (an aggregator passes its
-    ``max_update_bytes``); the chunking layer's default when None.
+    ``max_update_bytes``); the chunking layer's default when None. ``max_queued_bytes``: bytes
+    received and not yet handled before the broker is made to hold the rest (0: no bound).
     """
     opts = mqtt if isinstance(mqtt, MqttOptions) else build_dataclass(MqttOptions, mqtt, "mqtt")
     limits = {} if max_message is None else {"max_message": int(max_message)}
     return ChunkingTransport(PahoTransport(client_id, opts, will_topic=will_topic,
-                                           will_payload=b"offline"), max_payload=int(max_payload),
-                             **limits)
+                                           will_payload=b"offline",
+                                           max_queued_bytes=int(max_queued_bytes)),
+                             max_payload=int(max_payload), **limits)
 
 
 def read_safetensors(path):

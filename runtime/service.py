@@ -10,6 +10,12 @@ import time
 from edgefl.runtime.errors import EdgeRuntimeError
 
 
+# Payload bytes the aggregator's client holds unhandled before the broker holds the rest: a
+# flood waits at the broker (which drops beyond its queue limit; agents resend what was theirs)
+# instead of growing the aggregator's memory.
+AGGREGATOR_QUEUE_BYTES = 16 * 1024 * 1024
+
+
 def stderr_log(level, text):
     sys.stderr.write("[{}] {} {}\n".format(time.strftime("%H:%M:%S"), level, text))
     sys.stderr.flush()
@@ -86,7 +92,8 @@ def run_aggregator_from_config(cfg, log=stderr_log, on_round=None, evaluator=Non
     evaluator = evaluator or evaluator_from_config(cfg.get("evaluation"))
     transport = CountingTransport(make_transport(
         cfg.get("client_id", "aggregator-" + acfg.federation), cfg.get("mqtt"),
-        cfg.get("max_payload", 1024 * 1024), max_message=acfg.max_update_bytes))
+        cfg.get("max_payload", 1024 * 1024), max_message=acfg.max_update_bytes,
+        max_queued_bytes=AGGREGATOR_QUEUE_BYTES))
     recorder = RoundRecorder(core, transport, evaluator, cfg.get("metrics_path"),
                              then=on_round or (lambda h: log and log("info", _round_line(h))))
     try:

@@ -2,83 +2,48 @@
 
 Each mutator takes a random state and a :class:`FuzzContext` (the round's genuine, signed
 updates) and returns ``(topic_client, payload)``: the client whose update topic the payload is
-published on, and the bytes. None of them can produce an update the aggregator should accept:
-genuine updates are signed and every mutant either breaks the format, breaks a field, replays
-a message, or lacks its sender's key. ``MUTATORS`` is the registry; ``mutants`` draws from it.
+published on, and the bytes (or a list of :class:`Packet` when the mutant is about how it is
+published: retained, or as chunks). None of them can produce an update the aggregator should
+accept: genuine updates are signed and every mutant either breaks the format, breaks a field,
+replays a message, or lacks its sender's key. ``MUTATORS`` is the registry (the classes of
+``fuzz_fields`` and ``fuzz_delivery`` included); ``mutants`` draws from it.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import struct
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 
 from edgefl.runtime import signing
 from edgefl.runtime.wire import decode_message, encode_message
+from edgefl.security import fuzz_delivery, fuzz_fields
+from edgefl.security.fuzz_base import (
+    FuzzContext,
+    Mutator,
+    Packet,
+    join,
+    packets_of,
+    pick,
+    reencode,
+    same_update,
+    split,
+    tensor_names,
+)
 
-
-@dataclass
-class FuzzContext:
-    """What the fuzzer knows about a round: the genuine signed updates (by client), last round's
-    (for old-round replays), the ones the aggregator already accepted (for duplicate replays),
-    and the aggregator's size limit."""
-
-    valid: dict[str, bytes]
-    previous: dict[str, bytes] = field(default_factory=dict)
-    accepted: dict[str, bytes] = field(default_factory=dict)
-    max_bytes: int = 64 * 1024
-
-    @property
-    def clients(self) -> list[str]:
-        return sorted(self.valid)
-
-
-Mutator = Callable[[np.random.RandomState, FuzzContext], "tuple[str, bytes]"]
-
-
-def _pick(rng, ctx: FuzzContext) -> tuple[str, bytes]:
-    """A genuine update to mutate, from a client not accepted yet this round where there is one
-    (a mutant on an accepted client's topic is caught as a duplicate before deeper checks)."""
-    pending = [c for c in ctx.clients if c not in ctx.accepted] or ctx.clients
-    cid = pending[rng.randint(len(pending))]
-    return cid, ctx.valid[cid]
-
-
-def _split(payload: bytes) -> tuple[dict, bytes]:
-    (n,) = struct.unpack("<Q", payload[:8])
-    return json.loads(payload[8 : 8 + n].decode("utf-8"), object_pairs_hook=OrderedDict), payload[8 + n :]
-
-
-def _join(header: dict, data: bytes) -> bytes:
-    raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    return struct.pack("<Q", len(raw)) + raw + data
-
-
-def _tensor_names(header: dict) -> list[str]:
-    return [k for k in header if k != "__metadata__"]
-
-
-def _reencode(payload: bytes, change) -> bytes:
-    """Decode, apply ``change(msg)`` (writable copies of the tensors), encode again; the
-    signature is left as it was (so it no longer matches, unless checks before it fail)."""
-    msg = decode_message(payload)
-    msg.tensors = OrderedDict((k, np.array(v)) for k, v in msg.tensors.items())
-    change(msg)
-    return encode_message(msg)
+__all__ = ["FuzzContext", "MUTATORS", "NO_STATUS", "Packet", "mutants", "packets_of", "same_update"]
 
 
 def truncated(rng, ctx):
-    cid, p = _pick(rng, ctx)
+    cid, p = pick(rng, ctx)
     return cid, p[: rng.randint(1, len(p))]
 
 
 def bit_flip(rng, ctx):
-    cid, p = _pick(rng, ctx)
+    cid, p = pick(rng, ctx)
     buf = bytearray(p)
     # distinct bits: flipping one bit twice would give back the genuine update
     for bit in rng.choice(len(buf) * 8, size=rng.randint(1, 9), replace=False):
@@ -87,15 +52,15 @@ def bit_flip(rng, ctx):
 
 
 def header_length(rng, ctx):
-    cid, p = _pick(rng, ctx)
+    cid, p = pick(rng, ctx)
     (n,) = struct.unpack("<Q", p[:8])
     choices = [0, 1, 7, n - 1, n + 1, n + 8, len(p), 2**31, 2**63, 2**64 - 1, int(rng.randint(1, 2**31))]
     return cid, struct.pack("<Q", choices[rng.randint(len(choices))]) + p[8:]
 
 
 def header_json(rng, ctx):
-    cid, p = _pick(rng, ctx)
-    _, data = _split(p)
+    cid, p = pick(rng, ctx)
+    _, data = split(p)
     depth = int(rng.randint(100, 5000))
     bodies = [
         b"not json at all",
@@ -113,58 +78,58 @@ def header_json(rng, ctx):
 
 
 def huge_shape(rng, ctx):
-    cid, p = _pick(rng, ctx)
-    header, data = _split(p)
-    name = _tensor_names(header)[rng.randint(len(_tensor_names(header)))]
+    cid, p = pick(rng, ctx)
+    header, data = split(p)
+    name = tensor_names(header)[rng.randint(len(tensor_names(header)))]
     shapes = [[10**12], [2**31, 2**31], [2**62, 4], [1] * 9, [-1, 4], [3.5], "big", [10**30], [0, 10**9]]
     header[name]["shape"] = shapes[rng.randint(len(shapes))]
-    return cid, _join(header, data)
+    return cid, join(header, data)
 
 
 def bad_offsets(rng, ctx):
-    cid, p = _pick(rng, ctx)
-    header, data = _split(p)
-    name = _tensor_names(header)[rng.randint(len(_tensor_names(header)))]
+    cid, p = pick(rng, ctx)
+    header, data = split(p)
+    name = tensor_names(header)[rng.randint(len(tensor_names(header)))]
     a, b = header[name]["data_offsets"]
     offsets = [[b, a], [a, b + 4], [a + 4, b + 4], [0, 2**63], [-4, b], [a], None, [a, b, b]]
     header[name]["data_offsets"] = offsets[rng.randint(len(offsets))]
-    return cid, _join(header, data)
+    return cid, join(header, data)
 
 
 def bad_dtype(rng, ctx):
-    cid, p = _pick(rng, ctx)
+    cid, p = pick(rng, ctx)
     if rng.rand() < 0.5:  # header lies about the dtype of the bytes
-        header, data = _split(p)
-        name = _tensor_names(header)[rng.randint(len(_tensor_names(header)))]
+        header, data = split(p)
+        name = tensor_names(header)[rng.randint(len(tensor_names(header)))]
         header[name]["dtype"] = ["F64", "F16", "I8", "BF16", "XYZ", "U8", 7][rng.randint(7)]
-        return cid, _join(header, data)
+        return cid, join(header, data)
     dtype = [np.float64, np.float16, np.int32, np.uint8][rng.randint(4)]  # consistent, but wrong
-    return cid, _reencode(
+    return cid, reencode(
         p, lambda m: m.tensors.update((k, v.astype(dtype)) for k, v in list(m.tensors.items()))
     )
 
 
 def non_finite(rng, ctx):
-    cid, p = _pick(rng, ctx)
+    cid, p = pick(rng, ctx)
 
     def poison(msg):
         name = sorted(msg.tensors)[rng.randint(len(msg.tensors))]
         flat = msg.tensors[name].reshape(-1)
         flat[rng.randint(flat.size)] = [np.nan, np.inf, -np.inf][rng.randint(3)]
 
-    return cid, _reencode(p, poison)
+    return cid, reencode(p, poison)
 
 
 def scaled(rng, ctx):
     """A boosted update (x1e6): the norm bound must catch it."""
-    cid, p = _pick(rng, ctx)
-    return cid, _reencode(
+    cid, p = pick(rng, ctx)
+    return cid, reencode(
         p, lambda m: m.tensors.update((k, v * np.float32(1e6)) for k, v in list(m.tensors.items()))
     )
 
 
 def wrong_tensors(rng, ctx):
-    cid, p = _pick(rng, ctx)
+    cid, p = pick(rng, ctx)
 
     def change(msg):
         names = sorted(msg.tensors)
@@ -179,11 +144,11 @@ def wrong_tensors(rng, ctx):
         else:
             msg.tensors[name] = np.concatenate([msg.tensors[name].reshape(-1), np.zeros(1, np.float32)])
 
-    return cid, _reencode(p, change)
+    return cid, reencode(p, change)
 
 
 def bad_field(rng, ctx):
-    cid, p = _pick(rng, ctx)
+    cid, p = pick(rng, ctx)
     changes = [
         lambda m: setattr(m, "federation", "other"),
         lambda m: setattr(m, "kind", ["round", "status", "", "UPDATE"][rng.randint(4)]),
@@ -194,23 +159,23 @@ def bad_field(rng, ctx):
         lambda m: setattr(m, "client_id", ""),
         lambda m: setattr(m, "schema", 99),
     ]
-    return cid, _reencode(p, changes[rng.randint(len(changes))])
+    return cid, reencode(p, changes[rng.randint(len(changes))])
 
 
 def bad_metadata(rng, ctx):
-    cid, p = _pick(rng, ctx)
-    header, data = _split(p)
+    cid, p = pick(rng, ctx)
+    header, data = split(p)
     meta = header["__metadata__"]
     key = ["round", "num_examples", "metrics", "params", "edgefl.schema"][rng.randint(5)]
     meta[key] = ["-1", "1e3", "NaN", "{", "[]", "9" * 40, "", "null"][rng.randint(8)]
     if rng.rand() < 0.2:
         header["__metadata__"] = {"round": 1}  # not str -> str
-    return cid, _join(header, data)
+    return cid, join(header, data)
 
 
 def _a_and_b(rng, ctx):
     """Sender A (any client) and victim B (a client not accepted yet where there is one)."""
-    b, _ = _pick(rng, ctx)
+    b, _ = pick(rng, ctx)
     others = [c for c in ctx.clients if c != b]
     a = others[rng.randint(len(others))]
     return a, b
@@ -225,23 +190,23 @@ def other_client(rng, ctx):
 def impersonate(rng, ctx):
     """A's update relabelled as B's, on B's topic: it lacks B's key."""
     a, b = _a_and_b(rng, ctx)
-    return b, _reencode(ctx.valid[a], lambda m: setattr(m, "client_id", b))
+    return b, reencode(ctx.valid[a], lambda m: setattr(m, "client_id", b))
 
 
 def unknown_client(rng, ctx):
-    _, p = _pick(rng, ctx)
+    _, p = pick(rng, ctx)
     who = "evil-%d" % rng.randint(1000)
-    return who, _reencode(p, lambda m: setattr(m, "client_id", who))
+    return who, reencode(p, lambda m: setattr(m, "client_id", who))
 
 
 def unsigned(rng, ctx):
-    cid, p = _pick(rng, ctx)
-    return cid, _reencode(p, lambda m: m.params.pop(signing.SIGNATURE_FIELD, None))
+    cid, p = pick(rng, ctx)
+    return cid, reencode(p, lambda m: m.params.pop(signing.SIGNATURE_FIELD, None))
 
 
 def forged(rng, ctx):
     """Signed, but with a key that is not the sender's."""
-    cid, p = _pick(rng, ctx)
+    cid, p = pick(rng, ctx)
     msg = decode_message(p)
     msg.tensors = OrderedDict((k, np.array(v) * np.float32(0.5)) for k, v in msg.tensors.items())
     return cid, encode_message(signing.sign_message(os.urandom(32), msg))
@@ -252,7 +217,7 @@ def old_round(rng, ctx):
     source = ctx.previous or ctx.valid
     cid = sorted(source)[rng.randint(len(source))]
     if not ctx.previous:  # first round: an honest-looking update claiming an earlier base
-        return cid, _reencode(source[cid], lambda m: setattr(m, "round", 0))
+        return cid, reencode(source[cid], lambda m: setattr(m, "round", 0))
     return cid, source[cid]
 
 
@@ -265,7 +230,7 @@ def replay(rng, ctx):
 
 
 def oversize(rng, ctx):
-    cid, p = _pick(rng, ctx)
+    cid, p = pick(rng, ctx)
     return cid, p + b"\0" * (ctx.max_bytes + 1 - len(p) + int(rng.randint(0, 64)))
 
 
@@ -296,7 +261,10 @@ MUTATORS: dict[str, Mutator] = {
     "replay": replay,
     "oversize": oversize,
     "garbage": garbage,
+    **fuzz_fields.FIELD_MUTATORS,
+    **fuzz_delivery.DELIVERY_MUTATORS,
 }
+NO_STATUS = fuzz_delivery.NO_STATUS
 
 
 REPLAYS = ("replay", "old_round")  # byte-identical to a genuine update, sent where it is not one
@@ -304,31 +272,17 @@ REPLAYS = ("replay", "old_round")  # byte-identical to a genuine update, sent wh
 
 def mutants(
     ctx: FuzzContext, n: int, seed: int = 0, kinds: list[str] | None = None
-) -> Iterator[tuple[str, str, bytes]]:
-    """``n`` mutants ``(kind, topic_client, payload)``, cycling through ``kinds`` (all by default)."""
+) -> Iterator[tuple[str, str, list[Packet]]]:
+    """``n`` mutants ``(kind, topic_client, packets)``, cycling through ``kinds`` (all by default)."""
     rng = np.random.RandomState(seed)
     names = list(kinds or MUTATORS)
     for i in range(n):
         kind = names[i % len(names)]
         while True:  # a mutant that still means the genuine update (e.g. a flip that renames an
             # optional metadata key to one nobody reads) is not a mutant: draw again
-            topic_client, payload = MUTATORS[kind](rng, ctx)
-            if kind in REPLAYS or not same_update(payload, ctx.valid.get(topic_client)):
+            topic_client, mutant = MUTATORS[kind](rng, ctx)
+            packets = packets_of(mutant)
+            whole = packets[0].payload if len(packets) == 1 and not packets[0].suffix else None
+            if kind in REPLAYS or whole is None or not same_update(whole, ctx.valid.get(topic_client)):
                 break
-        yield kind, topic_client, payload
-
-
-def same_update(payload: bytes, genuine: bytes | None) -> bool:
-    """Whether ``payload`` decodes to exactly the fields and tensors of ``genuine``."""
-    if genuine is None:
-        return False
-    if payload == genuine:
-        return True
-    try:
-        a, b = decode_message(payload), decode_message(genuine)
-    except Exception:  # undecodable: certainly not the genuine update
-        return False
-    canon = signing.canonical_bytes
-    return canon(signing.message_fields(a), a.tensors) == canon(signing.message_fields(b), b.tensors) and (
-        a.params.get(signing.SIGNATURE_FIELD) == b.params.get(signing.SIGNATURE_FIELD)
-    )
+        yield kind, topic_client, packets

@@ -3,7 +3,12 @@ mutants (``edgefl.security.fuzz``) between them, and a check that the global mod
 what the genuine updates alone give.
 
 Per round the order is: all but the last genuine update, then the mutants (so replays of
-accepted updates are duplicates), then the last genuine update (which closes the round).
+accepted updates are duplicates), a restart (the core rebuilt from its persisted bytes, which
+gets every retained message on the update topics again and must ignore them), then the last
+genuine update (which closes the round). Mutants travel through the in-memory broker and the
+chunking layer the aggregator uses (``MemoryWire``), so retained and chunked mutants and chunk
+floods meet the same code as on a real broker; ``edgefl.security.fuzz_live`` does the same
+through Mosquitto against a real aggregator process.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ import numpy as np
 from edgefl.runtime import signing
 from edgefl.runtime.agent import AgentConfig, AgentCore, TrainResult
 from edgefl.runtime.aggregator import AggregatorConfig, AggregatorCore, Publish
+from edgefl.runtime.transport.chunking import ChunkingTransport
+from edgefl.runtime.transport.memory import MemoryBroker, MemoryTransport
 from edgefl.runtime.wire import decode_message, encode_message
-from edgefl.security.fuzz import FuzzContext, mutants
+from edgefl.security.fuzz import NO_STATUS, FuzzContext, mutants
 
 SHAPES = OrderedDict([("fc.bias", (4,)), ("fc.weight", (4, 8))])
 
@@ -32,7 +39,12 @@ class FuzzReport:
     rejected: int = 0
     accepted_genuine: int = 0
     accepted_mutants: int = 0
-    silent: int = 0  # mutants that got no status at all
+    silent: int = 0  # mutants that got no status although one was due
+    dropped: int = 0  # chunk floods the transport dropped (no status is due)
+    answered_drops: int = 0  # chunk floods that got a status anyway (must be 0)
+    retained_ignored: int = 0  # retained update messages a restarted aggregator ignored
+    retained_answered: int = 0  # ... and those it answered or processed (must be 0)
+    internal: int = 0  # rejections with reason "internal": an unexpected exception (must be 0)
     crashes: int = 0
     crash_examples: list = field(default_factory=list)
     by_reason: Counter = field(default_factory=Counter)
@@ -48,6 +60,11 @@ class FuzzReport:
             "accepted_genuine": self.accepted_genuine,
             "accepted_mutants": self.accepted_mutants,
             "silent": self.silent,
+            "dropped": self.dropped,
+            "answered_drops": self.answered_drops,
+            "retained_ignored": self.retained_ignored,
+            "retained_answered": self.retained_answered,
+            "internal": self.internal,
             "crashes": self.crashes,
             "crash_examples": self.crash_examples[:5],
             "rejected_by_reason": dict(sorted(self.by_reason.items())),
@@ -56,6 +73,15 @@ class FuzzReport:
             "seconds": round(self.seconds, 3),
             **self.extra,
         }
+
+    @property
+    def ok(self) -> bool:
+        """Nothing crashed, nothing hostile was accepted or left unanswered, no root cause was
+        left (no ``internal``), retained messages were ignored on restart, and the final model
+        is bitwise the genuine-only model."""
+        zero = (self.crashes, self.accepted_mutants, self.silent, self.answered_drops,
+                self.retained_answered, self.internal)
+        return not any(zero) and self.model_matches_genuine_only
 
 
 def init_model(seed: int = 0) -> OrderedDict:
@@ -106,12 +132,43 @@ def genuine_updates(agents: dict, keys: dict, announcement) -> dict:
     for cid, agent in agents.items():
         job = agent.on_message(announcement.topic, announcement.payload)
         result = TrainResult(
-            local_model(cid, job.global_model, job.round), 10 + len(cid) + ord(cid[-1]) % 7, {}
+            local_model(cid, job.global_model, job.round),
+            10 + len(cid) + ord(cid[-1]) % 7,
+            {"loss": 1.0 / (job.round + ord(cid[-1]) % 7)},
         )
         topic, payload = agent.on_trained(job, result)
         msg = signing.sign_message(keys[cid], decode_message(payload))
         out[cid] = encode_message(msg)
     return out
+
+
+class MemoryWire:
+    """The in-memory broker between the fuzzer and the core: mutants are published (retained,
+    on chunk topics) and read back through the chunking layer the aggregator uses."""
+
+    def __init__(self, topics, max_bytes: int):
+        self.broker, self.topics, self.max_bytes = MemoryBroker(), topics, max_bytes
+        self.sender = MemoryTransport(self.broker, "fuzzer")
+        self.sender.connect()
+        self.receiver = self.subscribe("aggregator")
+
+    def subscribe(self, client_id: str, clean_session: bool = False) -> ChunkingTransport:
+        receiver = ChunkingTransport(MemoryTransport(self.broker, client_id, clean_session),
+                                     max_payload=64 * 1024, max_message=self.max_bytes)
+        receiver.connect()
+        receiver.subscribe(self.topics.updates, 1)
+        return receiver
+
+    def deliver(self, topic: str, packets) -> list:
+        for p in packets:
+            self.sender.publish(topic + p.suffix, p.payload, 1, p.retain)
+        return [e for e in self.receiver.poll() if e.kind == "message"]
+
+    def perform(self, actions) -> None:
+        """Publish what the core asked for on the update topics (clearing retained messages)."""
+        for a in actions:
+            if isinstance(a, Publish) and "/update/" in a.topic:
+                self.sender.publish(a.topic, a.payload, a.qos, a.retain)
 
 
 def run_core_fuzz(
@@ -120,7 +177,7 @@ def run_core_fuzz(
     """Fuzz an AggregatorCore with ``per_round`` mutants per round.
 
     Returns:
-        FuzzReport (crashes must be 0, accepted_mutants 0, silent 0, model_matches_genuine_only True).
+        FuzzReport (``ok`` says whether it held).
     """
     ids = ["c%d" % i for i in range(clients)]
     keys = {cid: signing.key_from_hex(signing.generate_key()) for cid in ids}
@@ -130,26 +187,50 @@ def run_core_fuzz(
     clean = AggregatorCore(cfg, init_model())
     agents = {cid: AgentCore(AgentConfig("fuzz", cid)) for cid in ids}
     report, start = FuzzReport(), time.perf_counter()
+    wire = MemoryWire(core.topics, max_bytes)
     ann = _announcement(core.start(0.0))
     clean.start(0.0)
     previous: dict = {}
     for rnd in range(rounds):
         valid = genuine_updates(agents, keys, ann)
-        ctx = FuzzContext(valid=valid, previous=previous, max_bytes=max_bytes)
+        ctx = FuzzContext(valid=valid, previous=previous, max_bytes=max_bytes, keys=keys)
         for cid in ids[:-1]:
             _accept_genuine(core, clean, cid, valid[cid], report)
             ctx.accepted[cid] = valid[cid]
-        for kind, who, payload in mutants(ctx, per_round, seed=seed * 1000 + rnd):
+        for kind, who, packets in mutants(ctx, per_round, seed=seed * 1000 + rnd):
             report.tried += 1
-            _one_mutant(core, kind, who, payload, report)
+            _one_mutant(core, wire, kind, who, packets, report)
+        core = _restart(core, wire, report, "aggregator-%d" % rnd)
         actions = _accept_genuine(core, clean, ids[-1], valid[ids[-1]], report)
         ann = _announcement(actions)
         previous = valid
     report.model_matches_genuine_only = core.done and all(
         np.array_equal(core.global_model[n], clean.global_model[n]) for n in SHAPES
     )
+    report.extra["transport_drops"] = dict(sorted(wire.receiver.drops.items()))
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _restart(core, wire, report, client_id):
+    """The core rebuilt from its persisted bytes, fed what a fresh subscription gets: every
+    retained message on the update topics, which it must ignore (and clear)."""
+    restored = AggregatorCore.from_bytes(core.to_bytes())
+    restored.keyring = core.keyring
+    restored.start(0.0)
+    fresh = wire.subscribe(client_id, clean_session=True)
+    events = fresh.poll()
+    fresh.close()
+    for ev in events:
+        if ev.kind != "message" or not ev.payload:
+            continue
+        actions = restored.on_message(ev.topic, ev.payload, 0.0, retain=ev.retain)
+        if ev.retain and not _statuses(actions) and len(restored.accepted) == len(core.accepted):
+            report.retained_ignored += 1
+        else:
+            report.retained_answered += 1
+        wire.perform(actions)
+    return restored
 
 
 def _accept_genuine(core, clean, cid, payload, report):
@@ -161,9 +242,12 @@ def _accept_genuine(core, clean, cid, payload, report):
     return actions
 
 
-def _one_mutant(core, kind, who, payload, report):
+def _one_mutant(core, wire, kind, who, packets, report):
+    drops = dict(wire.receiver.drops)
     try:
-        actions = core.on_message(core.topics.update(who), payload, 0.0)
+        actions = []
+        for ev in wire.deliver(core.topics.update(who), packets):
+            actions += core.on_message(ev.topic, ev.payload, 0.0, retain=ev.retain)
     except Exception as exc:  # a crash is what the fuzzer hunts: count it, keep going
         report.crashes += 1
         report.crash_examples.append(
@@ -171,136 +255,28 @@ def _one_mutant(core, kind, who, payload, report):
         )
         return
     statuses = _statuses(actions)
-    if not statuses:
+    if kind in NO_STATUS:
+        report.dropped += 1
+        report.answered_drops += len(statuses)
+        for reason, n in wire.receiver.drops.items():
+            if n > drops.get(reason, 0):
+                report.by_kind.setdefault(kind, Counter())["dropped/" + reason] += n - drops.get(reason, 0)
+        return
+    _count_status(report, kind, who, statuses[0] if statuses else None)
+
+
+def _count_status(report, kind, who, status):
+    """Book one mutant's status (None: it got none)."""
+    if status is None:
         report.silent += 1
         return
-    status = statuses[0]
     if status.params.get("accepted"):
         report.accepted_mutants += 1
         report.crash_examples.append({"kind": kind, "error": "mutant accepted", "topic_client": who})
         return
     code = reason_code(str(status.params.get("reason", "")))
     report.rejected += 1
+    report.internal += code == "internal"
     report.by_reason[code] += 1
-    report.by_kind.setdefault(kind, Counter())[code] += 1
-
-
-def run_live_fuzz(
-    mqtt: dict,
-    per_round: int = 1500,
-    rounds: int = 2,
-    clients: int = 4,
-    seed: int = 0,
-    max_bytes: int = 64 * 1024,
-    timeout: float = 120.0,
-) -> FuzzReport:
-    """The same fuzz through a real broker: the runtime's serve loop (in a thread) behind
-    ``mqtt`` (MqttOptions fields), a fuzzer client that sends genuine and mutant updates and
-    reads every status. Per-mutation counts are not known here (statuses carry reasons, not the
-    mutation), so ``by_kind`` holds what was sent.
-
-    Returns:
-        FuzzReport; ``extra`` holds ``logged`` (rejection log lines), ``status_to_sender`` (every
-        status went to the topic's sender) and ``statuses`` (count).
-    """
-    import threading
-
-    from edgefl.runtime.config import make_transport
-    from edgefl.runtime.loops import serve_aggregator, wait_connected
-
-    ids = ["c%d" % i for i in range(clients)]
-    keys = {cid: signing.key_from_hex(signing.generate_key()) for cid in ids}
-    cfg = fuzz_config(ids, rounds, max_bytes)
-    core, clean = AggregatorCore(cfg, init_model()), AggregatorCore(cfg, init_model())
-    core.keyring = signing.Keyring(keys)
-    clean.start(0.0)
-    lines, failures, stop = [], [], threading.Event()
-    agg_transport = make_transport("aggregator", mqtt)
-
-    def serve():
-        try:
-            serve_aggregator(
-                core,
-                agg_transport,
-                stop=stop.is_set,
-                timeout=timeout,
-                poll_s=0.02,
-                log=lambda *line: lines.append(line),
-            )
-        except Exception:  # a crash of the live aggregator: recorded, the fuzzer stops waiting
-            failures.append(traceback.format_exc()[-800:])
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    fuzzer = make_transport("fuzzer", mqtt)
-    fuzzer.subscribe(core.topics.round, 1)
-    fuzzer.subscribe(core.topics.root + "/status/+", 1)
-    fuzzer.connect()
-    events = wait_connected(fuzzer, 10)
-    statuses, announcements, report = [], {}, FuzzReport()
-    start = time.perf_counter()
-
-    def pump(until, limit=timeout):
-        end = time.monotonic() + limit
-        while not until() and not failures and time.monotonic() < end:
-            for ev in events + fuzzer.poll(0.05):
-                if ev.kind == "message" and ev.payload:
-                    msg = decode_message(ev.payload)
-                    if msg.kind == "round":
-                        announcements[msg.round] = Publish(ev.topic, ev.payload, 1, True)
-                    else:
-                        statuses.append((ev.topic.rsplit("/", 1)[1], msg))
-            del events[:]
-        return until()
-
-    agents = {cid: AgentCore(AgentConfig(cfg.federation, cid)) for cid in ids}
-    previous, sent = {}, 0
-    try:
-        for rnd in range(1, rounds + 1):
-            if not pump(lambda: rnd in announcements):
-                break
-            valid = genuine_updates(agents, keys, announcements[rnd])
-            ctx = FuzzContext(valid=valid, previous=previous, max_bytes=max_bytes)
-            for cid in ids[:-1]:  # all but one genuine update, so replays are duplicates
-                fuzzer.publish(core.topics.update(cid), valid[cid], 1)
-                ctx.accepted[cid] = valid[cid]
-            for kind, who, payload in mutants(ctx, per_round, seed=seed * 1000 + rnd):
-                fuzzer.publish(core.topics.update(who), payload, 1)
-                report.by_kind.setdefault(kind, Counter())["sent"] += 1
-                sent += 1
-            if not pump(lambda: len(statuses) >= sent + len(ids) * rnd - 1):
-                break
-            fuzzer.publish(core.topics.update(ids[-1]), valid[ids[-1]], 1)
-            for cid in ids:
-                clean.on_message(core.topics.update(cid), valid[cid], 0.0)
-            previous = valid
-        pump(lambda: len(statuses) >= sent + len(ids) * rounds, 30)
-        thread.join(30)
-    finally:
-        stop.set()
-        fuzzer.close()
-        thread.join(10)
-        agg_transport.close()
-    genuine = {(cid, r) for cid in ids for r in range(1, rounds + 1)}
-    accepted = [(who, m.round) for who, m in statuses if m.params.get("accepted")]
-    report.tried = sent
-    report.accepted_genuine = len([a for a in accepted if a in genuine])
-    report.accepted_mutants = len(accepted) - report.accepted_genuine
-    for _, m in statuses:
-        if not m.params.get("accepted"):
-            report.rejected += 1
-            report.by_reason[reason_code(str(m.params.get("reason", "")))] += 1
-    report.silent = max(0, sent - report.rejected - report.accepted_mutants)
-    report.crashes = len(failures)
-    report.crash_examples = [{"error": f} for f in failures]
-    report.model_matches_genuine_only = core.done and all(
-        np.array_equal(core.global_model[n], clean.global_model[n]) for n in SHAPES
-    )
-    report.seconds = time.perf_counter() - start
-    report.extra = {
-        "statuses": len(statuses),
-        "logged": len([line for line in lines if "rejected update" in line[1]]),
-        "status_to_sender": all(m.client_id == who for who, m in statuses),
-        "aggregator_rejections": sum(core.rejections.values()),
-    }
-    return report
+    if kind is not None:
+        report.by_kind.setdefault(kind, Counter())[code] += 1

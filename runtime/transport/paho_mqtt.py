@@ -66,15 +66,26 @@ def _failed(rc):
 
 
 class PahoTransport(Transport):
-    """A paho-mqtt client behind the :class:`Transport` seam."""
+    """A paho-mqtt client behind the :class:`Transport` seam.
 
-    def __init__(self, client_id, options=None, will_topic=None, will_payload=b""):
+    ``max_queued_bytes`` (0: no bound) bounds the payload bytes received and not yet polled:
+    above it paho's network thread waits for the owner to poll, so it stops reading the socket
+    and the broker holds the rest (backpressure) instead of this process's memory growing with
+    whatever a client floods in. One message larger than the bound still passes, alone.
+    """
+
+    def __init__(self, client_id, options=None, will_topic=None, will_payload=b"",
+                 max_queued_bytes=0):
         import paho.mqtt.client as mqtt  # edge dependency, imported where used
 
         self.client_id = client_id
         self.options = options or MqttOptions()
         self._mqtt = mqtt
         self._events = queue.Queue()
+        self.max_queued_bytes = max_queued_bytes
+        self._queued = 0  # payload bytes in _events
+        self._room = threading.Condition()
+        self._closing = False
         self._subs = {}
         self._unsubs = set()  # sent again on every (re)connect: a persistent session keeps them
         self._pending = []
@@ -115,7 +126,14 @@ class PahoTransport(Transport):
         self._events.put(Event("disconnected"))
 
     def _on_message(self, client, userdata, msg):
-        self._events.put(Event("message", msg.topic, bytes(msg.payload), bool(msg.retain)))
+        payload = bytes(msg.payload)
+        if self.max_queued_bytes:
+            with self._room:
+                while (self._queued and self._queued + len(payload) > self.max_queued_bytes
+                       and not self._closing):
+                    self._room.wait(1.0)
+                self._queued += len(payload)
+        self._events.put(Event("message", msg.topic, payload, bool(msg.retain)))
 
     # --- owner's thread ---------------------------------------------------------------------
     def connect(self, timeout=None):
@@ -153,6 +171,10 @@ class PahoTransport(Transport):
                 out.append(self._events.get_nowait())
         except queue.Empty:
             pass
+        if self.max_queued_bytes and out:
+            with self._room:
+                self._queued -= sum(len(e.payload) for e in out)
+                self._room.notify_all()
         return out
 
     def flush(self, timeout=10.0):
@@ -166,6 +188,9 @@ class PahoTransport(Transport):
         return False
 
     def close(self):
+        with self._room:  # a network thread waiting for room must not hold up the disconnect
+            self._closing = True
+            self._room.notify_all()
         self.flush(5.0)
         self._client.disconnect()
         self._client.loop_stop()

@@ -1,9 +1,14 @@
-"""Fuzz the aggregator with thousands of malformed and hostile updates: it never crashes,
-rejects every one with a reason (logged, and published on the sender's status topic), and the
-global model is bitwise what the genuine updates alone give."""
+"""Fuzz the aggregator with thousands of malformed and hostile updates: it never crashes, never
+fails inside (no ``internal`` rejection), rejects every one with a reason (logged, and published
+on the sender's status topic), drops chunk floods without holding them, ignores retained poison
+after a restart, and the global model is bitwise what the genuine updates alone give."""
 
-from edgefl.security.fuzz import MUTATORS
-from edgefl.security.fuzz_run import run_core_fuzz, run_live_fuzz
+from edgefl.security.fuzz import MUTATORS, NO_STATUS
+from edgefl.security.fuzz_live import run_live_fuzz
+from edgefl.security.fuzz_run import run_core_fuzz
+
+WIRE = {"wire/bad-metadata", "wire/schema-version"}
+ENTRY = {"wire/unsupported-dtype", "wire/bad-shape", "wire/bad-offsets", "wire/size-mismatch"}
 
 # What each mutation must be rejected for (the first check that catches it).
 EXPECTED = {
@@ -20,35 +25,54 @@ EXPECTED = {
     "wrong_tensors": {"codec/tensor-names", "codec/shape"},
     "truncated": {"wire/truncated", "wire/size-mismatch", "wire/bad-header-json"},
     "garbage": {"wire/truncated", "wire/header-too-large", "wire/bad-header-json"},
+    "unicode_numeral": WIRE,
+    "zero_huge_shape": {"wire/bad-shape"},
+    "entry_type": ENTRY,
+    "metric_type": {"metrics", "signature"},  # a finite number in place of another is signed out
+    "signed_metrics": {"metrics"},
+    "params_type": {"params", "signature"},
+    "chunk_flood": {"dropped/over-limit", "dropped/overflow", "dropped/sender-buffer",
+                    "dropped/buffer-full", "dropped/inconsistent"},
 }
 
 
-def test_core_fuzz_thousands_of_mutants(tmp_path):
+def test_core_fuzz_thousands_of_mutants():
     report = run_core_fuzz(per_round=1500, rounds=2, seed=1)
     assert report.tried == 3000 and report.crashes == 0, report.crash_examples
-    assert report.silent == 0 and report.accepted_mutants == 0
-    assert report.rejected == report.tried and report.accepted_genuine == 8
-    assert report.model_matches_genuine_only
+    assert report.silent == 0 and report.accepted_mutants == 0 and report.internal == 0
+    assert report.rejected + report.dropped == report.tried and report.accepted_genuine == 8
+    assert report.dropped == sum(3000 // len(MUTATORS) + (i < 3000 % len(MUTATORS))
+                                 for i, k in enumerate(MUTATORS) if k in NO_STATUS)
+    assert report.answered_drops == 0 and report.retained_answered == 0
+    assert report.retained_ignored >= 2  # each restart found retained poison and ignored it
+    assert report.model_matches_genuine_only and report.ok
     assert set(report.by_kind) == set(MUTATORS)
     for kind, reasons in EXPECTED.items():
         assert set(report.by_kind[kind]) <= reasons, (kind, dict(report.by_kind[kind]))
 
 
-def test_live_fuzz_through_mosquitto(broker):
-    # Execute: 2 rounds x 1500 mutants at the runtime's serve loop through a real broker
-    # (signatures required); genuine updates of 4 clients around them.
+def test_live_fuzz_through_mosquitto_with_a_kill_and_restart(broker, tmp_path):
+    # Execute: 2 rounds x 1500 mutants and 20 MiB of chunks under one message id at a real
+    # aggregator process through a real broker (signatures required), SIGKILLed and restarted
+    # between the rounds; genuine updates of 4 clients around the mutants.
     report = run_live_fuzz(
-        {"host": "127.0.0.1", "port": broker.port, "keepalive": 5}, per_round=1500, rounds=2
+        {"host": "127.0.0.1", "port": broker.port, "keepalive": 5},
+        per_round=1500,
+        rounds=2,
+        flood_mib=20,
+        folder=str(tmp_path / "live"),
     )
-    # Assert: 3000 mutants, each answered on its sender's status topic with a reason and
-    # logged; only the 8 genuine updates accepted; no crash; the final model is bitwise the
-    # genuine-only model.
-    assert report.crashes == 0, report.crash_examples
-    assert report.tried == 3000 and report.rejected == 3000
+    # Assert: every mutant owed a status got one on its sender's topic with a reason, and is
+    # in the aggregator's log; only the 8 genuine updates accepted; the process exited cleanly
+    # after the last round; the restart ignored the retained poison; the floods were dropped
+    # (logged) and the aggregator's memory stayed flat; the final model is the genuine-only one.
+    assert report.crashes == 0 and report.extra["exit_code"] == 0, report.crash_examples
+    assert report.tried == 3000 and report.rejected == 3000 - report.dropped
     assert report.accepted_genuine == 8 and report.accepted_mutants == 0 and report.silent == 0
-    assert report.extra["statuses"] == 3008 and report.extra["status_to_sender"]
-    assert report.extra["logged"] == report.extra["aggregator_rejections"] == 3000
+    assert report.internal == 0 and report.extra["status_to_sender"]
+    assert report.extra["statuses"] == 3008 - report.dropped
+    assert report.extra["logged_rejections"] == report.rejected
+    assert report.retained_ignored >= 1 and report.extra["logged_chunk_drops"] > 0
+    assert report.extra["chunk_flood_mib"] > 20
+    assert report.extra["rss_mib"]["growth"] < 16  # far below the 20+ MiB of floods it was sent
     assert report.model_matches_genuine_only
-    assert {"duplicate", "norm-bound", "too-large", "non-finite", "signature", "client-id"} <= set(
-        report.by_reason
-    )

@@ -141,3 +141,32 @@ def test_python36_agent_takes_part_via_python_m_edgefl_runtime(mosquitto, python
     start = load_model_tensors(BUNDLE)
     assert set(final) == set(start) and any(
         not np.array_equal(final[n], start[n]) for n in start)
+
+
+def test_a_flood_waits_at_the_broker_not_in_the_receivers_memory(mosquitto):
+    """With ``max_queued_bytes``, what the receiver has not polled stays within the bound while
+    a sender floods it; the broker holds the rest and every message still arrives, in order."""
+    import time
+
+    from edgefl.runtime.transport.paho_mqtt import PahoTransport
+
+    receiver = PahoTransport("flood-rx", mqtt_of(mosquitto), max_queued_bytes=1 << 20)
+    receiver.subscribe("flood/t", 1)
+    receiver.connect()
+    sender = make_transport("flood-tx", mqtt_of(mosquitto), max_payload=1 << 20)
+    sender.connect()
+    time.sleep(1.0)
+    blobs = [bytes([i]) * (256 * 1024) for i in range(40)]  # 10 MiB
+    for blob in blobs:
+        sender.publish("flood/t", blob, 1)
+    assert sender.flush(30)  # all of it reached the broker
+    time.sleep(1.0)  # the receiver's network thread has had time to take what it may
+    held = receiver._queued
+    got = []
+    end = time.time() + 30
+    while len(got) < len(blobs) and time.time() < end:
+        got += [e.payload for e in receiver.poll(0.2) if e.kind == "message"]
+    sender.close()
+    receiver.close()
+    assert held <= (1 << 20) + 256 * 1024
+    assert got == blobs
