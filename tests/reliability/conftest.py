@@ -276,9 +276,11 @@ class FedRun:
         self.procs.append(proc)
         return proc
 
-    def start_aggregator(self, aggregator: dict, env: dict | None = None, **extra) -> subprocess.Popen:
+    def start_aggregator(
+        self, aggregator: dict, env: dict | None = None, python: str = sys.executable, **extra
+    ) -> subprocess.Popen:
         """``python -m edgefl.runtime aggregate`` on this run's config (``env`` added to the
-        environment, e.g. a test hook on PYTHONPATH)."""
+        environment, e.g. a test hook on PYTHONPATH; ``python`` e.g. the Python 3.6 edge stack)."""
         cfg = {
             "aggregator": aggregator,
             "mqtt": self.mqtt,
@@ -292,10 +294,12 @@ class FedRun:
         path = self.dir / "aggregator.json"
         path.write_text(json.dumps(cfg))
         return self._spawn(
-            "aggregator", [sys.executable, "-m", "edgefl.runtime", "aggregate", "--config", str(path)], env
+            "aggregator", [python, "-m", "edgefl.runtime", "aggregate", "--config", str(path)], env
         )
 
-    def start_agent(self, client_id: str, **options) -> subprocess.Popen:
+    def start_agent(
+        self, client_id: str, python: str = sys.executable, env: dict | None = None, **options
+    ) -> subprocess.Popen:
         cfg = {
             "federation": options.pop("federation", "rel"),
             "client_id": client_id,
@@ -307,7 +311,7 @@ class FedRun:
         }
         path = self.dir / f"{client_id}.json"
         path.write_text(json.dumps(cfg))
-        return self._spawn(client_id, [sys.executable, str(HERE / "flkit.py"), "agent", str(path)])
+        return self._spawn(client_id, [python, str(HERE / "flkit.py"), "agent", str(path)], env)
 
     def start_runtime_agent(self, client_id: str, **cfg) -> subprocess.Popen:
         """``python -m edgefl.runtime agent`` (the device entry point) with this config."""

@@ -2,7 +2,9 @@
 (``python -m edgefl.runtime aggregate`` and agent processes) through a real Mosquitto."""
 
 import json
+import os
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,21 +47,33 @@ def test_aggregator_kill9_mid_round_resumes_and_ends_with_the_uninterrupted_mode
     assert not flkit.models_equal(final, flkit.init_model())
 
 
+@pytest.fixture(params=["host", "python36"])
+def stack(request):
+    """(python, PYTHONPATH entries) of the aggregator and c2: this interpreter, or the Python 3.6
+    edge stack (paho 1.6, which acknowledges every message as it arrives, with no way to wait)."""
+    if request.param == "host":
+        return sys.executable, []
+    return request.getfixturevalue("python36"), [request.getfixturevalue("edge36_path")]
+
+
 @pytest.mark.slow
-def test_aggregator_kill9_after_updates_arrived_and_before_they_were_persisted(fedrun, flkit, wait):
+def test_aggregator_kill9_after_updates_arrived_and_before_they_were_persisted(fedrun, flkit, wait, stack):
     # Prepare: 3 rounds of 4 clients; c2 and c3 train slowly. A test hook (tests/reliability/
     # hold) stops the real aggregator process in round 2 as it is about to persist c2's update,
     # once its MQTT client has received (and acknowledged to the broker) all 8 updates of
     # rounds 1-2: c2's update is accepted in memory only, c3's waits in the process's queue.
+    python, path = stack
     agg = dict(federation="rel", clients=CLIENTS, min_clients=4, rounds=3, deadline_s=60.0)
     expected = flkit.reference_run(flkit.aggregator_config(**agg), flkit.init_model(), [CLIENTS] * 3)
     marker = fedrun.dir / "held.json"
     hold = {"round": 2, "accepted": 3, "received": 8, "marker": str(marker)}
     aggregator = fedrun.start_aggregator(
-        agg, env={"PYTHONPATH": str(HOLD), "EDGEFL_TEST_HOLD": json.dumps(hold)}
+        agg, python=python,
+        env={"PYTHONPATH": os.pathsep.join([str(HOLD)] + path), "EDGEFL_TEST_HOLD": json.dumps(hold)},
     )
+    edge = {"python": python, "env": {"PYTHONPATH": os.pathsep.join(path)}} if path else {}
     for cid in CLIENTS:
-        fedrun.start_agent(cid, delay_s=2.0 if cid in ("c2", "c3") else 0.0)
+        fedrun.start_agent(cid, delay_s=2.0 if cid in ("c2", "c3") else 0.0, **(edge if cid == "c2" else {}))
     wait(marker.exists, 40, "the aggregator to hold in round 2")
     held = json.loads(marker.read_text())
 
@@ -67,7 +81,7 @@ def test_aggregator_kill9_after_updates_arrived_and_before_they_were_persisted(f
     aggregator.send_signal(signal.SIGKILL)
     aggregator.wait(timeout=10)
     after_kill = fedrun.state()
-    restarted = fedrun.start_aggregator(agg)
+    restarted = fedrun.start_aggregator(agg, python=python, env=edge.get("env"))
     assert fedrun.wait_exit(restarted) == 0, fedrun.log("aggregator")
 
     # Assert: all 8 updates had reached the aggregator, only c0's and c1's round-2 updates were
