@@ -74,7 +74,7 @@ class EmbeddedBroker:
         if self._error is not None:
             raise EdgeflError(
                 f"the embedded broker could not listen on {self.host}:{self.port} "
-                f"({self._error}) — pick a free --port"
+                f"({self._error}) — pick a free --port, or an address of this machine for --host"
             )
         return self
 

@@ -65,7 +65,12 @@ def progress_for(enabled: bool = True):
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn)
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
+    # descriptions hold user text (paths, names): printed literally, never as rich markup
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}", markup=False))
     with Progress(*columns, console=Console(stderr=True)) as p:
-        yield RichProgress(p)
+        try:
+            yield RichProgress(p)
+        except BaseException:
+            p.live.transient = True  # a failed command ends with its one error line, not a stale bar
+            raise

@@ -66,7 +66,7 @@ def bench_bundle(
     Returns:
         latency_summary(...) plus backend, engine class, threads, model, profile, precision.
     """
-    from edgefl.runtime.engine import open_engine
+    from edgefl.runtime.engine import ENGINES, open_engine
     from edgefl.runtime.errors import EdgeRuntimeError
 
     if iterations < 1 or warmup < 0:
@@ -89,9 +89,11 @@ def bench_bundle(
     finally:
         engine.close()
     summary = latency_summary(times, len(x))
+    used = next(name for name, spec in ENGINES.items() if spec.endswith(":" + type(engine).__name__))
     summary.update(
         {
-            "backend": backend,
+            "backend": used,
+            "backend_requested": backend,
             "engine": type(engine).__name__,
             "threads": threads,
             "model": manifest.get("model"),

@@ -122,6 +122,11 @@ def _profile_files() -> dict:
     return {p.name[: -len(".toml")]: p for p in root.iterdir() if p.name.endswith(".toml")}
 
 
+def profile_names() -> list:
+    """The shipped profiles' names, sorted (no file is parsed)."""
+    return sorted(_profile_files())
+
+
 def list_profiles() -> list:
     """All shipped profiles, validated, sorted by name."""
     return [load_profile_file(p) for _, p in sorted(_profile_files().items())]

@@ -49,7 +49,33 @@ Persist = namedtuple("Persist", "")
 
 @dataclass
 class AggregatorConfig:
-    """Options of a federation's aggregator (JSON-friendly)."""
+    """Options of a federation's aggregator (JSON-friendly).
+
+    Attributes:
+        federation: federation name (topics edgefl/NAME/...).
+        mode: sync (rounds) or async (FedBuff versions).
+        strategy: how accepted updates are combined (sync mode).
+        strategy_options: keyword options of the strategy, e.g. trim=0.1.
+        codec: update codec the agents must use.
+        codec_options: keyword options of the codec, e.g. rate=0.01.
+        downlink_codec: announce each new model as a delta coded by this codec, with a full snapshot
+            retained for clients that missed a version; none = full fp32 models.
+        downlink_options: keyword options of the downlink codec, e.g. rate=0.05.
+        train: local training options sent to agents, e.g. epochs=1, lr=0.05.
+        rounds: rounds (sync) or model versions (async); 0 = forever.
+        min_clients: quorum: a round closes at the deadline only with this many.
+        clients_per_round: sample this many clients per round (0 = all / open).
+        clients: known client ids (for sampling).
+        deadline_s: seconds a round stays open before closing with the quorum.
+        server_lr: server learning rate applied to the aggregated update.
+        buffer_size: async: updates per new model version (K).
+        max_staleness: async: oldest accepted base version.
+        staleness_weight: async: weight of a stale update.
+        clip_norm: clip each update to this L2 norm before aggregating.
+        max_norm: reject updates with a larger L2 norm.
+        max_update_bytes: reject update messages larger than this.
+        seed: client-sampling seed.
+    """
 
     federation: str
     mode: str = "sync"  # "sync" | "async"

@@ -13,7 +13,15 @@ from edgefl.runtime.quarantine import Quarantine
 from edgefl.runtime.state_store import StateStore
 
 
-def wait_connected(transport, timeout=30.0, clock=time.time):
+CONNECT_TIMEOUT_S = 30.0
+
+
+def connect_timeout(run_timeout):
+    """How long to wait for the broker: 30 s, or less when the whole run may take less."""
+    return CONNECT_TIMEOUT_S if run_timeout is None else max(0.5, min(CONNECT_TIMEOUT_S, run_timeout))
+
+
+def wait_connected(transport, timeout=CONNECT_TIMEOUT_S, clock=time.time):
     """Poll until the transport reports ``connected``; returns the other events seen meanwhile."""
     end = clock() + timeout
     early = []
@@ -104,7 +112,9 @@ def serve_aggregator(core, transport, state_path=None, stop=None, timeout=None,
     quarantine = _open_quarantine(core, state_path, log) if state_path else None
     transport.connect()
     transport.subscribe(core.topics.updates, 1)
-    early = wait_connected(transport)
+    if log:
+        log("info", "connecting to the MQTT broker")
+    early = wait_connected(transport, connect_timeout(timeout))
     _perform(core.start(clock()), transport, store, core)
     end = None if timeout is None else clock() + timeout
     seen = len(core.history)
@@ -167,7 +177,9 @@ def run_agent(core, transport, trainer, state_path=None, stop=None, timeout=None
     for topic in core.on_demand_subscriptions():
         if topic not in subscribed:  # a persistent session may still hold it from a past run
             transport.unsubscribe(topic)
-    pending = wait_connected(transport)
+    if log:
+        log("info", "connecting to the MQTT broker")
+    pending = wait_connected(transport, connect_timeout(timeout))
     online = core.topics.online(core.cfg.client_id)  # liveness; the Last Will says "offline"
     transport.publish(online, b"online", 1, True)
     # reachable first, then the slow part (e.g. opening an engine and computing features):

@@ -1,85 +1,65 @@
-"""`edgefl aggregate`: serve a federation's rounds over MQTT (the runtime's aggregator)."""
+"""`edgefl aggregate`: serve a federation's rounds over MQTT (the runtime's aggregator).
 
+The aggregator's options are the fields of the runtime's ``AggregatorConfig`` (edgefl.cli.derive), with
+the choices taken from the codec, strategy and staleness registries; only the connection and the files
+are written here.
+"""
+
+from __future__ import annotations
+
+import inspect
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
-from edgefl.cli.common import console, emit_json, table
+from edgefl.cli import derive, options, validate
+from edgefl.cli.common import console, emit_json, mqtt_section, table
+from edgefl.cli.staging import check_out
 from edgefl.errors import EdgeflError
+from edgefl.runtime import strategies
+from edgefl.runtime.aggregator import AggregatorConfig
+from edgefl.runtime.codecs import CODECS
+
+# what AggregatorConfig cannot say itself: flag names, ranges, registries
+FIELDS = {
+    "federation": {"default": "edgefl", "kind": "name", "what": "federation name"},
+    "mode": {"names": ("sync", "async"), "what": "mode"},
+    "strategy": {"names": strategies.STRATEGIES, "what": "strategy"},
+    "strategy_options": {"flag": "--strategy-option"},
+    "codec": {"names": CODECS, "what": "codec"},
+    "codec_options": {"flag": "--codec-option"},
+    "downlink_codec": {"names": CODECS, "what": "downlink codec"},
+    "downlink_options": {"flag": "--downlink-option"},
+    "train": {"flag": "--train-option"},
+    "rounds": {"low": 0},
+    "min_clients": {"low": 1, "default": 2},
+    "clients_per_round": {"low": 0},
+    "clients": {"flag": "--client-ids", "what": "client id"},
+    "deadline_s": {"flag": "--deadline", "low": 0, "low_open": True},
+    "server_lr": {"low": 0, "low_open": True},
+    "buffer_size": {"low": 1},
+    "max_staleness": {"low": 0},
+    "staleness_weight": {"names": strategies.STALENESS, "what": "staleness weight"},
+    "clip_norm": {"low": 0, "low_open": True},
+    "max_norm": {"low": 0, "low_open": True},
+    "max_update_bytes": {"low": 1},
+    "max_examples": {"low": 1},
+    "client_max_examples": {"flag": "--client-max-examples"},
+    "seed": {"low": 0},
+}
 
 
-def aggregate_config(
-    *,
-    model,
-    federation,
-    host,
-    port,
-    username,
-    password,
-    tls_ca,
-    rounds,
-    min_clients,
-    clients_per_round,
-    clients,
-    deadline,
-    mode,
-    strategy,
-    codec,
-    codec_option,
-    train_option,
-    downlink_codec="none",
-    downlink_option=None,
-    buffer_size,
-    max_staleness,
-    staleness_weight,
-    clip_norm,
-    max_norm,
-    state,
-    out,
-    max_payload,
-    timeout,
-    seed,
-) -> dict:
-    """The runtime config dict (same format as `python -m edgefl.runtime aggregate --config`)."""
-    from edgefl.fl.experiment import parse_options
+def check_aggregator(values: dict) -> AggregatorConfig:
+    """AggregatorConfig from the options, checked (cross-option rules and codec options) before any work."""
+    from edgefl.runtime.codecs import make_codec
+    from edgefl.runtime.errors import EdgeRuntimeError
 
-    return {
-        "aggregator": {
-            "federation": federation,
-            "mode": mode,
-            "strategy": strategy,
-            "codec": codec,
-            "codec_options": parse_options(codec_option),
-            "downlink_codec": downlink_codec,
-            "downlink_options": parse_options(downlink_option),
-            "train": parse_options(train_option),
-            "rounds": rounds,
-            "min_clients": min_clients,
-            "clients_per_round": clients_per_round,
-            "clients": [c for c in (clients or "").split(",") if c],
-            "deadline_s": deadline,
-            "buffer_size": buffer_size,
-            "max_staleness": max_staleness,
-            "staleness_weight": staleness_weight,
-            "clip_norm": clip_norm,
-            "max_norm": max_norm,
-            "seed": seed,
-        },
-        "mqtt": {
-            "host": host,
-            "port": port,
-            "username": username,
-            "password": password,
-            "tls": tls_ca is not None,
-            "ca_certs": str(tls_ca) if tls_ca else None,
-        },
-        "model": str(model),
-        "state_path": str(state) if state else None,
-        "output": str(out) if out else None,
-        "max_payload": max_payload,
-        "timeout_s": timeout,
-    }
+    try:
+        config = AggregatorConfig(**values).check()
+        make_codec(config.codec, **config.codec_options)
+    except (EdgeRuntimeError, TypeError, ValueError) as exc:
+        raise EdgeflError(f"{exc} — see `edgefl aggregate --help`") from None
+    return config
 
 
 def evaluation_source(model, eval_data, eval_bundle, eval_checkpoint):
@@ -109,141 +89,66 @@ def run(cfg: dict, quiet: bool, evaluator=None) -> dict:
     from edgefl.runtime.errors import EdgeRuntimeError
     from edgefl.runtime.service import run_aggregator_from_config, stderr_log
 
-    def log(level, text):
-        if not quiet:
-            stderr_log(level, text)
-
     try:
-        return run_aggregator_from_config(cfg, log=log, evaluator=evaluator)
+        return run_aggregator_from_config(cfg, log=None if quiet else stderr_log, evaluator=evaluator)
     except EdgeRuntimeError as exc:
         raise EdgeflError(str(exc)) from None
 
 
-def command(
-    model: Path = typer.Option(
-        None, help="Initial weights: checkpoint dir, bundle dir (its head) or .safetensors."
-    ),
-    federation: str = typer.Option("demo", help="Federation name (topics edgefl/<name>/...)."),
-    host: str = typer.Option("127.0.0.1", help="MQTT broker host."),
-    port: int = typer.Option(1883, help="MQTT broker port."),
-    username: str = typer.Option("edgefl-aggregator", help="MQTT username (the embedded broker needs one)."),
-    password: Optional[str] = typer.Option(None, help="MQTT password."),
-    tls_ca: Optional[Path] = typer.Option(None, help="CA certificate: connect with TLS."),
-    rounds: int = typer.Option(10, min=0, help="Rounds (sync) or model versions (async); 0 = forever."),
-    min_clients: int = typer.Option(
-        2, min=1, help="Quorum: a round closes at the deadline only with this many."
-    ),
-    clients_per_round: int = typer.Option(
-        0, min=0, help="Sample this many clients per round (0 = all / open)."
-    ),
-    clients: str = typer.Option("", help="Comma-separated known client ids (for sampling)."),
-    deadline: float = typer.Option(300.0, help="Seconds a round stays open before closing with the quorum."),
-    mode: str = typer.Option("sync", help="sync | async (FedBuff)."),
-    strategy: str = typer.Option("fedavg", help="fedavg | median | trimmed_mean (sync mode)."),
-    codec: str = typer.Option(
-        "none", help="Update codec agents must use: none, fp16, int8, topk, rsdgc, fedfq."
-    ),
-    codec_option: List[str] = typer.Option(None, help="Codec option key=value (repeatable), e.g. rate=0.01."),
-    train_option: List[str] = typer.Option(
-        None, help="Local training option key=value, e.g. epochs=1 lr=0.05."
-    ),
-    downlink_codec: str = typer.Option(
-        "none",
-        help="Announce each new model as a delta coded by this codec (int8, topk, fedfq, ...), "
-        "with a full snapshot retained for clients that missed a version; none = full fp32 models.",
-    ),
-    downlink_option: List[str] = typer.Option(
-        None, help="Downlink codec option key=value (repeatable), e.g. rate=0.05."
-    ),
-    buffer_size: int = typer.Option(4, min=1, help="Async: updates per new model version (K)."),
-    max_staleness: int = typer.Option(3, min=0, help="Async: oldest accepted base version."),
-    staleness_weight: str = typer.Option(
-        "inv_sqrt_1p", help="Async: inv_sqrt_1p (FedBuff paper) | inv_1p_sqrt."
-    ),
-    clip_norm: Optional[float] = typer.Option(
-        None, help="Clip each update to this L2 norm before aggregating."
-    ),
-    max_norm: Optional[float] = typer.Option(None, help="Reject updates with a larger L2 norm."),
-    state: Optional[Path] = typer.Option(
-        None, help="State file: persisted after every accepted update; resumes."
-    ),
-    out: Optional[Path] = typer.Option(None, help="Write the final global model here (.safetensors)."),
-    max_payload: int = typer.Option(1 << 20, help="Chunk MQTT payloads above this many bytes."),
-    timeout: Optional[float] = typer.Option(None, help="Stop after this many seconds."),
-    seed: int = typer.Option(0, help="Client-sampling seed."),
-    eval_data: Optional[Path] = typer.Option(
-        None, help="Held-out .npz (x, y): score the global model after every round (version)."
-    ),
-    eval_bundle: Optional[Path] = typer.Option(
-        None, help="Score with this bundle's graph in onnxruntime (default: --model, if a bundle)."
-    ),
-    eval_checkpoint: Optional[Path] = typer.Option(
-        None, help="Score with this checkpoint's model in torch (default: --model, if a checkpoint)."
-    ),
-    metrics: Optional[Path] = typer.Option(
-        None, help="Append one JSON line per round: time, bytes each way, accuracy, clients, rejections."
-    ),
-    config: Optional[Path] = typer.Option(
-        None, help="JSON config (python -m edgefl.runtime format); replaces the flags."
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-):
+def check_model(path: Path) -> Path:
+    """Initial weights: a checkpoint or bundle directory, or a .safetensors file that reads as one."""
+    from edgefl.runtime.config import load_model_tensors
+    from edgefl.runtime.errors import EdgeRuntimeError
+
+    try:
+        load_model_tensors(str(path))
+    except EdgeRuntimeError as exc:
+        raise EdgeflError(f"--model {path}: {exc} — pass a checkpoint, a bundle or a .safetensors file "
+                          "written by edgefl") from None
+    return path
+
+
+def command(**values):
     """Serve federated rounds over MQTT: announce, collect, validate, aggregate, persist."""
-    if config is not None:
+    config_file, as_json, quiet = values["config"], values["as_json"], values["quiet"]
+    if config_file is not None:
         from edgefl.runtime.config import load_json
         from edgefl.runtime.errors import EdgeRuntimeError
 
         try:
-            cfg = load_json(str(config))
+            cfg = load_json(str(config_file))
         except EdgeRuntimeError as exc:
             raise EdgeflError(str(exc)) from None
     else:
-        if model is None:
-            raise EdgeflError(
-                "--model is required (a checkpoint, a bundle or a .safetensors file), or pass --config"
-            )
-        cfg = aggregate_config(
-            model=model,
-            federation=federation,
-            host=host,
-            port=port,
-            username=username,
-            password=password,
-            tls_ca=tls_ca,
-            rounds=rounds,
-            min_clients=min_clients,
-            clients_per_round=clients_per_round,
-            clients=clients,
-            deadline=deadline,
-            mode=mode,
-            strategy=strategy,
-            codec=codec,
-            codec_option=codec_option,
-            train_option=train_option,
-            downlink_codec=downlink_codec,
-            downlink_option=downlink_option,
-            buffer_size=buffer_size,
-            max_staleness=max_staleness,
-            staleness_weight=staleness_weight,
-            clip_norm=clip_norm,
-            max_norm=max_norm,
-            state=state,
-            out=out,
-            max_payload=max_payload,
-            timeout=timeout,
-            seed=seed,
-        )
-    bundle, checkpoint = evaluation_source(cfg.get("model"), eval_data, eval_bundle, eval_checkpoint)
+        if values["model"] is None:
+            raise EdgeflError("--model is required (a checkpoint, a bundle or a .safetensors file), or pass "
+                              "--config")
+        config = check_aggregator(derive.field_values(AggregatorConfig, values))
+        check_model(values["model"])
+        if values["out"] is not None:
+            check_out(values["out"], values["force"], kind="file")
+        broker = options.broker_with_legacy(values["broker"], values["host"], values["port"])
+        cfg = {
+            "aggregator": {k: getattr(config, k) for k in derive.field_values(AggregatorConfig, values)},
+            "mqtt": mqtt_section(broker, values["username"], values["password"], values["tls_ca"]),
+            "model": str(values["model"]),
+            "state_path": str(values["state"]) if values["state"] else None,
+            "output": str(values["out"]) if values["out"] else None,
+            "max_payload": values["max_payload"],
+            "timeout_s": values["timeout"],
+        }
+    bundle, checkpoint = evaluation_source(cfg.get("model"), values["eval_data"], values["eval_bundle"],
+                                           values["eval_checkpoint"])
     if bundle:
-        cfg["evaluation"] = {"data": str(eval_data), "bundle": str(bundle)}
-    if metrics:
-        cfg["metrics_path"] = str(metrics)
+        cfg["evaluation"] = {"data": str(values["eval_data"]), "bundle": str(bundle)}
+    if values["metrics"]:
+        cfg["metrics_path"] = str(values["metrics"])
     evaluator = None
     if checkpoint:
         from edgefl.fl.central_eval import evaluator_from_checkpoint
 
-        evaluator = evaluator_from_checkpoint(checkpoint, eval_data)
-    result = run(cfg, quiet=as_json, evaluator=evaluator)
+        evaluator = evaluator_from_checkpoint(checkpoint, values["eval_data"])
+    result = run(cfg, quiet, evaluator)
     if as_json:
         emit_json(result)
         return
@@ -271,3 +176,47 @@ def command(
             rows,
         )
     )
+
+
+def _param(name, annotation, option):
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
+
+
+derive.with_signature(command, [
+    _param("model", Path, options.existing(None, "any", "--model", help="Initial weights: checkpoint dir, "
+                                           "bundle dir (its head) or .safetensors.")),
+    _param("broker", str, options.broker("mqtt://127.0.0.1:1883", help="MQTT broker URL (mqtts:// = TLS).")),
+    _param("username", str, typer.Option("edgefl-aggregator", help="MQTT username (the embedded broker "
+                                         "needs one).")),
+    _param("password", str, typer.Option(None, help="MQTT password.")),
+    _param("tls_ca", Path, options.existing(None, "file", "--tls-ca",
+                                            help="CA certificate: connect with TLS.")),
+    *derive.dataclass_options(AggregatorConfig, FIELDS),
+    _param("state", Path, typer.Option(None, "--state", parser=options.parser_of(validate.writable_target),
+                                       help="State file: persisted after every accepted update; resumes.")),
+    _param("out", Path, typer.Option(None, "--out", "-o", parser=options.parser_of(validate.writable_target),
+                                     help="Write the final global model here (.safetensors); new unless "
+                                     "--force.")),
+    _param("force", bool, options.force()),
+    _param("max_payload", int, options.integer(1 << 20, "--max-payload", low=1024,
+                                               help="Chunk MQTT payloads above this many bytes.")),
+    _param("timeout", float, options.number(None, "--timeout", low=0, low_open=True,
+                                            help="Stop after this many seconds (broker wait included).")),
+    _param("eval_data", Path, options.existing(
+        None, "file", "--eval-data", help="Held-out .npz (x, y): score the global model after every round.")),
+    _param("eval_bundle", Path, options.existing(
+        None, "dir", "--eval-bundle", help="Score with this bundle's graph in onnxruntime (default: --model, "
+        "if a bundle).")),
+    _param("eval_checkpoint", Path, options.existing(
+        None, "dir", "--eval-checkpoint", help="Score with this checkpoint's model in torch (default: --model, "
+        "if a checkpoint).")),
+    _param("metrics", Path, typer.Option(
+        None, "--metrics", parser=options.parser_of(validate.writable_target),
+        help="Append one JSON line per round: time, bytes each way, accuracy, clients, rejections.")),
+    _param("config", Path, options.existing(None, "file", "--config", help="JSON config (python -m "
+                                            "edgefl.runtime format); replaces the flags.")),
+    _param("as_json", bool, options.as_json()),
+    _param("quiet", bool, options.quiet()),
+    _param("host", str, options.legacy_host()),
+    _param("port", int, options.legacy_port()),
+])

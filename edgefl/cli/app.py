@@ -69,10 +69,24 @@ def _mount(app: typer.Typer, table: dict, prefix: str = "") -> None:
             app.command(name, help=target.__doc__)(target)
 
 
+def _version(value: bool):
+    if value:
+        from edgefl import __version__
+
+        typer.echo(f"edgefl {__version__}")
+        raise typer.Exit()
+
+
 def build_app() -> typer.Typer:
     app = typer.Typer(
         help="edgefl: train, compress, export and federate models for Jetson-class edge devices.",
         no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+
+    @app.callback()
+    def root(version: bool = typer.Option(False, "--version", is_eager=True, callback=_version,
+                                          help="Print the version and exit.")):
+        """edgefl: train, compress, export and federate models for Jetson-class edge devices."""
+
     _mount(app, COMMANDS)
     methods = compress_commands()
     help_text = f"Compress a checkpoint: {_spoken(list(methods.values()))}."
@@ -83,37 +97,33 @@ def build_app() -> typer.Typer:
 
 
 def main(argv=None) -> int:
-    """Entry point: a usage error, EdgeflError or EdgeRuntimeError is one red line on stderr, exit 2."""
-    from rich.console import Console
-
+    """Entry point: a usage error, EdgeflError or EdgeRuntimeError is one line on stderr, exit 2."""
+    from edgefl.cli import errors
+    from edgefl.cli.aliases import rewrite
+    from edgefl.cli.common import err_console
     from edgefl.runtime.errors import EdgeRuntimeError
 
+    argv, notes = rewrite(list(sys.argv[1:] if argv is None else argv))
+    for note in notes:
+        err_console.print(note, style="yellow")
     app = build_app()
-    err = Console(stderr=True, markup=False, emoji=False, highlight=False, soft_wrap=True)
     try:
         app(args=argv, prog_name="edgefl", standalone_mode=False)
-    except (EdgeflError, EdgeRuntimeError) as e:
-        err.print(f"error: {e}", style="bold red")
-        return 2
+    except (EdgeflError, EdgeRuntimeError, typer.TyperException) as e:
+        if isinstance(e, typer.TyperException) and not isinstance(e, typer.BadParameter) and e.exit_code != 2:
+            e.show()  # e.g. help for a group without a command
+            return e.exit_code
+        return errors.report(e, errors.wants_json(argv))
     except typer.Abort:
-        err.print("aborted", style="red")
+        err_console.print("aborted", style="red")
         return 130
     except KeyboardInterrupt:
         return 130
     except SystemExit as e:
         return int(e.code or 0)
-    except typer.TyperException as e:  # usage errors (typer vendors click as typer._click: no `import click`)
-        err.print(f"error: {usage_line(e)}", style="bold red")
+    except typer.Exit as e:
         return e.exit_code
     return 0
-
-
-def usage_line(e: typer.TyperException) -> str:
-    """One line for a usage error: what is wrong, then where the fix is (the command's --help)."""
-    ctx = getattr(e, "ctx", None)
-    where = ctx.command_path if ctx is not None else "edgefl"
-    text = " ".join(e.format_message().split()).rstrip(".")
-    return f"{where}: {text} — see `{where} --help`"
 
 
 if __name__ == "__main__":

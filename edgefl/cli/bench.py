@@ -2,25 +2,32 @@
 
 from pathlib import Path
 
-import typer
-
+from edgefl.cli import options
 from edgefl.cli.common import console, emit_json, key_value_table
+from edgefl.runtime.engine import ENGINES
+
+BACKENDS = ("auto", *ENGINES)
 
 
 def command(
-    bundle: Path = typer.Argument(..., help="Bundle directory written by `edgefl export`."),
-    backend: str = typer.Option("auto", "--backend", help="auto | onnxruntime | tensorrt."),
-    batch: int = typer.Option(None, "--batch", help="Batch size (dynamic-batch bundles only)."),
-    iterations: int = typer.Option(200, "--iterations", help="Timed inference calls."),
-    warmup: int = typer.Option(20, "--warmup", help="Untimed calls first."),
-    threads: int = typer.Option(1, "--threads", help="CPU intra-op threads (onnxruntime)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+    bundle: Path = options.existing_argument("dir", "Bundle directory written by `edgefl export`.",
+                                             metavar="BUNDLE"),
+    backend: str = options.choice("auto", BACKENDS, "backend", "--backend",
+                                  help="Inference backend (auto: TensorRT where present, else onnxruntime)."),
+    batch_size: int = options.integer(None, "--batch-size", low=1,
+                                      help="Batch size (dynamic-batch bundles)."),
+    iterations: int = options.integer(200, "--iterations", low=1, high=1_000_000,
+                                      help="Timed inference calls."),
+    warmup: int = options.integer(20, "--warmup", low=0, high=1_000_000, help="Untimed calls first."),
+    threads: int = options.integer(1, "--threads", low=1, high=256,
+                                   help="CPU intra-op threads (onnxruntime)."),
+    as_json: bool = options.as_json("the figures"),
 ):
     """Measure inference latency percentiles and throughput of a bundle through the runtime engine."""
     from edgefl.export.bench import bench_bundle
 
-    result = bench_bundle(bundle, backend, batch, iterations, warmup, threads)
+    result = bench_bundle(bundle, backend, batch_size, iterations, warmup, threads)
     if as_json:
         emit_json(result)
         return
-    console.print(key_value_table(f"bench {bundle} ({result['engine']}, batch {result['batch']})", result))
+    console.print(key_value_table(f"bench {bundle} ({result['backend']}, batch {result['batch']})", result))

@@ -1,24 +1,29 @@
 """`edgefl broker`: an embedded MQTT broker (amqtt) for trying a federation without Mosquitto."""
 
+import logging
 import time
 
-import typer
-
+from edgefl.cli import options
 from edgefl.cli.common import err_console
 
 
 def command(
-    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
-    port: int = typer.Option(1883, help="TCP port."),
-    duration: float = typer.Option(0.0, help="Stop after this many seconds (0: until Ctrl-C)."),
+    host: str = options.host("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = options.port(1883, "--port"),
+    timeout: float = options.number(None, "--timeout", low=0, low_open=True,
+                                    help="Stop after this many seconds (default: until Ctrl-C)."),
+    quiet: bool = options.quiet(),
 ):
     """Run an embedded MQTT 3.1.1 broker (clients must set a username; use Mosquitto in production)."""
     from edgefl.broker import EmbeddedBroker
 
+    # amqtt logs a multi-line traceback when it cannot listen; EmbeddedBroker reports that as one line
+    logging.getLogger("amqtt").setLevel(logging.CRITICAL)
     with EmbeddedBroker(host, port):
-        err_console.print(f"[green]MQTT broker listening on {host}:{port}[/green] "
-                          "(amqtt; clients must set a username; Ctrl-C stops it)")
-        end = time.time() + duration if duration > 0 else None
+        if not quiet:
+            err_console.print(f"MQTT broker listening on {host}:{port} (amqtt; clients must set a username; "
+                              "Ctrl-C stops it)", style="green")
+        end = time.time() + timeout if timeout else None
         try:
             while end is None or time.time() < end:
                 time.sleep(0.2)

@@ -1,4 +1,8 @@
-"""Helpers shared by CLI commands: JSON output, tables, progress choice."""
+"""Helpers shared by CLI commands: JSON output, tables, the two consoles.
+
+The consoles print text literally: no rich markup, emoji codes or highlighting, so a path such as
+`runs/[v2]/b` or `my:fire:bundle` prints as typed (styles are passed with ``style=``, never inline).
+"""
 
 import json
 import sys
@@ -6,8 +10,8 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(markup=False, emoji=False, highlight=False)
+err_console = Console(stderr=True, markup=False, emoji=False, highlight=False, soft_wrap=True)
 
 
 def emit_json(obj) -> None:
@@ -54,3 +58,17 @@ def compression_totals(t: dict) -> dict:
         "accuracy before": f"{100 * t['accuracy_before']:.2f} %",
         "accuracy after": f"{100 * t['accuracy_after']:.2f} %  (drop {t['accuracy_drop_points']:.2f} points)",
     }
+
+
+def mqtt_section(broker: str, username, password, tls_ca) -> dict:
+    """The runtime config's "mqtt" section from --broker URL (mqtts:// = TLS), credentials and --tls-ca."""
+    from edgefl.sim.brokers import mqtt_options_from_url
+
+    mqtt = mqtt_options_from_url(broker)
+    if username is not None:
+        mqtt["username"] = username
+    if password is not None:
+        mqtt["password"] = password
+    if tls_ca is not None:
+        mqtt.update(tls=True, ca_certs=str(tls_ca))
+    return mqtt

@@ -4,22 +4,11 @@ from pathlib import Path
 
 import typer
 
+from edgefl.cli import options, validate
 from edgefl.cli.common import console, emit_json, err_console, table
-from edgefl.errors import EdgeflError
+from edgefl.cli.staging import relocate, staged
+from edgefl.export.precision import FORMATS, PRECISIONS
 from edgefl.progress import progress_for
-
-
-def parse_input_shape(text):
-    """'1,28,28' -> (1, 28, 28); None stays None."""
-    if text is None:
-        return None
-    try:
-        dims = tuple(int(d) for d in text.split(","))
-    except ValueError:
-        dims = ()
-    if len(dims) != 3 or min(dims) < 1:
-        raise EdgeflError(f"--input-shape {text!r} must be C,H,W with positive integers (e.g. 1,28,28)")
-    return dims
 
 
 def parity_rows(parity: dict) -> list:
@@ -50,12 +39,8 @@ def parity_rows(parity: dict) -> list:
     return rows
 
 
-def export_by_method(method, checkpoint: Path, profile: str, precision: str, fmt: str, out: Path, as_json):
-    """A checkpoint whose method has its own exporter (STAD's anomaly-map student): its bundle, its parity."""
-    manifest = method.export(checkpoint, out, profile, precision, fmt)
-    if as_json:
-        emit_json({"bundle": str(out), "manifest": manifest})
-        return
+def print_by_method(manifest: dict, profile: str, out: Path) -> None:
+    """A bundle from a method's own exporter (STAD's anomaly-map student): its parity."""
     parity = manifest.get("parity", {})
     title = f"{manifest['model']} for {profile} (opset {manifest.get('opset')})"
     console.print(table(title, ["check", "value"],
@@ -64,24 +49,28 @@ def export_by_method(method, checkpoint: Path, profile: str, precision: str, fmt
 
 
 def command(
-    checkpoint: Path = typer.Argument(
-        ..., help="Checkpoint directory (model.safetensors + config.json), or an ONNX file (*.onnx)."
-    ),
-    profile: str = typer.Option(
-        ..., "--profile", help="Device profile (edgefl profiles list), e.g. jetson-tx2."
-    ),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 | fp16 | int8."),
-    fmt: str = typer.Option("onnx", "--format", help="onnx | tensorrt."),
-    out: Path = typer.Option(..., "--out", help="Bundle directory to write."),
-    batch: int = typer.Option(1, "--batch", help="Batch size (the max/opt batch with --dynamic-batch)."),
+    checkpoint: Path = options.existing_argument(
+        "any", "Checkpoint directory (model.safetensors + config.json), or an ONNX file (*.onnx).",
+        metavar="CHECKPOINT"),
+    profile: str = options.profile(),
+    precision: str = options.choice("fp32", PRECISIONS, "precision", "--precision",
+                                    help="Precision of the exported model."),
+    fmt: str = options.choice("onnx", FORMATS, "format", "--format",
+                              help="onnx, or tensorrt (an engine built here or on the device)."),
+    out: Path = options.out(Path("runs/bundle"), "Bundle directory to write."),
+    force: bool = options.force(),
+    batch_size: int = options.integer(1, "--batch-size", low=1,
+                                      help="Batch size (the max/opt batch with --dynamic-batch)."),
     dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="Symbolic batch dimension."),
-    input_shape: str = typer.Option(None, "--input-shape", help="C,H,W when the checkpoint does not say."),
-    samples: Path = typer.Option(None, "--samples", help=".npy N×C×H×W inputs for parity/calibration."),
-    parity_samples: int = typer.Option(
-        2000, "--parity-samples", help="How many held-out inputs parity uses."
-    ),
+    input_shape: str = typer.Option(None, "--input-shape", parser=options.parser_of(validate.int_list, 3),
+                                    metavar="C,H,W", help="C,H,W when the checkpoint does not say."),
+    samples: Path = options.existing(None, "file", "--samples",
+                                     help=".npy N×C×H×W inputs for parity/calibration."),
+    parity_samples: int = options.integer(2000, "--parity-samples", low=1,
+                                          help="How many held-out inputs parity uses."),
     head: str = typer.Option(None, "--head", help="Name of the model's final nn.Linear (default: the last)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
+    as_json: bool = options.as_json("the bundle path and manifest"),
+    quiet: bool = options.quiet(),
 ):
     """Export a checkpoint or an ONNX file for a device profile: verify it (checker, parity), bundle it."""
     from edgefl.export.onnx_in import export_onnx, is_onnx_input
@@ -89,29 +78,33 @@ def command(
     from edgefl.methods import exporting_method
 
     method = exporting_method(checkpoint)  # a method with its own exporter; None: the classifier exporter
-    if method is not None:
-        return export_by_method(method, checkpoint, profile, precision, fmt, out, as_json)
-
-    request = ExportRequest(
-        checkpoint=checkpoint,
-        profile=profile,
-        precision=precision,
-        format=fmt,
-        out=out,
-        batch=batch,
-        dynamic_batch=dynamic_batch,
-        input_shape=parse_input_shape(input_shape),
-        samples=samples,
-        parity_samples=parity_samples,
-        head=head,
-    )
-    export = export_onnx if is_onnx_input(checkpoint) else export_checkpoint
-    with progress_for(not as_json) as progress:
-        result = export(request, progress=progress)
-    manifest = result.manifest
+    with staged(out, force) as stage:
+        if method is not None:
+            manifest = method.export(checkpoint, stage, profile, precision, fmt)
+            result = None
+        else:
+            request = ExportRequest(
+                checkpoint=checkpoint,
+                profile=profile,
+                precision=precision,
+                format=fmt,
+                out=stage,
+                batch=batch_size,
+                dynamic_batch=dynamic_batch,
+                input_shape=input_shape,
+                samples=samples,
+                parity_samples=parity_samples,
+                head=head,
+            )
+            export = export_onnx if is_onnx_input(checkpoint) else export_checkpoint
+            with progress_for(not quiet) as progress:
+                result = export(request, progress=progress)
+            manifest = result.manifest
     if as_json:
-        emit_json({"bundle": str(result.bundle_dir), "manifest": manifest})
+        emit_json({"bundle": str(out), "manifest": relocate(manifest, stage, out)})
         return
+    if result is None:
+        return print_by_method(manifest, profile, out)
     settings = result.settings
     console.print(
         table(
@@ -129,13 +122,13 @@ def command(
         )
     if engine and engine.get("build_on_device"):
         err_console.print(
-            f"[yellow]the device builds its own engine[/] ({engine['reason']}); "
+            f"the device builds its own engine ({engine['reason']}); "
             f"the bundle is prepared for the on-device build "
             f"({engine['precision']}, TensorRT {engine['expected_tensorrt']}): run "
-            f"`python -m edgefl.runtime build-engine {result.bundle_dir}` on the device, "
+            f"`python -m edgefl.runtime build-engine {out}` on the device, "
             "or let the agent build it at first start.",
-            highlight=False,
+            style="yellow",
         )
     console.print(
-        f"bundle written to {result.bundle_dir} ({len(manifest['files'])} files, sha256 in manifest.json)"
+        f"bundle written to {out} ({len(manifest['files'])} files, sha256 in manifest.json)"
     )

@@ -8,9 +8,19 @@ from pathlib import Path
 
 import typer
 
+from edgefl.cli import options, validate
+from edgefl.cli.common import console, table
+from edgefl.cli.staging import staged
+
 app = typer.Typer(
     help="Federation security: CA, certificates, broker credentials and ACL.", no_args_is_help=True
 )
+
+
+def client_prefix(text: str) -> str:
+    """A prefix that makes safe client ids (the prefix followed by a number)."""
+    validate.name(f"{text}0", "client id")
+    return text
 
 
 @app.callback()
@@ -20,54 +30,47 @@ def federation() -> None:
 
 @app.command()
 def init(
-    name: str = typer.Argument(..., help="Federation name (topic root edgefl/NAME)."),
-    clients: int = typer.Option(..., "--clients", "-n", help="Number of client boards."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output directory (new or empty)."),
-    host: str = typer.Option("localhost", help="Broker host name the boards connect to."),
-    port: int = typer.Option(8883, help="Broker TLS port."),
+    name: str = typer.Argument(..., parser=options.parser_of(validate.name, "federation name"),
+                               metavar="NAME", help="Federation name (topic root edgefl/NAME)."),
+    clients: int = options.integer(..., "--clients", low=1, high=10000, help="Number of client boards."),
+    out: Path = options.out(..., "Output directory."),
+    host: str = options.host("localhost", "--host", help="Broker host name the boards connect to."),
+    port: int = options.port(8883, "--port", help="Broker TLS port."),
     extra_host: list[str] = typer.Option(
-        [], "--extra-host", help="More broker names/IPs for its certificate."
+        [], "--extra-host", parser=options.parser_of(validate.host), help="More broker names/IPs for its "
+        "certificate."
     ),
-    prefix: str = typer.Option("client-", help="Client id prefix."),
+    prefix: str = typer.Option("client-", parser=options.parser_of(client_prefix), help="Client id prefix."),
     no_client_cert: bool = typer.Option(False, "--no-client-cert", help="Passwords only, no mutual TLS."),
     broker_user: str = typer.Option(None, help="User Mosquitto runs as (must read the 0600 key files)."),
-    examples: int = typer.Option(
-        10000, "--examples", min=1, help="Examples each client declares: its FedAvg weight is capped there."
+    examples: int = options.integer(
+        10000, "--examples", low=1, help="Examples each client declares: its FedAvg weight is capped there."
     ),
-    force: bool = typer.Option(False, help="Write into a non-empty directory."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+    force: bool = options.force(),
+    as_json: bool = options.as_json(),
 ) -> None:
     """Make the CA, broker and client certificates, passwords, ACL, mosquitto.conf and configs."""
     from edgefl.security.federation import init_federation
 
-    layout = init_federation(
-        name,
-        clients,
-        out,
-        host=host,
-        port=port,
-        extra_hosts=extra_host,
-        prefix=prefix,
-        require_client_cert=not no_client_cert,
-        broker_user=broker_user,
-        examples=examples,
-        force=force,
-    )
+    with staged(out, force, in_place=True) as target:
+        layout = init_federation(
+            name,
+            clients,
+            target,
+            host=host,
+            port=port,
+            extra_hosts=extra_host,
+            prefix=prefix,
+            require_client_cert=not no_client_cert,
+            broker_user=broker_user,
+            examples=examples,
+        )
     if as_json:
         typer.echo(json.dumps(layout.to_json()))
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"federation {layout.name}")
-    table.add_column("what")
-    table.add_column("path")
-    table.add_row("broker config", str(layout.broker_conf))
-    table.add_row("aggregator config", str(layout.aggregator_config))
-    for cid, path in layout.agent_configs.items():
-        table.add_row(f"agent {cid}", str(path))
-    console = Console()
-    console.print(table)
+    rows = [("broker config", layout.broker_conf), ("aggregator config", layout.aggregator_config)]
+    rows += [(f"agent {cid}", path) for cid, path in layout.agent_configs.items()]
+    console.print(table(f"federation {layout.name}", ["what", "path"], rows))
     console.print(f"start the broker: mosquitto -c {layout.broker_conf}")
     if not broker_user:
         console.print(

@@ -6,22 +6,29 @@ from pathlib import Path
 
 import typer
 
+from edgefl.cli import options, validate
 from edgefl.cli.common import console, emit_json
+from edgefl.cli.staging import staged
 
 
 def command(
-    run_dir: Path = typer.Argument(
-        ..., help="Run directory (from `edgefl demo --out` or `edgefl simulate --out`)."
-    ),
-    out: Path = typer.Option(None, help="Page to write (default RUN_DIR/report.html)."),
+    run_dir: Path = options.existing_argument(
+        "dir", "Run directory (from `edgefl demo --out` or `edgefl simulate --out`).", metavar="RUN_DIR"),
+    out: Path = typer.Option(None, "--out", "-o", parser=options.parser_of(validate.writable_target),
+                             metavar="PATH", help="Page to write; new unless --force. Default: RUN_DIR/"
+                             "report.html, the run's own page, which is regenerated."),
+    force: bool = options.force(),
     title: str = typer.Option(None, help="Page title."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+    as_json: bool = options.as_json(),
 ):
     """Render the run report: accuracy vs round/bytes, contact windows, compression, parity, latency."""
     from edgefl.report import render_report
 
-    page = render_report(run_dir, out, title)
+    page = out or run_dir / "report.html"
+    with staged(page, force or out is None, kind="file") as stage:
+        render_report(run_dir, stage, title)
+    size = page.stat().st_size
     if as_json:
-        emit_json({"report": str(page), "bytes": page.stat().st_size})
+        emit_json({"report": str(page), "bytes": size})
         return
-    console.print(f"report written: {page} ({page.stat().st_size / 1024:.0f} KiB) — open it in a browser")
+    console.print(f"report written: {page} ({size / 1024:.0f} KiB) — open it in a browser")

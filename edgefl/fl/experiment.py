@@ -23,17 +23,6 @@ def client_datasets(train: ArrayData, n_clients: int, alpha: float, seed: int = 
     return [train.subset(idx) for idx in partition_dirichlet(train.y, n_clients, alpha, seed)]
 
 
-def parse_partition(text: str):
-    """"3/10" -> (3, 10); index is 0-based."""
-    try:
-        i, n = (int(v) for v in text.split("/"))
-    except ValueError:
-        raise EdgeflError(f"--partition {text!r} must look like INDEX/COUNT, e.g. 0/10") from None
-    if not 0 <= i < n:
-        raise EdgeflError(f"--partition {text!r}: index must be in 0..{n - 1}")
-    return i, n
-
-
 def parse_options(pairs) -> dict:
     """["lr=0.1", "epochs=2"] -> {"lr": 0.1, "epochs": 2} (values parsed as JSON when possible)."""
     import json

@@ -42,10 +42,14 @@ def _read_json(path: Path, notes: list[str]) -> dict | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        notes.append(f"{path.name} skipped: not valid JSON ({exc.msg})")
+        doc = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        notes.append(f"{path.name} skipped: not valid JSON ({getattr(exc, 'msg', exc)})")
         return None
+    if not isinstance(doc, dict):
+        notes.append(f"{path.name} skipped: not a JSON object")
+        return None
+    return doc
 
 
 def read_rounds(path: Path, notes: list[str]) -> list | None:
@@ -83,8 +87,9 @@ def load_run(run_dir: str | Path) -> RunData:
     """Read every known artefact of a run directory."""
     root = Path(run_dir)
     if not root.is_dir():
+        state = "is a file, not a directory" if root.exists() else "not found"
         raise EdgeflError(
-            f"run directory {root} not found — pass the --out folder of `edgefl demo` or `simulate`"
+            f"run directory {root} {state} — pass the --out folder of `edgefl demo` or `simulate`"
         )
     data = RunData(root)
     data.run = _read_json(root / "run.json", data.notes)
@@ -94,6 +99,9 @@ def load_run(run_dir: str | Path) -> RunData:
     data.manifest = read_bundle_manifest(root, data.notes)
     sim_dir = root / "sim" if (root / "sim" / "simulation.json").is_file() else root
     data.simulation = _read_json(sim_dir / "simulation.json", data.notes)
+    if data.simulation is not None and not isinstance(data.simulation.get("runs"), dict):
+        data.notes.append("simulation.json skipped: no runs in it (not written by edgefl simulate)")
+        data.simulation = None
     schedule_path = sim_dir / "schedule.json"
     if schedule_path.is_file():
         from edgefl.sim.schedule import read_schedule
@@ -102,6 +110,8 @@ def load_run(run_dir: str | Path) -> RunData:
             data.schedule = read_schedule(schedule_path)
         except EdgeflError as exc:
             data.notes.append(f"schedule skipped: {exc}")
+    if data.empty() and data.notes:
+        raise EdgeflError(f"{root}: {'; '.join(data.notes)} — nothing else to report; re-create the run")
     if data.empty():
         raise EdgeflError(
             f"{root} holds nothing to report (no run.json, simulation.json, compression.json, "

@@ -5,7 +5,7 @@ import pytest
 
 @pytest.mark.parametrize("argv,needle", [
     (["compress", "stad"], "--scenes"),
-    (["export"], "checkpoint"),
+    (["export"], "CHECKPOINT"),
     (["train", "--epochs", "x"], "--epochs"),
     (["agent", "--bogus"], "--bogus"),
 ])
@@ -13,4 +13,4 @@ def test_usage_error_is_one_line_exit_2(edgefl, argv, needle):
     code, out, err = edgefl(*argv)
     assert code == 2, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    assert needle in err and "--help" in err
+    assert needle in err and " — " in err  # the problem, then the fix

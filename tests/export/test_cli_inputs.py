@@ -6,19 +6,8 @@ import numpy as np
 import pytest
 
 from edgefl.cli.app import main
-from edgefl.cli.export import parse_input_shape
 from edgefl.errors import EdgeflError
 from edgefl.export.samples import load_samples
-
-
-@pytest.mark.parametrize("text", ["1,28", "a,b,c", "0,28,28", "1,28,28,1"])
-def test_bad_input_shapes(text):
-    with pytest.raises(EdgeflError, match="C,H,W"):
-        parse_input_shape(text)
-
-
-def test_good_input_shape():
-    assert parse_input_shape("3,32,32") == (3, 32, 32) and parse_input_shape(None) is None
 
 
 def test_user_sample_file_is_split_and_normalised(tmp_path):

@@ -19,7 +19,7 @@ def test_simulate_write_schedule_json(tmp_path):
             str(out),
             "--hours",
             "3",
-            "--satellites",
+            "--clients",
             "4",
             "--planes",
             "2",

@@ -1,0 +1,201 @@
+"""Every command's bad inputs through the installed console script: exit 2, one line on stderr naming the
+problem (and the fix), no traceback, and nothing left behind — neither at --out nor a staging directory.
+
+One table, run in threads (each case is a validation failure: a second or so of start-up each).
+`{f}` is a folder of prepared inputs shared by the cases; each case runs in its own empty working
+directory, which must still be empty afterwards (relative --out defaults land there).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+# (argv, text the one error line must contain)
+CASES = [
+    # train
+    ("train --epochs x", "'x' is not a whole number"),
+    ("train --epochs 0", "--epochs: 0 is out of range"),
+    ("train --batch-size 0", "--batch-size"),
+    ("train --lr -1", "--lr: -1 is out of range"),
+    ("train --test-fraction 1.5", "--test-fraction"),
+    ("train --model resnet99", "unknown model 'resnet99'"),
+    ("train --data {f}/missing.npz", "missing.npz"),
+    ("train --data {f}/file.txt", "pass an .npz"),
+    ("train --model-arg width", "is not key=value"),
+    ("train --out /proc/x", "not writable"),
+    ("train --out {f}/file.txt", "exists (a file)"),
+    ("train --out {f}/full", "pass --force"),
+    ("train --out {f}/file.txt/sub", "is a file"),
+    ("train --bogus", "No such option: --bogus"),
+    # export
+    ("export", "Missing argument"),
+    ("export {f}/missing", "not found"),
+    ("export {f}/file.txt", "is a file, not a directory"),
+    ("export {f}/empty --parity-samples -1", "--parity-samples"),
+    ("export {f}/empty --parity-samples 0", "--parity-samples"),
+    ("export {f}/empty --profile nope", "unknown device profile 'nope'"),
+    ("export {f}/empty --precision int4", "unknown precision 'int4'"),
+    ("export {f}/empty --format tflite", "unknown format 'tflite'"),
+    ("export {f}/empty --batch-size 0", "--batch-size: 0 is out of range"),
+    ("export {f}/empty --input-shape 1,28", "--input-shape"),
+    ("export {f}/empty --samples {f}/missing.npy", "not found"),
+    ("export {f}/empty --out {f}/file.txt", "pass --force"),
+    ("export {f}/empty --out out", "config.json"),  # fails after staging: nothing may be left
+    # bench (the path is printed literally, not as rich markup)
+    ("bench runs/[/x]b", "'runs/[/x]b' not found"),
+    ("bench runs/[v2]/b", "'runs/[v2]/b' not found"),
+    ("bench my:fire:bundle", "'my:fire:bundle' not found"),
+    ("bench {f}/empty --threads -3", "--threads"),
+    ("bench {f}/empty --batch-size 0", "--batch-size"),
+    ("bench {f}/empty --iterations 0", "--iterations"),
+    ("bench {f}/empty --backend cuda", "unknown backend 'cuda'"),
+    ("bench {f}/empty", "manifest"),
+    # detect
+    ("detect {f}/empty nosuchscene", "scene 'nosuchscene'"),
+    ("detect {f}/empty abu-urban-2 --gt {f}/missing.npy", "missing.npy' not found"),
+    ("detect {f}/empty abu-urban-2 --path bogus", "unknown score path"),
+    ("detect {f}/empty {f}/garbage.mat", "garbage.mat"),
+    ("detect {f}/empty abu-urban-2 --out {f}/file.txt", "pass --force"),
+    # simulate
+    ("simulate --codec bogus", "unknown codec 'bogus'"),
+    ("simulate --target 5", "--target: 5 is out of range"),
+    ("simulate --hours -1", "--hours"),
+    ("simulate --clients 0", "--clients"),
+    ("simulate --station atlantis", "unknown ground station"),
+    ("simulate --station gs:100:0", "latitude"),
+    ("simulate --broker bogus-url", "not a broker URL"),
+    ("simulate --mode both", "unknown mode 'both'"),
+    ("simulate --sensor fog", "unknown sensor effect"),
+    ("simulate --features nope", "features 'nope'"),
+    ("simulate --schedule {f}/missing.json", "not found"),
+    ("simulate --out {f}/full", "pass --force"),
+    # demo
+    ("demo --compress bogus", "unknown compression 'bogus'"),
+    ("demo --hours -1", "--hours"),
+    ("demo --broker 'bogus url'", "not a broker URL"),
+    ("demo --train-examples 100000", "--train-examples"),
+    ("demo --clients 0", "--clients"),
+    ("demo --out /proc/x", "not writable"),
+    # report
+    ("report {f}/file.txt", "is a file, not a directory"),
+    ("report {f}/missing", "not found"),
+    ("report {f}/badrun", "not valid JSON"),
+    ("report {f}/empty", "nothing to report"),
+    # pack
+    ("pack --bundle {f}/empty --broker mqtt://h:99999", "no valid port"),
+    ("pack --bundle {f}/empty --out agent.zip", "name it *.tar.gz"),
+    ("pack --bundle {f}/empty --federation a+b", "federation name 'a+b'"),
+    ("pack --bundle {f}/empty --client-id sat/#1", "client id 'sat/#1'"),
+    ("pack --bundle {f}/missing", "not found"),
+    ("pack --bundle {f}/empty --profile nope", "unknown device profile"),
+    ("pack --bundle {f}/empty --out a.tar.gz", "manifest"),  # fails after staging
+    # federation init
+    ("federation init a+b --clients 2 --out fed", "federation name 'a+b'"),
+    ("federation init orbit --clients 0 --out fed", "--clients"),
+    ("federation init orbit -n 0 --out fed", "--clients"),
+    ("federation init orbit --clients 2 --out /proc/x", "not writable"),
+    ("federation init orbit --clients 2 --out {f}/file.txt", "pass --force"),
+    ("federation init orbit --clients 2 --out fed --port 99999", "not a TCP port"),
+    ("federation init orbit --clients 2 --out fed --prefix c/", "client id 'c/0'"),
+    # aggregate
+    ("aggregate --model {f}/empty --federation a#b", "federation name 'a#b'"),
+    ("aggregate --model {f}/empty --deadline -5", "--deadline"),
+    ("aggregate --model {f}/pickle.safetensors", "pickle.safetensors"),
+    ("aggregate --model {f}/model.safetensors --codec fedfq --codec-option rate=abc", "codec"),
+    ("aggregate --model {f}/model.safetensors --codec-option rate", "is not key=value"),
+    ("aggregate --model {f}/model.safetensors --codec bogus", "unknown codec 'bogus'"),
+    ("aggregate --model {f}/model.safetensors --broker http://x", "not a broker URL"),
+    ("aggregate --model {f}/model.safetensors --port 99999", "not a TCP port"),
+    ("aggregate --model {f}/model.safetensors --timeout -1", "--timeout"),
+    ("aggregate --model {f}/model.safetensors --client-ids a,b+c", "client id 'b+c'"),
+    ("aggregate --model {f}/model.safetensors --out {f}/file.txt", "pass --force"),
+    ("aggregate --model {f}/model.safetensors --clients-per-round 3 --client-ids a,b", "clients_per_round"),
+    ("aggregate", "--model is required"),
+    # agent
+    ("agent --bogus", "No such option: --bogus"),
+    ("agent --client-id sat/#1", "client id 'sat/#1'"),
+    ("agent --client-id a --timeout -1", "--timeout"),
+    ("agent --client-id a --partition 0/0", "COUNT must be ≥ 1"),
+    ("agent --client-id a --partition 3/2", "INDEX must be in 0..1"),
+    ("agent --client-id a --backend cuda", "unknown backend"),
+    ("agent --client-id a", "exactly one of --checkpoint"),
+    ("agent --client-id a --bundle {f}/empty --checkpoint {f}/empty", "exactly one of --checkpoint"),
+    # broker
+    ("broker --timeout -1", "--timeout"),
+    ("broker --duration -1", "--timeout"),
+    ("broker --port 99999", "not a TCP port"),
+    ("broker --host 'bad host'", "not a host name"),
+    # compress, profiles
+    ("compress stad", "--scenes"),
+    ("profiles show jetson-tx9", "unknown device profile"),
+]
+
+
+def _prepare(root):
+    import numpy as np
+
+    from edgefl.runtime.wire import encode_tensors
+
+    (root / "empty").mkdir()
+    (root / "full").mkdir()
+    (root / "full" / "keep.txt").write_text("earlier results")
+    (root / "file.txt").write_text("a file")
+    (root / "garbage.mat").write_bytes(b"MATLAB 5.0 garbage" * 20)
+    (root / "pickle.safetensors").write_bytes(b"\x80\x04\x95" + bytes(200))
+    (root / "model.safetensors").write_bytes(encode_tensors({"w": np.zeros((2, 2), np.float32)}, {}))
+    (root / "badrun" / "sim").mkdir(parents=True)
+    (root / "badrun" / "sim" / "simulation.json").write_text("{not json")
+
+
+def _listing(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def _check(edgefl, argv, needle, work):
+    code, out, err = edgefl(*argv, cwd=work)
+    lines = [line for line in err.strip().splitlines() if not line.startswith("note: ")]  # old spellings
+    problems = []
+    if code != 2:
+        problems.append(f"exit {code}")
+    if "Traceback" in err or len(lines) != 1:
+        problems.append(f"{len(lines)} stderr lines")
+    elif needle not in lines[0]:
+        problems.append(f"{needle!r} not in the error")
+    if out.strip():
+        problems.append("stdout not empty")
+    left = [p.name for p in work.iterdir()]
+    if left:
+        problems.append(f"left behind {left}")
+    return problems, err.strip()
+
+
+def test_bad_inputs_fail_cleanly(edgefl, tmp_path):
+    import shlex
+
+    fixtures = tmp_path / "f"
+    fixtures.mkdir()
+    _prepare(fixtures)
+    before = _listing(fixtures)
+    jobs = []
+    for i, (line, needle) in enumerate(CASES):
+        argv = [a.replace("{f}", str(fixtures)) for a in shlex.split(line)]
+        work = tmp_path / f"case{i}"
+        work.mkdir()
+        jobs.append((line, argv, needle, work))
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 2)) as pool:
+        results = list(pool.map(lambda j: (j[0], *_check(edgefl, j[1], j[2], j[3])), jobs))
+    failures = [f"{line}: {', '.join(problems)}\n    {err}" for line, problems, err in results if problems]
+    assert not failures, "\n".join(failures)
+    assert _listing(fixtures) == before, "a case wrote next to its inputs"
+
+
+@pytest.mark.parametrize("argv", [["train", "--epochs", "x", "--json"], ["report", ".", "--json"]])
+def test_json_errors_are_a_document_on_stdout(edgefl, tmp_path, argv):
+    code, out, err = edgefl(*argv, cwd=tmp_path)
+    doc = json.loads(out)
+    assert code == 2 and set(doc) == {"error", "code"} and doc["error"] in err
+    assert doc["code"] == ("usage" if argv[0] == "train" else "input")
