@@ -74,6 +74,9 @@ class AggregatorConfig:
         clip_norm: clip each update to this L2 norm before aggregating.
         max_norm: reject updates with a larger L2 norm.
         max_update_bytes: reject update messages larger than this.
+        max_examples: ceiling on any update's example count (its FedAvg weight).
+        client_max_examples: a client's declared example count (its weight is capped there), e.g.
+            client-000=6000.
         seed: client-sampling seed.
     """
 

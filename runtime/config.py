@@ -45,6 +45,21 @@ def load_json(path):
     return cfg
 
 
+AGGREGATE_KEYS = ("aggregator", "mqtt", "model", "state_path", "output", "max_payload", "timeout_s",
+                  "client_id", "signing")
+AGENT_KEYS = ("federation", "client_id", "mqtt", "bundle", "backend", "data", "state_path", "max_payload",
+              "max_rounds", "timeout_s", "seed", "signing", "max_examples", "model", "resend_s")
+
+
+def check_keys(cfg, known, what):
+    """Refuse keys a config does not use (a typo would otherwise be ignored); ``_``-keys are comments."""
+    unknown = sorted(k for k in cfg if k not in known and not str(k).startswith("_"))
+    if unknown:
+        raise EdgeRuntimeError("{} config: unknown key(s) {} — the keys are {}".format(
+            what, ", ".join(map(repr, unknown)), ", ".join(known)))
+    return cfg
+
+
 def build_dataclass(cls, values, what):
     """``cls(**values)`` with a clear error naming unknown keys."""
     values = dict(values or {})

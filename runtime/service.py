@@ -70,10 +70,11 @@ def run_aggregator_from_config(cfg, log=stderr_log, on_round=None, evaluator=Non
             names the JSON-lines file of per-round metrics.
     """
     from edgefl.runtime.aggregator import AggregatorConfig
-    from edgefl.runtime.config import (build_dataclass, load_model_tensors, make_transport,
-                                       save_model_tensors)
+    from edgefl.runtime.config import (AGGREGATE_KEYS, build_dataclass, check_keys, load_model_tensors,
+                                       make_transport, save_model_tensors)
     from edgefl.runtime.loops import open_aggregator, serve_aggregator
 
+    check_keys(cfg, AGGREGATE_KEYS, "aggregate")
     acfg = build_dataclass(AggregatorConfig, cfg.get("aggregator"), "aggregator").check()
     if "model" not in cfg:
         raise EdgeRuntimeError("aggregate config needs \"model\" (initial weights)")
@@ -109,9 +110,10 @@ def run_aggregator_from_config(cfg, log=stderr_log, on_round=None, evaluator=Non
 def run_agent_from_config(cfg, log=stderr_log, trainer=None):
     """Take part in a federation; head mode (numpy, engine features) unless ``trainer`` is given."""
     from edgefl.runtime.agent import AgentConfig, AgentCore
-    from edgefl.runtime.config import load_model_tensors, make_transport
+    from edgefl.runtime.config import AGENT_KEYS, check_keys, load_model_tensors, make_transport
     from edgefl.runtime.loops import run_agent
 
+    check_keys(cfg, AGENT_KEYS, "agent")
     needed = ("federation", "client_id") + (() if trainer else ("bundle", "data"))
     for key in needed:
         if key not in cfg:

@@ -49,9 +49,9 @@ def print_by_method(manifest: dict, profile: str, out: Path) -> None:
 
 
 def command(
-    checkpoint: Path = options.existing_argument(
-        "any", "Checkpoint directory (model.safetensors + config.json), or an ONNX file (*.onnx).",
-        metavar="CHECKPOINT"),
+    checkpoint: Path = typer.Argument(
+        ..., parser=options.parser_of(validate.export_input), metavar="CHECKPOINT",
+        help="Checkpoint directory (model.safetensors + config.json), or an ONNX file (*.onnx)."),
     profile: str = options.profile(),
     precision: str = options.choice("fp32", PRECISIONS, "precision", "--precision",
                                     help="Precision of the exported model."),

@@ -277,3 +277,12 @@ def tarball(text) -> Path:
 def names(text: str, what: str = "client id") -> list:
     """Comma-separated names (each one MQTT topic level); empty text is an empty list."""
     return [name(n.strip(), what) for n in str(text).split(",") if n.strip()]
+
+
+def export_input(text) -> Path:
+    """What `edgefl export` takes: a checkpoint directory or an .onnx file."""
+    path = existing(text)
+    if path.is_file() and path.suffix != ".onnx":
+        kind = path.suffix or "plain"
+        raise ValueError(f"{str(path)!r} is a {kind} file — pass a checkpoint directory or an .onnx file")
+    return path

@@ -34,7 +34,7 @@ CASES = [
     # export
     ("export", "Missing argument"),
     ("export {f}/missing", "not found"),
-    ("export {f}/file.txt", "is a file, not a directory"),
+    ("export {f}/file.txt", "is a .txt file — pass a checkpoint directory or an .onnx file"),
     ("export {f}/empty --parity-samples -1", "--parity-samples"),
     ("export {f}/empty --parity-samples 0", "--parity-samples"),
     ("export {f}/empty --profile nope", "unknown device profile 'nope'"),
@@ -115,6 +115,7 @@ CASES = [
     ("aggregate --model {f}/model.safetensors --out {f}/file.txt", "pass --force"),
     ("aggregate --model {f}/model.safetensors --clients-per-round 3 --client-ids a,b", "clients_per_round"),
     ("aggregate", "--model is required"),
+    ("aggregate --config {f}/typo.json", "unknown key(s) 'mqt'"),
     # agent
     ("agent --bogus", "No such option: --bogus"),
     ("agent --client-id sat/#1", "client id 'sat/#1'"),
@@ -147,6 +148,7 @@ def _prepare(root):
     (root / "garbage.mat").write_bytes(b"MATLAB 5.0 garbage" * 20)
     (root / "pickle.safetensors").write_bytes(b"\x80\x04\x95" + bytes(200))
     (root / "model.safetensors").write_bytes(encode_tensors({"w": np.zeros((2, 2), np.float32)}, {}))
+    (root / "typo.json").write_text(json.dumps({"aggregator": {"federation": "f"}, "mqt": {}, "model": "m"}))
     (root / "badrun" / "sim").mkdir(parents=True)
     (root / "badrun" / "sim" / "simulation.json").write_text("{not json")
 

@@ -78,6 +78,7 @@ def test_good_values_parse(call, expected):
     (lambda: validate.choice("int4", ("fp32", "int8"), "precision"),
      "unknown precision 'int4' — choose one of fp32, int8"),
     (lambda: validate.features("nope"), "neither 'pixels' nor a bundle"),
+    (lambda: validate.export_input(__file__), "is a .py file — pass a checkpoint directory or an .onnx"),
 ])
 def test_bad_values_name_problem_and_fix(call, message):
     with pytest.raises(ValueError) as info:

@@ -51,9 +51,10 @@ def test_corrupt_checkpoint_via_cli(capsys, tmp_path):
 
 
 def test_train_writes_checkpoint_and_json(capsys, tmp_path):
-    code, out, _ = run(capsys, "train", "--model", "small_cnn", "--epochs", "1", "--batch-size", "32",
+    code, out, err = run(capsys, "train", "--model", "small_cnn", "--epochs", "1", "--batch-size", "32",
                        "--out", str(tmp_path / "ck"),
                        "--json")
     result = json.loads(out)
     assert code == 0 and (tmp_path / "ck" / "model.safetensors").exists()
+    assert "training" in err  # progress stays on stderr with --json (only --quiet silences it)
     assert result["test_accuracy"] > 0.9 and result["train_examples"] == 8000
