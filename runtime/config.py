@@ -46,7 +46,7 @@ def load_json(path):
 
 
 AGGREGATE_KEYS = ("aggregator", "mqtt", "model", "state_path", "output", "max_payload", "timeout_s",
-                  "client_id", "signing")
+                  "client_id", "signing", "evaluation", "metrics_path")
 AGENT_KEYS = ("federation", "client_id", "mqtt", "bundle", "backend", "data", "state_path", "max_payload",
               "max_rounds", "timeout_s", "seed", "signing", "max_examples", "model", "resend_s")
 

@@ -208,8 +208,8 @@ derive.with_signature(command, [
         None, "dir", "--eval-bundle", help="Score with this bundle's graph in onnxruntime (default: --model, "
         "if a bundle).")),
     _param("eval_checkpoint", Path, options.existing(
-        None, "dir", "--eval-checkpoint", help="Score with this checkpoint's model in torch (default: --model, "
-        "if a checkpoint).")),
+        None, "dir", "--eval-checkpoint",
+        help="Score with this checkpoint's model in torch (default: --model, if a checkpoint).")),
     _param("metrics", Path, typer.Option(
         None, "--metrics", parser=options.parser_of(validate.writable_target),
         help="Append one JSON line per round: time, bytes each way, accuracy, clients, rejections.")),
