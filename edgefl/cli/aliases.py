@@ -10,7 +10,9 @@ from __future__ import annotations
 OLD_SPELLINGS = {
     ("export",): {"--batch": "--batch-size"},
     ("bench",): {"--batch": "--batch-size"},
+    ("compress", "stad"): {"--export-profile": "--profile"},
     ("federation", "init"): {"-n": "--clients"},
+    ("data", "partition"): {"--dirichlet": "--alpha"},
     ("simulate",): {"--satellites": "--clients", "--quorum": "--min-clients"},
     ("demo",): {"--satellites": "--clients"},
     ("aggregate",): {"--clients": "--client-ids"},

@@ -4,37 +4,50 @@ from pathlib import Path
 
 import typer
 
+from edgefl.cli import options
 from edgefl.cli.common import compression_totals, console, emit_json, key_value_table, table
+from edgefl.cli.staging import relocate, staged
+from edgefl.ghost import GATE_MODES
 from edgefl.progress import progress_for
 
 LAYER_COLUMNS = ["layer", "kind", "w_bits", "a_bits", "params", "macs", "bops"]
 
 
 def command(
-    checkpoint: Path = typer.Argument(..., help="Float checkpoint directory (from `edgefl train`)."),
-    data: str = typer.Option(None, help="Dataset name/path (default: the checkpoint's)."),
-    out: Path = typer.Option(Path("runs/ghost"), help="Compressed checkpoint directory to write."),
-    tau: float = typer.Option(
-        None,
+    checkpoint: Path = options.existing_argument("dir", "Float checkpoint directory (from `edgefl train`).",
+                                                 metavar="CHECKPOINT"),
+    data: str = options.data(None, "Dataset (default: the checkpoint's)"),
+    out: Path = options.out(Path("runs/ghost"), "Compressed checkpoint directory to write."),
+    force: bool = options.force(),
+    tau: float = options.number(
+        None, "--tau", low=0, low_open=True,
         help="HQ threshold on k-means MSE x 1e6 (official 0.1; ~120 for ResNet-20). Overrides --target-bits.",
     ),
-    target_bits: float = typer.Option(3.5, help="Pick tau so the mean weight bit width is at most this."),
-    min_bits: int = typer.Option(2, help="Smallest candidate bit width."),
-    max_bits: int = typer.Option(8, help="Largest candidate bit width."),
-    uniform_bits: int = typer.Option(None, help="Skip HQ: every conv at this width (baseline)."),
-    epochs: int = typer.Option(
-        3, min=1, help="QAT epochs (3: within 1 point on ResNet-20/MNIST, see bench/ghost.py)."
+    target_bits: float = options.number(3.5, "--target-bits", low=1, high=8,
+                                        help="Pick tau so the mean weight bit width is at most this."),
+    min_bits: int = options.integer(2, "--min-bits", low=1, high=8, help="Smallest candidate bit width."),
+    max_bits: int = options.integer(8, "--max-bits", low=1, high=8, help="Largest candidate bit width."),
+    uniform_bits: int = options.integer(None, "--uniform-bits", low=1, high=8,
+                                        help="Skip HQ: every conv at this width (baseline)."),
+    epochs: int = options.integer(
+        3, "--epochs", low=1, help="QAT epochs (3: within 1 point on ResNet-20/MNIST, see bench/ghost.py)."
     ),
-    lr: float = typer.Option(0.02, help="QAT learning rate (one-cycle peak)."),
-    batch_size: int = typer.Option(64, min=2),
-    kd_weight: float = typer.Option(400.0, help="Weight of the OST distillation loss."),
-    task_weight: float = typer.Option(2.0, help="Weight of the task loss (1 + det_weight)."),
+    lr: float = options.number(0.02, "--lr", low=0, low_open=True,
+                               help="QAT learning rate (one-cycle peak)."),
+    batch_size: int = options.integer(64, "--batch-size", low=2),
+    kd_weight: float = options.number(400.0, "--kd-weight", low=0,
+                                      help="Weight of the OST distillation loss."),
+    task_weight: float = options.number(2.0, "--task-weight", low=0, low_open=True,
+                                        help="Weight of the task loss (1 + det_weight)."),
     distill: bool = typer.Option(True, help="Self-distil from the FP twin (--no-distill = plain QAT)."),
-    gates: str = typer.Option("scm", help="Gate mode: scm (learned switch), open (all on), closed."),
+    gates: str = options.choice("scm", GATE_MODES, "gate mode", "--gates",
+                                help="Gate mode: scm (learned switch), open (all on), closed."),
     train_gates: bool = typer.Option(True, help="Learn the SCM projections (--no-train-gates = official)."),
-    gate_margin: float = typer.Option(1.0, help="Gates open below this multiple of the mean mismatch."),
-    seed: int = typer.Option(0),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON document."),
+    gate_margin: float = options.number(1.0, "--gate-margin", low=0, low_open=True,
+                                        help="Gates open below this multiple of the mean mismatch."),
+    seed: int = options.seed(),
+    as_json: bool = options.as_json(),
+    quiet: bool = options.quiet(),
 ):
     """Per-layer bits by k-means (HQ), then QAT of the quantized twin distilled from the FP model."""
     from edgefl.ghost import GhostSettings
@@ -56,8 +69,9 @@ def command(
         gate_margin=gate_margin,
         seed=seed,
     ).check()
-    with progress_for(not as_json) as progress:
-        result = compress_checkpoint("ghost", checkpoint, out, config, data, progress)
+    with staged(out, force) as stage, progress_for(not quiet) as progress:
+        result = compress_checkpoint("ghost", checkpoint, stage, config, data, progress)
+    result = relocate(result, stage, out)
     if as_json:
         emit_json(result)
         return

@@ -4,20 +4,12 @@ from pathlib import Path
 
 import typer
 
+from edgefl.cli import options, validate
 from edgefl.cli.common import compression_totals, console, emit_json, key_value_table, table
-from edgefl.errors import EdgeflError
+from edgefl.cli.staging import relocate, staged
 from edgefl.progress import progress_for
 
 LAYER_COLUMNS = ["layer", "out", "in", "s_l1", "w_bits", "a_bits", "macs", "bops"]
-
-
-def _bits(text: str) -> tuple:
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise EdgeflError(
-            f"--max-bits {text!r} must be comma-separated integers, e.g. 32,8,6,4 (stem, then one per stage)"
-        ) from None
 
 
 def resolve_settings(paper: bool, chosen: dict, short: dict):
@@ -31,49 +23,55 @@ def resolve_settings(paper: bool, chosen: dict, short: dict):
 
 
 def command(
-    checkpoint: Path = typer.Argument(..., help="Float checkpoint directory (from `edgefl train`)."),
-    flops_target: float = typer.Option(0.5, help="Fraction of FLOPs to keep (PIC-PQ prune_away = 1 - this)."),
+    checkpoint: Path = options.existing_argument("dir", "Float checkpoint directory (from `edgefl train`).",
+                                                 metavar="CHECKPOINT"),
+    flops_target: float = options.number(0.5, "--flops-target", low=0, high=1, low_open=True,
+                                         help="Fraction of FLOPs to keep (PIC-PQ prune_away = 1 - this)."),
     max_bits: str = typer.Option(
-        "32,8,6,4",
+        "32,8,6,4", "--max-bits", parser=options.parser_of(validate.int_list, None, 1), metavar="B,B,...",
         help="Maximum bits: stem, then one per stage (32 = FP). The spec's ResNet-56/CIFAR setting; on MNIST "
         "ResNet-20 bench/picpq.py uses 32,4,4,4 with --flops-target 0.8 (4 bits is lossless there).",
     ),
-    data: str = typer.Option(None, help="Dataset name/path (default: the checkpoint's)."),
-    out: Path = typer.Option(Path("runs/picpq"), help="Compressed checkpoint directory to write."),
-    lam: float = typer.Option(1 / 6, help="Penalty factor lambda of the bit rule."),
-    min_bits: int = typer.Option(
-        None, min=1, help="Lower clamp of the bit rule [default: 3; --paper: 2; the official code has none]."
+    data: str = options.data(None, "Dataset (default: the checkpoint's)"),
+    out: Path = options.out(Path("runs/picpq"), "Compressed checkpoint directory to write."),
+    force: bool = options.force(),
+    lam: float = options.number(1 / 6, "--lam", low=0, low_open=True,
+                                help="Penalty factor lambda of the bit rule."),
+    min_bits: int = options.integer(
+        None, "--min-bits", low=1, high=8,
+        help="Lower clamp of the bit rule (default: 3; --paper: 2; the official code has none).",
     ),
-    tie_break: str = typer.Option(
-        None,
-        help="Order equal-rank filters by weight L1 ('l1', default) or by index as the official code "
-        "('none', --paper's default).",
+    tie_break: str = options.choice(
+        None, ("l1", "none"), "tie break", "--tie-break",
+        help="Order equal-rank filters by weight L1 (l1, default) or by index as the official code "
+        "(none, --paper's default).",
     ),
-    safeguard: float = typer.Option(0.1, help="Minimum kept fraction per layer."),
-    generations: int = typer.Option(6, min=0, help="Evolution generations (paper: 400)."),
-    population: int = typer.Option(6, min=1, help="Evolution population (paper: 64)."),
-    tau_hat: int = typer.Option(16, min=0, help="SGD steps per fitness evaluation (paper: 200)."),
-    ft_epochs: int = typer.Option(2, min=0, help="Fine-tuning epochs after pruning."),
-    qat_epochs: int = typer.Option(1, min=0, help="Quantization-aware training epochs."),
-    lr: float = typer.Option(0.01, help="QAT learning rate."),
-    ft_lr: float = typer.Option(0.05, help="Fine-tuning learning rate (right after pruning)."),
-    weight_quantizer: str = typer.Option(
-        None, help="'symmetric' (per-channel, default) or 'dorefa_zero' (--paper's default)."
+    safeguard: float = options.number(0.1, "--safeguard", low=0, high=1,
+                                      help="Minimum kept fraction per layer."),
+    generations: int = options.integer(6, "--generations", low=0, help="Evolution generations (paper: 400)."),
+    population: int = options.integer(6, "--population", low=1, help="Evolution population (paper: 64)."),
+    tau_hat: int = options.integer(16, "--tau-hat", low=0,
+                                   help="SGD steps per fitness evaluation (paper: 200)."),
+    ft_epochs: int = options.integer(2, "--ft-epochs", low=0, help="Fine-tuning epochs after pruning."),
+    qat_epochs: int = options.integer(1, "--qat-epochs", low=0, help="Quantization-aware training epochs."),
+    lr: float = options.number(0.01, "--lr", low=0, low_open=True, help="QAT learning rate."),
+    ft_lr: float = options.number(0.05, "--ft-lr", low=0, low_open=True,
+                                  help="Fine-tuning learning rate (right after pruning)."),
+    weight_quantizer: str = options.choice(
+        None, ("symmetric", "dorefa_zero"), "weight quantizer", "--weight-quantizer",
+        help="symmetric (per-channel, default) or dorefa_zero (--paper's default).",
     ),
     paper: bool = typer.Option(False, help="Use the paper's search and schedule sizes (hours)."),
-    seed: int = typer.Option(0),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON document."),
+    seed: int = options.seed(),
+    as_json: bool = options.as_json(),
+    quiet: bool = options.quiet(),
 ):
     """Prune filters by the physics-inspired criterion, assign per-layer bits, fine-tune and QAT."""
     from edgefl.methods import compress_checkpoint
 
-    if weight_quantizer not in (None, "symmetric", "dorefa_zero"):
-        raise EdgeflError(
-            f"--weight-quantizer {weight_quantizer!r} is unknown — use symmetric or dorefa_zero"
-        )
     chosen = dict(
         flops_target=flops_target,
-        max_bits=_bits(max_bits),
+        max_bits=max_bits,
         lam=lam,
         safeguard=safeguard,
         seed=seed,
@@ -92,8 +90,9 @@ def command(
         ft_lr=ft_lr,
     )
     settings = resolve_settings(paper, chosen, short)
-    with progress_for(not as_json) as progress:
-        result = compress_checkpoint("picpq", checkpoint, out, settings, data, progress)
+    with staged(out, force) as stage, progress_for(not quiet) as progress:
+        result = compress_checkpoint("picpq", checkpoint, stage, settings, data, progress)
+    result = relocate(result, stage, out)
     if as_json:
         emit_json(result)
         return

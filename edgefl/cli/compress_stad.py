@@ -4,43 +4,47 @@ from pathlib import Path
 
 import typer
 
+from edgefl.cli import options, validate
 from edgefl.cli.common import console, emit_json, key_value_table
+from edgefl.cli.staging import relocate, staged
 from edgefl.progress import progress_for
 from edgefl.stad.config import StadSettings
 
 _D = StadSettings()
 
 
+def _scene_list(text: str) -> list:
+    """--scenes: comma-separated (or repeated) shipped names or .mat/.npy files."""
+    return [validate.scene(t.strip()) for t in text.split(",") if t.strip()]
+
+
 def command(
     scenes: list[str] = typer.Option(
-        ...,
-        "--scenes",
-        help="Shipped scene names (abu-urban-2, abu-beach-4, hydice, "
-        "pavia) or .mat/.npy paths; comma-separated or repeated.",
+        ..., "--scenes", parser=options.parser_of(_scene_list), metavar="SCENE,...",
+        help="Shipped scene names or .mat/.npy paths; comma-separated or repeated.",
     ),
-    out: Path = typer.Option(Path("runs/stad"), help="Output directory (teacher/, student/, bundle/)."),
-    channels: int = typer.Option(
-        _D.channels, min=2, help="Bands C the networks use (recorded in the checkpoints)."
-    ),
-    band_mode: str = typer.Option(_D.band_mode, help="Band selection: 'uniform' (evenly spaced) or 'first'."),
-    teacher_steps: int = typer.Option(_D.teacher_steps, min=1),
-    student_steps: int = typer.Option(_D.student_steps, min=1),
-    student_hidden: int = typer.Option(
-        _D.student_hidden, min=1, help="Hidden width of the student's conv blocks."
-    ),
-    student_kernel: int = typer.Option(
-        _D.student_kernel, help="Student kernel: 1 (per-pixel) or 3 (3×3 conv)."
-    ),
-    score: str = typer.Option(
-        _D.score, help="Anomaly score: 'recon' (weighted reconstruction error) or 'gradient'."
-    ),
-    seed: int = typer.Option(_D.seed),
-    export_profile: str = typer.Option(
-        "jetson-tx2", help="Also export the device bundle for this profile ('' to skip)."
-    ),
+    out: Path = options.out(Path("runs/stad"), "Output directory (teacher/, student/, bundle/)."),
+    force: bool = options.force(),
+    channels: int = options.integer(_D.channels, "--channels", low=2,
+                                    help="Bands C the networks use (even; recorded in the checkpoints)."),
+    band_mode: str = options.choice(_D.band_mode, ("uniform", "first"), "band mode", "--band-mode",
+                                    help="Band selection: uniform (evenly spaced) or first."),
+    teacher_steps: int = options.integer(_D.teacher_steps, "--teacher-steps", low=1),
+    student_steps: int = options.integer(_D.student_steps, "--student-steps", low=1),
+    student_hidden: int = options.integer(_D.student_hidden, "--student-hidden", low=1,
+                                          help="Hidden width of the student's conv blocks."),
+    student_kernel: int = options.integer(_D.student_kernel, "--student-kernel", low=1, high=3,
+                                          help="Student kernel: 1 (per-pixel) or 3 (3×3 conv)."),
+    score: str = options.choice(_D.score, ("recon", "gradient"), "score", "--score",
+                                help="Anomaly score: recon (weighted reconstruction error) or gradient."),
+    seed: int = options.seed(),
+    profile: str = options.profile(),
+    export: bool = typer.Option(True, "--export/--no-export",
+                                help="Also export the device bundle (bundle/)."),
     cube_key: str = typer.Option(None, help="Cube variable in .mat files (guessed if omitted)."),
     gt_key: str = typer.Option(None, help="Ground-truth variable in .mat files (guessed if omitted)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    as_json: bool = options.as_json(),
+    quiet: bool = options.quiet(),
 ):
     """Train STAD (Transformer teacher → small CNN student) with progress bars; write checkpoints."""
     from edgefl.stad.run import compress_stad
@@ -54,9 +58,11 @@ def command(
         student_kernel=student_kernel,
         score=score,
         seed=seed,
-    )
-    with progress_for(not as_json) as progress:
-        result = compress_stad(scenes, out, cfg, progress, export_profile or None, cube_key, gt_key)
+    ).check()
+    names = [s for group in scenes for s in group]
+    with staged(out, force) as stage, progress_for(not quiet) as progress:
+        result = compress_stad(names, stage, cfg, progress, profile if export else None, cube_key, gt_key)
+    result = relocate(result, stage, out)
     if as_json:
         emit_json(result)
         return

@@ -5,8 +5,9 @@ from typing import Optional
 
 import typer
 
+from edgefl.cli import options, validate
 from edgefl.cli.common import console, emit_json, table
-from edgefl.errors import EdgeflError
+from edgefl.cli.staging import check_out, staged
 
 app = typer.Typer(help="Datasets for federations: client partitions as files.", no_args_is_help=True)
 
@@ -25,31 +26,36 @@ def make_partition(data: str, no_split: bool, alpha: float, clients: int, seed: 
 
 @app.command("partition")
 def partition(
-    data: str = typer.Option("mnist", help="'mnist', 'fashion-mnist', an .npz file or a folder."),
+    data: str = options.data(),
     no_split: bool = typer.Option(
         False, "--no-split", help="Partition the data as given (nothing held out); agents pass it too."
     ),
-    dirichlet: float = typer.Option(0.5, "--dirichlet", help="Dirichlet alpha of the label skew (> 0)."),
-    clients: int = typer.Option(10, min=1, help="Number of clients."),
-    seed: int = typer.Option(0, min=0, help="Seed of the split and of the partition."),
-    prefix: str = typer.Option("client-", help="Client ids are PREFIX0 … PREFIX(N-1), zero-padded."),
-    out: Path = typer.Option(Path("parts.json"), "--out", help="Partition file to write (JSON)."),
+    alpha: float = options.number(0.5, "--alpha", low=0, low_open=True,
+                                  help="Dirichlet alpha of the label skew (0.5: a common non-IID setting)."),
+    clients: int = options.integer(10, "--clients", low=1, high=10000, help="Number of clients."),
+    seed: int = options.seed(),
+    prefix: str = typer.Option("client-", parser=options.parser_of(validate.client_prefix),
+                               help="Client ids are PREFIX0 … PREFIX(N-1), zero-padded."),
+    out: Path = options.out(Path("parts.json"), "Partition file to write (JSON)."),
+    force: bool = options.force(),
     npz_dir: Optional[Path] = typer.Option(
-        None, help="Also write one CLIENT_ID.npz per client into this folder."
+        None, "--npz-dir", parser=options.parser_of(validate.writable_target), metavar="PATH",
+        help="Also write one CLIENT_ID.npz per client into this new folder.",
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print the class counts as one JSON document."),
+    as_json: bool = options.as_json("the class counts"),
 ):
     """Split the training examples over clients (seeded Dirichlet label skew) into a partition file."""
     from edgefl.data.partition_file import write_client_npz, write_partition
 
-    if not dirichlet > 0:
-        raise EdgeflError(f"--dirichlet {dirichlet} must be > 0 (0.5 is a common non-IID setting)")
-    if any(c in prefix for c in "/+#"):
-        raise EdgeflError(f"--prefix {prefix!r} must not contain '/', '+' or '#' (client ids are MQTT topic "
-                          "levels)")
-    record, train, counts = make_partition(data, no_split, dirichlet, clients, seed, prefix)
-    write_partition(out, record)
-    files = write_client_npz(npz_dir, record, train) if npz_dir else []
+    if npz_dir is not None:
+        check_out(npz_dir, force)
+    record, train, counts = make_partition(data, no_split, alpha, clients, seed, prefix)
+    with staged(out, force, kind="file") as stage:
+        write_partition(stage, record)
+        files = []
+        if npz_dir:
+            with staged(npz_dir, force) as npz_stage:
+                files = [npz_dir / f.name for f in write_client_npz(npz_stage, record, train)]
     if as_json:
         emit_json({"out": str(out), "npz": [str(f) for f in files], "examples": record["examples"],
                    "split": record["split"], "method": record["method"],
@@ -58,5 +64,5 @@ def partition(
     classes = len(next(iter(counts.values())))
     rows = [(cid, sum(c), *c) for cid, c in counts.items()]
     console.print(table(f"{out}: {record['examples']} examples of {data} over {clients} clients, "
-                        f"Dirichlet α={dirichlet}, seed {seed}",
+                        f"Dirichlet α={alpha}, seed {seed}",
                         ["client", "examples", *[str(k) for k in range(classes)]], rows))

@@ -17,12 +17,6 @@ app = typer.Typer(
 )
 
 
-def client_prefix(text: str) -> str:
-    """A prefix that makes safe client ids (the prefix followed by a number)."""
-    validate.name(f"{text}0", "client id")
-    return text
-
-
 @app.callback()
 def federation() -> None:
     """Federation security: CA, certificates, broker credentials and ACL."""
@@ -40,7 +34,8 @@ def init(
         [], "--extra-host", parser=options.parser_of(validate.host), help="More broker names/IPs for its "
         "certificate."
     ),
-    prefix: str = typer.Option("client-", parser=options.parser_of(client_prefix), help="Client id prefix."),
+    prefix: str = typer.Option("client-", parser=options.parser_of(validate.client_prefix),
+                               help="Client id prefix."),
     no_client_cert: bool = typer.Option(False, "--no-client-cert", help="Passwords only, no mutual TLS."),
     broker_user: str = typer.Option(None, help="User Mosquitto runs as (must read the 0600 key files)."),
     examples: int = options.integer(

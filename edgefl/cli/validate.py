@@ -286,3 +286,9 @@ def export_input(text) -> Path:
         kind = path.suffix or "plain"
         raise ValueError(f"{str(path)!r} is a {kind} file — pass a checkpoint directory or an .onnx file")
     return path
+
+
+def client_prefix(text: str) -> str:
+    """A client id prefix that makes safe ids (the prefix followed by a number)."""
+    name(f"{text}0", "client id")
+    return text

@@ -22,6 +22,8 @@ from edgefl.compress.method import ClassifierData, CompressionResult, Method
 from edgefl.errors import EdgeflError
 from edgefl.ghost.bits import DEFAULT_BIT_RANGE
 
+GATE_MODES = ("scm", "open", "closed")  # the switch control machine learned, every gate open, every gate shut
+
 ACT_RULE = "input"  # a conv's activation bits are those of the quantizer on its input (the previous conv's)
 
 
@@ -77,8 +79,8 @@ class GhostSettings:
             (self.epochs >= 1, f"epochs {self.epochs} — use at least 1"),
             (self.batch_size >= 2, f"batch size {self.batch_size} — use at least 2 (the SCM uses BatchNorm)"),
             (
-                self.gate_mode in ("scm", "open", "closed"),
-                f"gate mode {self.gate_mode!r} — use scm, open, closed",
+                self.gate_mode in GATE_MODES,
+                f"gate mode {self.gate_mode!r} — use {', '.join(GATE_MODES)}",
             ),
             (self.kd_weight >= 0 and self.task_weight > 0, "loss weights — use kd >= 0 and task > 0"),
         ]

@@ -115,6 +115,9 @@ CASES = [
     ("aggregate --model {f}/model.safetensors --out {f}/file.txt", "pass --force"),
     ("aggregate --model {f}/model.safetensors --clients-per-round 3 --client-ids a,b", "clients_per_round"),
     ("aggregate", "--model is required"),
+    # no broker there: it gives up after --timeout, not after a silent 30 s
+    ("aggregate --model {f}/model.safetensors --broker mqtt://127.0.0.1:9 --timeout 1 --quiet",
+     "could not connect to the MQTT broker within 1s"),
     ("aggregate --config {f}/typo.json", "unknown key(s) 'mqt'"),
     # agent
     ("agent --bogus", "No such option: --bogus"),
@@ -132,7 +135,28 @@ CASES = [
     ("broker --host 'bad host'", "not a host name"),
     # compress, profiles
     ("compress stad", "--scenes"),
+    ("compress stad --scenes atlantis", "scene 'atlantis'"),
+    ("compress stad --scenes hydice --channels 3", "channels=3 is invalid"),
+    ("compress stad --scenes hydice --export-profile nope", "unknown device profile 'nope'"),
+    ("compress stad --scenes hydice --score x", "unknown score 'x'"),
+    ("compress picpq {f}/empty --max-bits 8,a", "--max-bits: '8,a' is not comma-separated whole numbers"),
+    ("compress picpq {f}/empty --flops-target 1.5", "--flops-target: 1.5 is out of range"),
+    ("compress picpq {f}/empty --tie-break random", "unknown tie break 'random'"),
+    ("compress picpq {f}/missing", "not found"),
+    ("compress picpq {f}/empty --out {f}/full", "pass --force"),
+    ("compress picpq {f}/empty", "config.json"),  # fails after staging
+    ("compress ghost {f}/empty --gates half", "unknown gate mode 'half'"),
+    ("compress ghost {f}/empty --min-bits 0", "--min-bits"),
+    ("compress ghost {f}/empty --batch-size 1", "--batch-size"),
+    ("compress ghost {f}/empty --data {f}/missing.npz", "missing.npz"),
+    ("compress ghost {f}/empty --out /proc/x", "not writable"),
     ("profiles show jetson-tx9", "unknown device profile"),
+    ("data partition --alpha 0", "--alpha"),
+    ("data partition --dirichlet -1", "--alpha"),
+    ("data partition --prefix a/", "client id 'a/0'"),
+    ("data partition --clients 0", "--clients"),
+    ("data partition --out {f}/file.txt", "pass --force"),
+    ("data partition --data {f}/missing.npz", "missing.npz"),
 ]
 
 

@@ -34,7 +34,7 @@ def published_train(tmp_path_factory):
 
 
 def test_the_published_dirichlet_partition_comes_out_of_the_cli(published_train, tmp_path):
-    got = partition_cli("--data", published_train, "--no-split", "--dirichlet", 0.5, "--clients", 10,
+    got = partition_cli("--data", published_train, "--no-split", "--alpha", 0.5, "--clients", 10,
                         "--seed", 0, "--out", tmp_path / "parts.json")
     sizes = [c["examples"] for c in got["clients"].values()]
     assert sizes == PUBLISHED_SIZES and got["split"] == {"kind": "none", "train": 8000, "test": 0}
