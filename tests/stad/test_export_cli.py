@@ -47,11 +47,12 @@ def test_export_routing_comes_from_the_registry(tiny_stad, tmp_path):
     assert exporting_method(classifier) is None and exporting_method(tmp_path / "missing") is None
 
 
-def test_export_refuses_an_out_folder_that_is_not_a_bundle_before_any_work(tiny_stad, tmp_path, capsys):
+def test_export_refuses_an_out_folder_in_use_before_any_work(tiny_stad, tmp_path, capsys):
     out, _ = tiny_stad
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
     code = main(["export", str(out / "student"), "--profile", "jetson-tx2", "--out", str(tmp_path / "mine")])
     err = capsys.readouterr().err
-    assert code == 2 and "is not an edgefl bundle" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "exists (a non-empty directory)" in err and "--force" in err
+    assert len(err.strip().splitlines()) == 1
     assert [p.name for p in tmp_path.iterdir()] == ["mine"] and (tmp_path / "mine" / "notes.txt").exists()
