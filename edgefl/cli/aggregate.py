@@ -57,6 +57,7 @@ def check_aggregator(values: dict) -> AggregatorConfig:
     try:
         config = AggregatorConfig(**values).check()
         make_codec(config.codec, **config.codec_options)
+        make_codec(config.downlink_codec, **config.downlink_options)
     except (EdgeRuntimeError, TypeError, ValueError) as exc:
         raise EdgeflError(f"{exc} — see `edgefl aggregate --help`") from None
     return config
