@@ -9,7 +9,7 @@ BUNDLE = Path(__file__).resolve().parents[1] / "runtime" / "data" / "tiny_bundle
 
 
 @pytest.mark.parametrize("extra,needle", [
-    (["--downlink-codec", "zip"], "downlink_codec must be one of"),
+    (["--downlink-codec", "zip"], "unknown downlink codec 'zip'"),
     (["--downlink-codec", "topk", "--downlink-option", "k=3"], "downlink: bad options for codec 'topk'"),
 ])
 def test_bad_downlink_codec_is_one_line_exit_2(edgefl, extra, needle):
