@@ -34,10 +34,11 @@ import numpy as np
 from edgefl.runtime.announce import AnnouncementVerifier
 from edgefl.runtime.codecs import make_codec
 from edgefl.runtime.downlink import DELTA_FIELD, apply_announcement, tensors_problem
-from edgefl.runtime.errors import EdgeRuntimeError, WireError
+from edgefl.runtime.errors import EdgeRuntimeError, WireError, fault_location
+from edgefl.runtime.schema import model_problem, params_problem
 from edgefl.runtime.transport import Topics
 from edgefl.runtime.wire import Message, decode_message, decode_tensors, encode_message, \
-    encode_tensors, model_digest
+    encode_tensors, model_digest, payload_digest
 
 TrainJob = namedtuple("TrainJob", "round global_model options")
 TrainResult = namedtuple("TrainResult", "tensors num_examples metrics")
@@ -124,7 +125,34 @@ class AgentCore(object):
         self.want_snapshot = False
 
     def on_message(self, topic, payload):
-        """Returns a TrainJob when this round needs our contribution, else None."""
+        """Returns a TrainJob when this round needs our contribution, else None.
+
+        One message never stops the agent: every param it reads is checked first
+        (``schema.INBOUND_PARAMS``), and an unexpected exception while handling a message is
+        logged with the message's sha256 while the agent keeps the model and state it had."""
+        before = self._state()
+        try:
+            return self._on_message(topic, payload)
+        except Exception as exc:  # isolation: see the docstring; the traceback's last frame is logged
+            self._set_state(before)
+            self.log.append(("warn", "ignored a message on {} (sha256 {}): internal: {} at {} — "
+                                     "keeping round {}".format(
+                                         topic, payload_digest(payload), type(exc).__name__,
+                                         fault_location(exc), self.model_round)))
+            return None
+
+    def _state(self):
+        due = self.pending.due if self.pending is not None else None
+        return [getattr(self, k) for k in _STATE] + [len(self.outbox), len(self.statuses), due]
+
+    def _set_state(self, state):
+        for k, v in zip(_STATE, state):
+            setattr(self, k, v)
+        del self.outbox[state[-3]:], self.statuses[state[-2]:]
+        if self.pending is not None:
+            self.pending.due = state[-1]
+
+    def _on_message(self, topic, payload):
         if not payload:
             return None
         for kind, name in (("round", self.topics.round), ("snapshot", self.topics.snapshot)):
@@ -137,12 +165,16 @@ class AgentCore(object):
             return None
         if msg.federation != self.cfg.federation:
             return None
+        bad = params_problem(msg.kind, msg.params)
         if topic == self.topics.status(self.cfg.client_id) and msg.kind == "status":
-            self._on_status(msg)
+            if bad:
+                self.log.append(("warn", "ignored a status for round {}: {}".format(msg.round, bad)))
+            else:
+                self._on_status(msg)
             return None
         if topic not in (self.topics.round, self.topics.snapshot) or msg.kind != "round":
             return None
-        refusal = self._refusal(msg)
+        refusal = bad or self._refusal(msg)
         if refusal:
             self._refuse(msg.round, refusal)
             return None
@@ -175,6 +207,9 @@ class AgentCore(object):
             self.want_snapshot = False
             return True  # we hold it already (a re-announcement, or the snapshot of our model)
         verdict, got = apply_announcement(self.model, self.model_digest, msg)
+        problem = model_problem(self.model, got) if verdict == "model" else None
+        if problem:
+            verdict, got = "refuse", problem
         if verdict == "model":
             self._hold(got, msg.base_digest)
             return True
@@ -191,6 +226,8 @@ class AgentCore(object):
             problem = self.verifier.problem(msg)  # signature, then the tensors against their digest
         else:
             problem = tensors_problem(msg)
+        if problem is None:
+            problem = _codec_problem(msg.params)
         if problem is None and msg.round < self.model_round and DELTA_FIELD not in msg.params:
             problem = "round {} is older than round {}, already loaded (a replay?)".format(
                 msg.round, self.model_round)
@@ -208,6 +245,7 @@ class AgentCore(object):
     def _on_status(self, msg):
         accepted, reason = bool(msg.params.get("accepted")), str(msg.params.get("reason", ""))
         self.statuses.append((msg.round, accepted, reason))
+        del self.statuses[:-MAX_STATUSES]  # the newest: a flood of statuses cannot grow memory
         if self.pending is not None and msg.round == self.pending.round:
             self.pending = None  # delivered: the aggregator has answered for this round
         if not accepted:
@@ -241,7 +279,8 @@ class AgentCore(object):
             delta[n] = local - g
         codec = make_codec(msg.params.get("codec", "none"), **msg.params.get("codec_options", {}))
         rng = np.random.RandomState(_seed(self.cfg.seed, self.cfg.client_id, job.round))
-        tensors, cparams = codec.encode(delta, self.codec_state, rng)
+        codec_state = dict(self.codec_state)  # kept only once the update is made
+        tensors, cparams = codec.encode(delta, codec_state, rng)
         metrics = {k: float(v) for k, v in result.metrics.items()}
         examples = int(result.num_examples)
         if self.cfg.max_examples:  # more data than declared: claim the declared count
@@ -250,8 +289,8 @@ class AgentCore(object):
                          client_id=self.cfg.client_id, base_digest=msg.base_digest,
                          num_examples=examples, encoding=codec.name,
                          metrics=metrics, params={"codec": cparams}, tensors=tensors)
-        self.last_round = job.round
         topic, payload = self.topics.update(self.cfg.client_id), encode_message(update)
+        self.last_round, self.codec_state = job.round, codec_state
         self.pending = Pending(job.round, topic, payload, now, msg.params.get("epoch"))
         return topic, payload
 
@@ -292,6 +331,18 @@ class AgentCore(object):
 
 
 _PENDING = "pending/update"  # the unanswered update's bytes, in the agent state file
+_STATE = ("last_round", "model_round", "model", "model_digest", "want_snapshot", "current", "done",
+          "pending")  # what handling one message may change (see AgentCore._state)
+MAX_STATUSES = 1000
+
+
+def _codec_problem(params):
+    """Why the round's update codec cannot be built (checked before any training), or None."""
+    try:
+        make_codec(params.get("codec", "none"), **params.get("codec_options", {}))
+    except (EdgeRuntimeError, ValueError, OverflowError) as exc:
+        return "codec: {}".format(str(exc)[:200])
+    return None
 
 
 def _prefixed(tensors, prefix):

@@ -24,7 +24,6 @@ restart resumes the same round with the same accepted updates.
 """
 
 import json
-import traceback
 from collections import OrderedDict, namedtuple
 from dataclasses import asdict, dataclass, field
 from typing import List, Optional
@@ -32,7 +31,7 @@ from typing import List, Optional
 import numpy as np
 
 from edgefl.runtime import strategies
-from edgefl.runtime.errors import EdgeRuntimeError, WireError
+from edgefl.runtime.errors import EdgeRuntimeError, WireError, fault_location
 from edgefl.runtime.codecs import CODECS, make_codec
 from edgefl.runtime.downlink import DELTA_FIELD, DownlinkCoder, delta_fields
 from edgefl.runtime.schema import update_metrics
@@ -227,9 +226,8 @@ class AggregatorCore(object):
             while len(self.accepted) > before[0]:
                 self.accepted.popitem()
             self.bytes_in = before[1]
-            where = traceback.extract_tb(exc.__traceback__)[-1]
-            return self._refuse(client, topic, payload, "internal: {} at {}:{}".format(
-                type(exc).__name__, where[0].rsplit("/", 1)[-1], where[1]),
+            return self._refuse(client, topic, payload, "internal: {} at {}".format(
+                type(exc).__name__, fault_location(exc)),
                 "error", digest or payload_digest(payload), _round_of(payload))
 
     def _on_update(self, client, topic, payload, now):

@@ -20,3 +20,12 @@ class WireError(EdgeRuntimeError):
 
 class CodecError(WireError):
     """An encoded update is inconsistent with its codec (bad lengths, indices, params)."""
+
+
+def fault_location(exc):
+    """``file.py:line`` of the last frame of ``exc``'s traceback: where an isolated exception
+    (one message's, one round's) was raised, for the log line that replaces the traceback."""
+    import traceback
+
+    where = traceback.extract_tb(exc.__traceback__)[-1]
+    return "{}:{}".format(where[0].rsplit("/", 1)[-1], where[1])

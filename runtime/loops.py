@@ -7,7 +7,7 @@ persist atomically) and stop when the federation is done, ``stop()`` says so or 
 import time
 
 from edgefl.runtime.aggregator import AggregatorCore, Persist, Publish
-from edgefl.runtime.errors import EdgeRuntimeError
+from edgefl.runtime.errors import EdgeRuntimeError, fault_location
 from edgefl.runtime.persist import atomic_write, read_bytes
 from edgefl.runtime.quarantine import Quarantine
 from edgefl.runtime.state_store import StateStore
@@ -209,8 +209,14 @@ def run_agent(core, transport, trainer, state_path=None, stop=None, timeout=None
             continue
         if job is None or job.round != core.current.round:
             continue
-        result = trainer.train(job.global_model, job.options)
-        topic, payload = core.on_trained(job, result, clock())
+        try:
+            result = trainer.train(job.global_model, job.options)
+            topic, payload = core.on_trained(job, result, clock())
+        except Exception as exc:  # isolation: a round whose model or options cannot be trained on
+            if log:  # is skipped (nothing persisted, the state as it was), not the agent stopped
+                log("warn", "round {}: training failed and the round is skipped: {}: {} at {}".format(
+                    job.round, type(exc).__name__, str(exc)[:200], fault_location(exc)))
+            continue
         if state_path:
             atomic_write(state_path, core.to_bytes())
         transport.publish(topic, payload, 1, False)

@@ -14,10 +14,13 @@ import math
 import re
 from collections import OrderedDict
 
+import numpy as np
+
 from edgefl.runtime.errors import WireError
 
-__all__ = ["DTYPES", "MESSAGE_FIELDS", "ascii_int", "metadata_map", "message_fields",
-           "tensor_entry", "text", "update_metrics", "update_params"]
+__all__ = ["DTYPES", "INBOUND_PARAMS", "MESSAGE_FIELDS", "ascii_int", "metadata_map",
+           "message_fields", "model_problem", "options", "params_problem", "tensor_entry", "text",
+           "update_metrics", "update_params"]
 
 # safetensors dtype code -> numpy dtype (explicit little-endian). BF16 has no numpy dtype.
 DTYPES = OrderedDict([
@@ -34,6 +37,10 @@ MAX_KEY = 128  # metadata and metric keys
 MAX_METADATA_KEYS = 64
 MAX_METRICS = 64
 MAX_INT_METRIC = 2 ** 53  # larger ints do not survive the float sums of the round summary
+MAX_OPTIONS = 64  # entries of a train or codec options object
+MAX_OPTION_TEXT = 256  # a string option
+MAX_SAMPLED = 100000  # client ids in a round's sample
+MAX_REASON = 4096  # a status's reason
 _ASCII_INT = re.compile(r"\A[0-9]{1,18}\Z")  # \Z, not $: "$" also matches before a final "\n"
 
 
@@ -162,6 +169,11 @@ def tensor_entry(name, entry, limits):
     return code, shape, offs
 
 
+def _finite_number(v):
+    """A JSON number that is a finite float or an int within 2**53 (never a bool)."""
+    return (type(v) is float and math.isfinite(v)) or (type(v) is int and abs(v) <= MAX_INT_METRIC)
+
+
 def update_metrics(metrics):
     """An update's metrics as ``{name: float}``: a flat object of at most 64 finite numbers
     (booleans, strings, null, lists, objects and ints beyond 2**53 are refused)."""
@@ -172,8 +184,7 @@ def update_metrics(metrics):
     for k in sorted(metrics):
         v = metrics[k]
         text(k, "metric name", MAX_KEY)
-        number = type(v) is float or (type(v) is int and abs(v) <= MAX_INT_METRIC)
-        if not number or not math.isfinite(v):
+        if not _finite_number(v):
             raise WireError("bad-metrics", "metric {!r} must be a finite number, got {}".format(
                 k[:40], _short(v)))
         out[k] = float(v)
@@ -186,3 +197,119 @@ def update_params(params):
         raise WireError("bad-params", "params.codec must be an object, got {}".format(
             _short(params.get("codec"))))
     return params
+
+
+# --- what an agent reads: the params of round announcements and status messages -----------------
+
+def _bad(what, expected, value):
+    return WireError("bad-params", "params.{} must be {}, got {}".format(what, expected, _short(value)))
+
+
+def _boolean(value, what):
+    if type(value) is not bool:
+        raise _bad(what, "true or false", value)
+    return value
+
+
+def _count(value, what):
+    if type(value) is not int or not 0 <= value <= MAX_INT_METRIC:
+        raise _bad(what, "a non-negative integer", value)
+    return value
+
+
+def _number(value, what):
+    if not _finite_number(value):
+        raise _bad(what, "a finite number", value)
+    return value
+
+
+def _object(value, what):
+    if not isinstance(value, dict):
+        raise _bad(what, "an object", value)
+    return value
+
+
+def _id_list(value, what):
+    if not isinstance(value, list) or len(value) > MAX_SAMPLED:
+        raise _bad(what, "a list of at most {} client ids".format(MAX_SAMPLED), value)
+    for v in value:
+        text(v, "params.{} entry".format(what), MAX_ID)
+    return value
+
+
+def options(value, what):
+    """A flat options object (a round's ``train``, a codec's options): at most 64 entries, each
+    a finite number, true/false, null or a string of at most 256 characters."""
+    if not isinstance(value, dict) or len(value) > MAX_OPTIONS:
+        raise _bad(what, "an object of at most {} options".format(MAX_OPTIONS), value)
+    for k, v in value.items():
+        text(k, "params.{} key".format(what), MAX_KEY)
+        if v is None or type(v) is bool or _finite_number(v):
+            continue
+        if not isinstance(v, str):
+            raise _bad("{}.{}".format(what, k[:40]), "a finite number, a string or null", v)
+        text(v, "params.{}.{}".format(what, k[:40]), MAX_OPTION_TEXT)
+    return value
+
+
+def _delta(value, what):
+    """A coded delta's object: its codec options, when an object, are options; the types of
+    its fields, digests and rounds are ``downlink.delta_problem``'s to check."""
+    if isinstance(value, dict) and isinstance(value.get("options"), dict):
+        options(value["options"], what + ".options")
+    return value
+
+
+def _optional(check):
+    return lambda value, what: None if value is None else check(value, what)
+
+
+def _short_text(cap):
+    return lambda value, what: text(value, "params." + what, cap)
+
+
+# kind -> param -> check(value, name). An absent param is not checked (the reader's default
+# applies); unknown params are ignored, as unknown metadata keys are.
+INBOUND_PARAMS = {
+    "round": OrderedDict([
+        ("mode", _short_text(16)),
+        ("codec", _short_text(32)),
+        ("codec_options", options),
+        ("sampled", _optional(_id_list)),
+        ("deadline", _optional(_number)),
+        ("train", options),
+        ("final", _boolean),
+        ("epoch", _optional(_count)),
+        ("signature", _optional(_short_text(MAX_KEY * 2))),
+        ("delta", _optional(_delta)),
+    ]),
+    "status": OrderedDict([
+        ("accepted", _boolean),
+        ("reason", _short_text(MAX_REASON)),
+        ("current_round", _count),
+    ]),
+}
+
+
+def params_problem(kind, params):
+    """Why the params of an inbound ``kind`` message (see INBOUND_PARAMS) are unusable, as
+    ``"bad-params: detail"``; None when every one is well typed and bounded."""
+    for name, check in INBOUND_PARAMS.get(kind, {}).items():
+        if name in params:
+            try:
+                check(params[name], name)
+            except WireError as exc:
+                return "bad-params: " + exc.detail
+    return None
+
+
+def model_problem(held, tensors):
+    """Why ``tensors`` (an announced global model) cannot replace the model ``held`` (None: no
+    model yet), or None: every tensor float32 and finite, with the held model's names and shapes."""
+    for name, v in tensors.items():
+        if v.dtype != np.float32 or not np.all(np.isfinite(v)):
+            return "model: {} must be finite float32, got {}".format(name[:80], v.dtype)
+    if held is not None and [(n, np.shape(v)) for n, v in sorted(held.items())] != \
+            [(n, np.shape(v)) for n, v in sorted(tensors.items())]:
+        return "model: the announced tensors' names or shapes differ from this client's model"
+    return None
