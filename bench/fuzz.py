@@ -5,11 +5,14 @@ by reason and by mutation, chunk floods dropped, retained messages ignored after
 crashes and internal errors (must be 0), and whether the final model equals the genuine-only
 model bitwise.
 
-    python bench/fuzz.py [--per-round 5000] [--rounds 2] [--seed 0] [--live]
+    python bench/fuzz.py [--per-round 5000] [--rounds 2] [--seed 0] [--live] [--agent]
 Writes bench/results/fuzz.json. ``--live`` also runs a real aggregator process
 (``python -m edgefl.runtime aggregate``) behind a Mosquitto it starts on a free loopback port,
 kills it with SIGKILL between the rounds and starts it again, and records its resident memory
-(RSS) all along: a "live" section with peak and growth.
+(RSS) all along: a "live" section with peak and growth. ``--agent`` fuzzes a real agent process
+(``python -m edgefl.runtime agent``, head mode on the tests' tiny bundle, signed announcements)
+the same way with malformed announcements and statuses (``edgefl.security.fuzz_announce``):
+an "agent" section with the answers by mutation class, internal errors (must be 0) and RSS.
 """
 
 import argparse
@@ -26,6 +29,7 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "fuzz.json"
+BUNDLE = Path(__file__).resolve().parent.parent / "tests" / "runtime" / "data" / "tiny_bundle"
 
 
 @contextlib.contextmanager
@@ -70,6 +74,25 @@ def _totals_row(table, name, report):
     table.add_row(name, *[str(getattr(report, attr)) for _, attr in TOTALS], f"{report.seconds:.2f}")
 
 
+def _agent_table(console, agent):
+    from rich.table import Table
+
+    table = Table(title="agent fuzz: mutants by kind → answer")
+    for col in ("mutation", "sent", "answered as"):
+        table.add_column(col)
+    for kind, answers in sorted(agent.by_kind.items()):
+        text = ", ".join(f"{code} {n}" for code, n in sorted(answers.items(), key=lambda kv: -kv[1])
+                         if code != "sent")
+        table.add_row(kind, str(answers.get("sent", 0)), text or "(not traced: no crash, no internal)")
+    console.print(table)
+    console.print(
+        f"agent: {agent.tried} mutants, traced {agent.traced}, untraced {agent.untraced}, internal "
+        f"{agent.internal}, training failed {agent.training_failed}, rounds {agent.rounds_contributed}, "
+        f"final model = aggregator's {agent.final_model_matches}, exit {agent.exit_code}, RSS peak "
+        f"{agent.extra['rss_mib']['peak']} MiB, {agent.seconds:.1f} s"
+    )
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--per-round", type=int, default=5000, help="mutants per round")
@@ -80,6 +103,8 @@ def main(argv=None):
     p.add_argument("--live-per-round", type=int, default=2500)
     p.add_argument("--flood-mib", type=float, default=100.0,
                    help="MiB of chunks under one message id sent to the live aggregator")
+    p.add_argument("--agent", action="store_true", help="also fuzz a real agent process (Mosquitto)")
+    p.add_argument("--agent-per-round", type=int, default=2000, help="announcements/statuses per round")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     from rich.console import Console
@@ -94,6 +119,13 @@ def main(argv=None):
         with loopback_mosquitto() as mqtt:
             live = run_live_fuzz(mqtt, per_round=args.live_per_round, rounds=args.rounds, seed=args.seed,
                                  flood_mib=args.flood_mib)
+    agent = None
+    if args.agent:
+        from edgefl.security.fuzz_agent import run_agent_fuzz
+
+        with loopback_mosquitto() as mqtt:
+            agent = run_agent_fuzz(mqtt, str(BUNDLE), per_round=args.agent_per_round, rounds=args.rounds,
+                                   seed=args.seed)
     doc = {
         "bench": "fuzz",
         "target": "AggregatorCore.on_message through the in-memory broker and chunking layer "
@@ -107,6 +139,12 @@ def main(argv=None):
             "target": "python -m edgefl.runtime aggregate behind Mosquitto (loopback), kill -9 and "
             "restart between rounds",
             **live.to_json(),
+        }
+    if agent is not None:
+        doc["agent"] = {
+            "target": "python -m edgefl.runtime agent (head mode, signed announcements) behind "
+            "Mosquitto (loopback); the fuzzer plays its aggregator",
+            **agent.to_json(),
         }
     console = Console()
     by_kind = Table(title="mutants by kind → rejection reason")
@@ -137,10 +175,12 @@ def main(argv=None):
             f"growth {rss['growth']} under {live.extra['chunk_flood_mib']} MiB of chunk floods "
             f"and {live.tried} mutants; exit code {live.extra['exit_code']}"
         )
+    if agent is not None:
+        _agent_table(console, agent)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
     console.print(f"wrote {args.out}")
-    runs = [report] + ([live] if live is not None else [])
+    runs = [report] + [r for r in (live, agent) if r is not None]
     ok = all(r.ok for r in runs)
     return 0 if ok else 1
 

@@ -207,7 +207,8 @@ class AgentCore(object):
             self.want_snapshot = False
             return True  # we hold it already (a re-announcement, or the snapshot of our model)
         verdict, got = apply_announcement(self.model, self.model_digest, msg)
-        problem = model_problem(self.model, got) if verdict == "model" else None
+        problem = model_problem(self.model, got if is_delta else msg.tensors) \
+            if verdict == "model" else None  # a full model as it came, before any conversion
         if problem:
             verdict, got = "refuse", problem
         if verdict == "model":

@@ -3,7 +3,13 @@ fails inside (no ``internal`` rejection), rejects every one with a reason (logge
 on the sender's status topic), drops chunk floods without holding them, ignores retained poison
 after a restart, and the global model is bitwise what the genuine updates alone give."""
 
+import os
+from pathlib import Path
+
+import pytest
+
 from edgefl.security.fuzz import MUTATORS, NO_STATUS
+from edgefl.security.fuzz_agent import run_agent_fuzz
 from edgefl.security.fuzz_live import run_live_fuzz
 from edgefl.security.fuzz_run import run_core_fuzz
 
@@ -76,3 +82,42 @@ def test_live_fuzz_through_mosquitto_with_a_kill_and_restart(broker, tmp_path):
     assert report.extra["chunk_flood_mib"] > 20
     assert report.extra["rss_mib"]["growth"] < 16  # far below the 20+ MiB of floods it was sent
     assert report.model_matches_genuine_only
+
+
+# What each agent-side mutation is answered with (traced by the unique round it carries).
+AGENT_EXPECTED = {
+    "announce_param": {"bad-params", "codec", "delta encoding 'none' is not a known codec",
+                       "params.delta must be an object"},
+    "announce_model": {"model", "global model does not match its signed digest"},
+    "announce_signature": {"bad-params", "announcement is not signed", "signature is not hex",
+                           "bad signature"},
+    "status_param": {"ignored: bad-params"},
+}
+
+
+@pytest.mark.parametrize("stack", ["host", "python36"])
+def test_agent_fuzz_through_mosquitto(broker, tmp_path, request, stack):
+    # Prepare: the agent on this interpreter, or on the Python 3.6 edge stack (paho 1.6,
+    # numpy 1.19, onnxruntime 1.10) with only the runtime importable, as on the device
+    edge = {}
+    if stack == "python36":
+        path = request.getfixturevalue("edge36_path")
+        edge = {"python": request.getfixturevalue("python36"), "env": dict(os.environ, PYTHONPATH=path)}
+    bundle = str(Path(__file__).resolve().parents[1] / "runtime" / "data" / "tiny_bundle")
+    # Execute: 2 rounds x 300 malformed and hostile announcements and statuses (signed with the
+    # aggregator's key where the schema is the target) at a real agent process through a real
+    # broker, each round's genuine signed announcement after them.
+    report = run_agent_fuzz({"host": "127.0.0.1", "port": broker.port, "keepalive": 5}, bundle,
+                            per_round=300, rounds=2, folder=str(tmp_path / "agent"), **edge)
+    # Assert: the agent ran to the final announcement and exited cleanly, never failed inside,
+    # answered every traced mutant (4 classes of 7) with the reason its class calls for,
+    # contributed once to each genuine round from the genuine model, and holds the
+    # aggregator's final model.
+    assert report.exit_code == 0 and report.internal == 0 and report.training_failed == 0, report.to_json()
+    assert report.tried == 600 and report.untraced == 0 and report.traced == 4 * 86
+    assert report.rounds_contributed == [1, 2] and report.updates_from_genuine_model
+    assert report.final_model_matches and report.ok
+    assert report.extra["logged_bad_messages"] > 0  # the byte-level mutants: logged, not fatal
+    for kind, reasons in AGENT_EXPECTED.items():
+        got = set(report.by_kind[kind]) - {"sent"}
+        assert got <= reasons, (kind, dict(report.by_kind[kind]))

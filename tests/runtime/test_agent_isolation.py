@@ -91,3 +91,30 @@ def test_a_round_whose_training_fails_is_skipped_and_the_agent_goes_on(tmp_path)
     assert len(failed) == 1 and "ValueError" in failed[0] and "round 1" in failed[0]
     assert sent == 1 and agent.last_round == 1
     assert [t for _, t, _ in broker.published].count(agent.topics.update("a")) == 1
+
+
+def test_a_model_of_another_layout_or_type_is_refused_and_the_held_one_kept():
+    # Prepare: an agent holding round 1's model; variants of it whose digest is recomputed, so
+    # only the model check can tell them apart from a genuine announcement
+    from edgefl.runtime.wire import model_digest
+
+    _, ann = _announcement()
+    agent = AgentCore(AgentConfig("fed", "a"))
+    agent.on_message(ann.topic, ann.payload)
+    held = agent.to_bytes()
+    variants = [
+        lambda t: t.update([("fc.bias", t["fc.bias"].astype(np.float16))]),
+        lambda t: t.update([("fc.bias", np.array([0, np.nan, 2], np.float32))]),
+        lambda t: t.update([("fc.bias", np.zeros(4, np.float32))]),
+        lambda t: t.update([("extra", np.zeros(1, np.float32))]),
+        lambda t: t.pop("fc.bias"),
+    ]
+    for i, change in enumerate(variants):
+        msg = decode_message(ann.payload)
+        msg.tensors = OrderedDict((k, np.array(v)) for k, v in msg.tensors.items())
+        change(msg.tensors)
+        msg.round, msg.base_digest = 2 + i, model_digest(msg.tensors)
+        # Execute + Assert: refused with a reason, the held model and state unchanged
+        assert agent.on_message(ann.topic, encode_message(msg)) is None
+        assert agent.to_bytes() == held and agent.model_round == 1, agent.log
+        assert "model:" in agent.log[-1][1]
