@@ -20,7 +20,7 @@ from edgefl.export.precision import ExportSettings, resolve_export_settings
 from edgefl.export.quantize import has_qdq
 from edgefl.export.samples import load_samples, samples_from_array
 from edgefl.export.torch_export import add_metadata, export_metadata, onnx_from_module, prepare_for_export
-from edgefl.export.verify import torch_reference
+from edgefl.export.verify import check_finite_weights, torch_reference
 
 
 @dataclasses.dataclass
@@ -66,6 +66,7 @@ def export_checkpoint(request: ExportRequest, progress=None) -> ExportResult:
     profile, on_stage = _start(request, progress)
     on_stage("load checkpoint")
     checkpoint = load_checkpoint(request.checkpoint)
+    check_finite_weights(checkpoint.model, request.checkpoint)
     config = checkpoint.config
     input_shape = tuple(request.input_shape or config["input_shape"])
     if len(input_shape) != 3:

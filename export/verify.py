@@ -240,6 +240,21 @@ def tensorrt_parity(reference, bundle_dir, manifest: dict, x: np.ndarray, precis
     }
 
 
+def nonfinite_weights(state: dict) -> list:
+    """Names of the floating-point tensors in a state dict that hold NaN or Inf."""
+    return [name for name, t in state.items()
+            if t.is_floating_point() and not bool(t.isfinite().all())]
+
+
+def check_finite_weights(model, source) -> None:
+    """Refuse a model with NaN/Inf weights before export (its parity would fail for no visible reason)."""
+    bad = nonfinite_weights(model.state_dict())
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise EdgeflError(f"{source} holds NaN or Inf weights ({', '.join(bad[:3])}{more}) — the training "
+                          "diverged or the file was altered; retrain with a lower --lr or restore it")
+
+
 def raise_on_failure(parity: dict) -> None:
     """Raise EdgeflError naming every failed parity check."""
     failed = {name: r["failures"] for name, r in parity.items() if r["gated"] and not r["passed"]}

@@ -45,6 +45,7 @@ CASES = [
     ("export {f}/empty --samples {f}/missing.npy", "not found"),
     ("export {f}/empty --out {f}/file.txt", "pass --force"),
     ("export {f}/empty --out out", "config.json"),  # fails after staging: nothing may be left
+    ("export {f}/nan_ck --out out", "holds NaN or Inf weights (body.0.weight"),  # not "parity failed"
     # bench (the path is printed literally, not as rich markup)
     ("bench runs/[/x]b", "'runs/[/x]b' not found"),
     ("bench runs/[v2]/b", "'runs/[v2]/b' not found"),
@@ -160,12 +161,28 @@ CASES = [
 ]
 
 
+def _nan_checkpoint(path):
+    import torch
+
+    from edgefl.checkpoint import save_checkpoint
+    from edgefl.data import MNIST_PREPROCESSING
+    from edgefl.models import build_model
+
+    model = build_model("small_cnn", in_channels=1, num_classes=10)
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    save_checkpoint(path, model, {"model": "small_cnn", "model_args": {"in_channels": 1, "num_classes": 10},
+                                  "input_shape": [1, 28, 28], "num_classes": 10,
+                                  "preprocessing": MNIST_PREPROCESSING, "data": "mnist"})
+
+
 def _prepare(root):
     import numpy as np
 
     from edgefl.runtime.wire import encode_tensors
 
     (root / "empty").mkdir()
+    _nan_checkpoint(root / "nan_ck")
     (root / "full").mkdir()
     (root / "full" / "keep.txt").write_text("earlier results")
     (root / "file.txt").write_text("a file")
