@@ -14,3 +14,10 @@ def test_usage_error_is_one_line_exit_2(edgefl, argv, needle):
     assert code == 2, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert needle in err and " — " in err  # the problem, then the fix
+
+
+def test_version(edgefl):
+    from edgefl import __version__
+
+    code, out, err = edgefl("--version")
+    assert code == 0 and out.strip() == f"edgefl {__version__}" and not err

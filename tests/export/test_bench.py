@@ -33,6 +33,7 @@ def test_bench_command_on_the_tx2_bundle(tx2_bundle, capsys):
     result = json.loads(capsys.readouterr().out)
     assert code == 0
     assert result["engine"] == "OnnxRuntimeEngine" and result["iterations"] == 5 and result["batch"] == 1
+    assert result["backend"] == "onnxruntime" and result["backend_requested"] == "auto"  # what ran
     assert 0 < result["p50_ms"] <= result["p95_ms"] <= result["p99_ms"]
     assert result["profile"] == "jetson-tx2" and result["threads"] == 1
 
