@@ -110,9 +110,8 @@ def main(argv=None) -> int:
     try:
         app(args=argv, prog_name="edgefl", standalone_mode=False)
     except (EdgeflError, EdgeRuntimeError, typer.TyperException) as e:
-        if isinstance(e, typer.TyperException) and not isinstance(e, typer.BadParameter) and e.exit_code != 2:
-            e.show()  # e.g. help for a group without a command
-            return e.exit_code
+        if type(e).__name__ == "NoArgsIsHelpError":
+            return 2  # a group without its command: typer has printed the group's help
         return errors.report(e, errors.wants_json(argv))
     except typer.Abort:
         err_console.print("aborted", style="red")

@@ -21,3 +21,8 @@ def test_version(edgefl):
 
     code, out, err = edgefl("--version")
     assert code == 0 and out.strip() == f"edgefl {__version__}" and not err
+
+
+def test_a_group_without_its_command_shows_its_help(edgefl):
+    code, out, err = edgefl("compress")
+    assert code == 2 and "Usage: edgefl compress" in out and "ghost" in out and "Traceback" not in err
