@@ -95,7 +95,7 @@ class AgentCore(object):
         self.model = None  # the global model of model_round (name -> float32), as loaded
         self.model_digest = ""
         self.want_snapshot = True  # subscribe to the retained full snapshot until a model loads
-        self.received = {"round": 0, "snapshot": 0}  # announcement bytes received, per topic
+        self.received = {"round": 0, "snapshot": 0, "status": 0}  # bytes received, per topic
         self.outbox = []  # (topic, payload) for the loop to publish at QoS 1
         self.codec_state = {}
         self.current = None  # the newest round Message not yet handled
@@ -155,7 +155,8 @@ class AgentCore(object):
     def _on_message(self, topic, payload):
         if not payload:
             return None
-        for kind, name in (("round", self.topics.round), ("snapshot", self.topics.snapshot)):
+        for kind, name in (("round", self.topics.round), ("snapshot", self.topics.snapshot),
+                           ("status", self.topics.status(self.cfg.client_id))):
             if topic == name:
                 self.received[kind] += len(payload)
         try:

@@ -339,7 +339,8 @@ class AggregatorCore(object):
         metrics = [(n, _numbers(m)) for n, _, m in self.accepted.values()]
         keys = sorted(set(k for _, m in metrics for k in m))
         client_metrics = {k: sum(m.get(k, 0.0) * n for n, m in metrics) / total for k in keys}
-        return {"round": self.round, "clients": sorted(u.client_id for u in updates),
+        return {"round": self.round, "base_digest": self.digest,
+                "clients": sorted(u.client_id for u in updates),
                 "num_examples": int(total), "bytes_in": self.bytes_in,
                 "announcement_bytes": self.announce_bytes, "snapshot_bytes": self.snapshot_bytes,
                 "rejected": self.rejected, "client_metrics": client_metrics}

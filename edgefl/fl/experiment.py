@@ -51,7 +51,7 @@ class TrainLock:
 
 
 def run_federation(config, global_model, trainers: dict, transport_for, *, timeout=600.0,
-                   on_round=None, serial_training=True, preload=True, agents_out=None):
+                   on_round=None, serial_training=True, preload=True, make_agent=None):
     """Run an aggregator and one agent thread per trainer until the federation ends.
 
     Args:
@@ -62,20 +62,21 @@ def run_federation(config, global_model, trainers: dict, transport_for, *, timeo
         on_round: called as on_round(core, history_entry) when a round closes.
         preload: agents start with ``global_model`` (as from their bundle), so the first coded
             delta applies; False: they start empty and fetch the snapshot.
-        agents_out: a dict filled with client id -> AgentCore (bytes received, model digest).
+        make_agent: client id -> AgentCore (default: a plain one), e.g. to keep the agents.
     Returns:
         the finished AggregatorCore (history, global_model).
     """
     lock = threading.Lock()
     agents, errors = [], []
 
+    def default_agent(cid):
+        return AgentCore(AgentConfig(config.federation, cid, config.seed))
+
     def agent_thread(cid, trainer):
         transport = transport_for(cid)
-        core = AgentCore(AgentConfig(config.federation, cid, config.seed))
+        core = (make_agent or default_agent)(cid)
         if preload:
             core.preload(global_model)
-        if agents_out is not None:
-            agents_out[cid] = core
         try:
             run_agent(core, transport, TrainLock(trainer, lock) if serial_training else trainer,
                       timeout=timeout)

@@ -50,6 +50,16 @@ def rice_parameter(gaps):
     return int(np.argmin(costs))
 
 
+def position_bits(pos):
+    """Bits :func:`encode_positions` spends on strictly increasing ``pos`` (both streams)."""
+    pos = np.asarray(pos, np.int64)
+    if pos.size == 0:
+        return 0
+    gaps = np.diff(np.concatenate([[-1], pos])) - 1
+    k = rice_parameter(gaps)
+    return int((gaps >> k).sum()) + pos.size * (k + 1)
+
+
 def encode_positions(pos):
     """Strictly increasing positions -> (k, unary bytes, remainder bytes)."""
     pos = np.asarray(pos, np.int64)
