@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "fl_mnist.json"
-FEDFQ_WIRE = {"rate": 0.0125, "budget": "wire", "rounding": "nearest"}  # 1/80 of fp32's bits
+FEDFQ_WIRE = {"rate": 0.0147, "budget": "wire", "rounding": "nearest"}  # 1/68 of fp32's bits
 DOWN_FEDFQ = {"rate": 0.1, "budget": "wire", "rounding": "nearest"}
 ROWS = {  # row name -> (update codec, options, downlink codec, options)
     "none": ("none", {}, "none", {}),

@@ -72,6 +72,7 @@ def metrics_row(entry, federation, mode):
            "eval_s": ev.get("seconds"), "clients": len(entry.get("clients", [])),
            "examples": entry.get("num_examples"), "bytes_up": entry.get("bytes_in"),
            "bytes_down": entry.get("bytes_down"), "announcement_bytes": entry.get("announcement_bytes"),
+           "snapshot_bytes": entry.get("snapshot_bytes"),
            "rejected": entry.get("rejected"), "accuracy": ev.get("accuracy"), "loss": ev.get("loss"),
            "eval_examples": ev.get("examples"), "model_digest": ev.get("model_digest")}
     row.update(("client_" + k, v) for k, v in sorted((entry.get("client_metrics") or {}).items()))

@@ -149,11 +149,12 @@ def section_rounds(run: RunData) -> str | None:
     rows = run.rounds
     if not rows:
         return None
-    sent = 0
+    sent = received = 0
     curve = []
     for r in rows:
         sent += r.get("bytes_up") or 0
-        curve.append({**r, "bytes_up_total": sent})
+        received += r.get("bytes_down") or 0
+        curve.append({**r, "bytes_up_total": sent, "bytes_down_total": received})
     runs = {r.get("mode", "sync"): {"history": curve, "label": r.get("federation", "federation")}
             for r in rows[:1]}
     parts = []
@@ -163,11 +164,21 @@ def section_rounds(run: RunData) -> str | None:
                    "Central evaluation of the global model after each round", "rounds-accuracy"),
             figure(plots.accuracy_curves(runs, "bytes_up_total", "bytes sent by clients (MB)", 1e6),
                    "Accuracy against the clients' cumulative update bytes", "rounds-accuracy-vs-bytes"),
+            figure(plots.accuracy_curves(runs, "bytes_down_total", "bytes sent to clients (MB)", 1e6),
+                   "Accuracy against the cumulative bytes of announcements and replies sent to the clients",
+                   "rounds-accuracy-vs-bytes-down"),
         ]
-    columns = ["round", "clients", "accuracy", "loss", "bytes_up", "bytes_down", "rejected", "round_s",
-               "eval_s"]
-    parts.append(table(["round", "clients", "accuracy", "loss", "bytes up", "bytes down", "rejected",
-                        "round (s)", "evaluation (s)"], [[r.get(c) for c in columns] for r in rows]))
+    columns = ["round", "clients", "accuracy", "loss", "bytes_up", "bytes_down", "announcement_bytes",
+               "snapshot_bytes", "rejected", "round_s", "eval_s"]
+    parts.append(table(["round", "clients", "accuracy", "loss", "bytes up", "bytes down",
+                        "announcement (bytes per client)", "snapshot (bytes)", "rejected", "round (s)",
+                        "evaluation (s)"], [[r.get(c) for c in columns] for r in rows]))
+    parts.append(
+        "<p>Bytes up: the accepted updates as received. Bytes down: the announcement that opened the round, "
+        "once per client that took part, plus the status replies. With coded announcements "
+        "(<code>--downlink-codec</code>) the announcement is a delta; the full snapshot beside it is "
+        "published once per round and only clients that missed a version fetch it.</p>"
+    )
     return "".join(parts)
 
 

@@ -64,13 +64,15 @@ def test_report_shows_only_what_the_run_has(tmp_path):
 
 def test_round_metrics_lines_make_their_own_section(tmp_path):
     rows = [{"round": r, "mode": "sync", "federation": "f", "clients": 3, "accuracy": 0.5 + r / 10,
-             "loss": 1.0 / r, "bytes_up": 1000, "bytes_down": 4000, "rejected": 0, "round_s": 2.0,
-             "eval_s": 0.1} for r in (1, 2)]
+             "loss": 1.0 / r, "bytes_up": 1000, "bytes_down": 4000, "announcement_bytes": 1333,
+             "snapshot_bytes": 12345, "rejected": 0, "round_s": 2.0, "eval_s": 0.1} for r in (1, 2)]
     lines = [json.dumps(r) for r in rows] + ["{torn"]
     (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + "\n")
     page = render_report(tmp_path).read_text()
     assert "<h2>Federation rounds</h2>" in page
-    assert set(re.findall(r'data-plot="([^"]+)"', page)) == {"rounds-accuracy", "rounds-accuracy-vs-bytes"}
+    assert set(re.findall(r'data-plot="([^"]+)"', page)) == {
+        "rounds-accuracy", "rounds-accuracy-vs-bytes", "rounds-accuracy-vs-bytes-down"}
+    assert '<td class="num">1,333</td>' in page and '<td class="num">12,345</td>' in page
     assert '<td class="num">0.7</td>' in page and "metrics.jsonl line 3 skipped" in page
 
 

@@ -136,10 +136,11 @@ def test_bit_packing_and_positions_round_trip():
         decode_positions(778, k, unary, rem, 100000)
 
 
-@pytest.mark.parametrize("name", sorted(CODECS))
-def test_corrupted_encodings_raise_codec_errors_only(name, random_delta):
+@pytest.mark.parametrize("name,options", [(n, {}) for n in sorted(CODECS)] + [
+    ("fedfq", {"rate": 0.05, "budget": "wire"})])  # FedFQ's joint layout too
+def test_corrupted_encodings_raise_codec_errors_only(name, options, random_delta):
     delta = random_delta()
-    enc, params = make_codec(name).encode(delta, {}, np.random.RandomState(0))
+    enc, params = make_codec(name, **options).encode(delta, {}, np.random.RandomState(0))
     rng = np.random.RandomState(1)
     decoded_ok = 0
     for _ in range(60):
