@@ -1,12 +1,15 @@
 """Mosquitto ACL for a federation: each board writes only its own update (and liveness) topic
-and reads only the round topic (global model) and its own status topic; the aggregator reads
+and reads only the round and snapshot topics (global model) and its own status topic; the aggregator reads
 and writes everything under the federation root.
 
 Topics (the runtime's layout, ``edgefl.runtime.transport.Topics``)::
 
     edgefl/{federation}/update/{client_id}   client -> aggregator (one topic per client)
     edgefl/{federation}/status/{client_id}   aggregator -> client (accept / reject + reason)
-    edgefl/{federation}/round                aggregator -> all (retained: round + global model)
+    edgefl/{federation}/round                aggregator -> all (retained: round + global model,
+                                             or its coded delta)
+    edgefl/{federation}/snapshot             aggregator -> all (retained: the full model beside a
+                                             coded delta; read on demand)
     edgefl/{federation}/online/{client_id}   client liveness (retained, last will)
     edgefl/{federation}/agent-status/{client_id}   client -> operators (refused announcements)
 
@@ -25,9 +28,10 @@ from edgefl.runtime.transport import Topics
 
 
 def broadcast_reads(topics: Topics) -> list[str]:
-    """Topics every client may read: the round announcement with the global model (and its
+    """Topics every client may read: the round announcement with the global model or its coded
+    delta, and the full snapshot a client fetches when a delta misses its model (and their
     chunk sub-topics)."""
-    return [topics.round, topics.round + "/#"]
+    return [topics.round, topics.round + "/#", topics.snapshot, topics.snapshot + "/#"]
 
 
 def validate_id(name: str, what: str) -> str:

@@ -131,6 +131,17 @@ def test_client_cannot_publish_as_another_or_as_the_aggregator(fed, recorders):
     assert b.drain(0.3) == []
 
 
+def test_clients_read_the_retained_snapshot_and_cannot_forge_it(fed, recorders):
+    """Coded-delta announcements: a client that missed a version fetches the snapshot."""
+    agg = _connect(recorders, fed, "aggregator")
+    agg.publish(T.snapshot, b"the full model", retain=True)
+    a = _connect(recorders, fed, "client-000")
+    a.publish(T.snapshot, b"forged full model", retain=True)
+    b = _connect(recorders, fed, "client-001")
+    b.subscribe(T.snapshot)
+    assert b.drain(1.0) == [(T.snapshot, b"the full model")]
+
+
 def test_client_cannot_read_another_clients_update_or_status(fed, recorders):
     agg = _connect(recorders, fed, "aggregator")
     agg.subscribe(T.update("client-001"))
