@@ -76,6 +76,19 @@ class MosquittoProcess:
         time.sleep(down_s)
         self.start()
 
+    def wait_persisted(self, payloads: list[bytes], timeout: float = 60.0) -> None:
+        """Wait until the broker's persistence file holds every payload (it stores them as they
+        came). A PUBACK only says the broker has a message in memory: Mosquitto saves after its
+        loop has handled the packet, so a kill -9 right after the acknowledgement can lose it."""
+        db = self.conf.parent / "data" / "mosquitto.db"  # written whole, then renamed into place
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            blob = db.read_bytes() if db.exists() else b""
+            if all(p in blob for p in payloads):
+                return
+            time.sleep(0.02)
+        raise RuntimeError(f"the broker did not save {len(payloads)} messages within {timeout}s")
+
 
 def plain_conf(port: int, data_dir: Path, save_every_change: bool = False) -> str:
     """Anonymous loopback broker with persistence, saved every second (and on a clean stop), or

@@ -11,7 +11,7 @@ import pytest
 from edgefl.runtime.agent import AgentConfig, AgentCore
 from edgefl.runtime.aggregator import AggregatorConfig, AggregatorCore
 from edgefl.runtime.config import load_model_tensors, make_transport, read_safetensors
-from edgefl.runtime.loops import run_agent, serve_aggregator
+from edgefl.runtime.loops import run_agent, serve_aggregator, wait_connected
 from edgefl.runtime.transport.paho_mqtt import MqttOptions
 from edgefl.runtime.wire import decode_message, model_digest
 
@@ -143,6 +143,16 @@ def test_python36_agent_takes_part_via_python_m_edgefl_runtime(mosquitto, python
         not np.array_equal(final[n], start[n]) for n in start)
 
 
+def wait_for(predicate, what, timeout=60.0):
+    """Poll until ``predicate()`` is true; the timeout only bounds a hang."""
+    import time
+
+    end = time.time() + timeout
+    while not predicate():
+        assert time.time() < end, "timed out waiting for " + what
+        time.sleep(0.02)
+
+
 def test_a_flood_waits_at_the_broker_not_in_the_receivers_memory(mosquitto):
     """With ``max_queued_bytes``, what the receiver has not polled stays within the bound while
     a sender floods it; the broker holds the rest and every message still arrives, in order."""
@@ -152,20 +162,25 @@ def test_a_flood_waits_at_the_broker_not_in_the_receivers_memory(mosquitto):
 
     receiver = PahoTransport("flood-rx", mqtt_of(mosquitto), max_queued_bytes=1 << 20)
     receiver.subscribe("flood/t", 1)
+    receiver.subscribe("flood/probe", 1)  # subscribed after flood/t, on the same connection
     receiver.connect()
     sender = make_transport("flood-tx", mqtt_of(mosquitto), max_payload=1 << 20)
     sender.connect()
-    time.sleep(1.0)
+    wait_connected(sender, 60)
+    # the receiver's subscriptions are active once a probe comes back (no fixed sleep)
+    wait_for(lambda: sender.publish("flood/probe", b"p", 0) or any(
+        e.topic == "flood/probe" for e in receiver.poll(0.1) if e.kind == "message"), "the probe")
     blobs = [bytes([i]) * (256 * 1024) for i in range(40)]  # 10 MiB
     for blob in blobs:
         sender.publish("flood/t", blob, 1)
-    assert sender.flush(30)  # all of it reached the broker
-    time.sleep(1.0)  # the receiver's network thread has had time to take what it may
+    assert sender.flush(60)  # all of it reached the broker
+    # the receiver's network thread takes what it may: up to the bound, then it waits for room
+    wait_for(lambda: receiver._queued + 256 * 1024 > 1 << 20, "the receiver's queue to fill")
     held = receiver._queued
     got = []
-    end = time.time() + 30
+    end = time.time() + 60
     while len(got) < len(blobs) and time.time() < end:
-        got += [e.payload for e in receiver.poll(0.2) if e.kind == "message"]
+        got += [e.payload for e in receiver.poll(0.2) if e.kind == "message" and e.topic == "flood/t"]
     sender.close()
     receiver.close()
     assert held <= (1 << 20) + 256 * 1024
