@@ -223,6 +223,9 @@ def recorders():
 
 
 HERE = Path(__file__).resolve().parent
+# Wall-clock bound on a process's life or a wait for something that will happen: it ends a hang,
+# never a run that is merely slow (2 cores shared with other jobs make a 10 s run take 100 s).
+HANG_S = 300.0
 
 
 @pytest.fixture
@@ -301,7 +304,7 @@ class FedRun:
             "state_path": str(self.state_path),
             "output": str(self.output),
             "client_id": "aggregator",
-            "timeout_s": 60,
+            "timeout_s": HANG_S,
             **extra,
         }
         path = self.dir / "aggregator.json"
@@ -319,7 +322,7 @@ class FedRun:
             "mqtt": self.mqtt,
             "state_path": str(self.dir / f"{client_id}.state"),
             "marker_dir": str(self.markers),
-            "timeout_s": 60,
+            "timeout_s": HANG_S,
             **options,
         }
         path = self.dir / f"{client_id}.json"
@@ -328,7 +331,7 @@ class FedRun:
 
     def start_runtime_agent(self, client_id: str, **cfg) -> subprocess.Popen:
         """``python -m edgefl.runtime agent`` (the device entry point) with this config."""
-        cfg = {"client_id": client_id, "mqtt": self.mqtt, "timeout_s": 60, **cfg}
+        cfg = {"client_id": client_id, "mqtt": self.mqtt, "timeout_s": HANG_S, **cfg}
         path = self.dir / f"{client_id}.json"
         path.write_text(json.dumps(cfg))
         return self._spawn(
@@ -346,7 +349,7 @@ class FedRun:
         marker = self.markers / f"{client_id}.training"
         return len(marker.read_text().split()) if marker.exists() else 0
 
-    def wait_exit(self, proc: subprocess.Popen, timeout: float = 60) -> int:
+    def wait_exit(self, proc: subprocess.Popen, timeout: float = HANG_S) -> int:
         try:
             return proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

@@ -21,10 +21,10 @@ def test_round_completes_across_a_broker_restart(fedrun, flkit, broker, wait):
     aggregator = fedrun.start_aggregator(agg)
     for cid in CLIENTS:
         fedrun.start_agent(cid, delays={"1": 2.0} if cid in ("c2", "c3") else {})
-    wait(lambda: fedrun.training_started("c2") and fedrun.training_started("c3"), 30, "slow agents training")
+    wait(lambda: fedrun.training_started("c2") and fedrun.training_started("c3"), 120, "slow agents training")
     wait(
         lambda: getattr(fedrun.state(), "accepted", None) and fedrun.state().round == 1,
-        30,
+        120,
         "round 1 half done",
     )
 

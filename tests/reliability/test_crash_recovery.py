@@ -28,7 +28,7 @@ def test_aggregator_kill9_mid_round_resumes_and_ends_with_the_uninterrupted_mode
         state = fedrun.state()
         return state if state and state.round == 2 and len(state.accepted) == 2 else None
 
-    before = wait(mid_round_two, 30, "round 2 with 2 accepted updates")
+    before = wait(mid_round_two, 120, "round 2 with 2 accepted updates")
     aggregator.send_signal(signal.SIGKILL)
     aggregator.wait(timeout=10)
     after_kill = fedrun.state()
@@ -106,10 +106,10 @@ def test_agent_killed_mid_training_rejoins_next_round_and_round_closes_at_deadli
     agents = {cid: fedrun.start_agent(cid, delays={"1": 30.0} if cid == "c3" else {}) for cid in CLIENTS}
 
     # Execute: kill -9 c3 while it trains round 1; restart it once round 2 is open.
-    wait(lambda: fedrun.training_started("c3") >= 1, 30, "c3 to start training round 1")
+    wait(lambda: fedrun.training_started("c3") >= 1, 120, "c3 to start training round 1")
     agents["c3"].send_signal(signal.SIGKILL)
     agents["c3"].wait(timeout=10)
-    wait(lambda: getattr(fedrun.state(), "round", 0) >= 2, 30, "round 2 to open")
+    wait(lambda: getattr(fedrun.state(), "round", 0) >= 2, 120, "round 2 to open")
     fedrun.start_agent("c3")
     assert fedrun.wait_exit(aggregator) == 0, fedrun.log("aggregator")
 
