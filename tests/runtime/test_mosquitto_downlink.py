@@ -52,6 +52,27 @@ class Noise(Trainer):
                                        for n, v in global_model.items()), 10, {})
 
 
+def _accepted(agg):
+    while True:  # the server's thread may be changing the dict
+        try:
+            return set(c for c, _ in list(agg.accepted))
+        except RuntimeError:
+            pass
+
+
+def _deadline_once_in(agg, clock, clients, wall_end, leaving=()):
+    """Once ``clients`` are in the open round (and the ``leaving`` threads have ended), move the
+    aggregator's clock past the round's deadline."""
+    while agg.round == 0 or not clients <= _accepted(agg) or any(t.is_alive() for t in leaving):
+        assert time.time() < wall_end, "round {} never held {}".format(agg.round, sorted(clients))
+        time.sleep(0.02)
+    round_ = agg.round
+    clock[0] += agg.cfg.deadline_s
+    while agg.round == round_:
+        assert time.time() < wall_end, "round {} did not close at its deadline".format(round_)
+        time.sleep(0.02)
+
+
 def test_every_agent_follows_the_servers_model_through_mosquitto(mosquitto, tmp_path,
                                                                 random_delta):
     model = random_delta(3, 1.0)
@@ -71,7 +92,7 @@ def test_every_agent_follows_the_servers_model_through_mosquitto(mosquitto, tmp_
 
         def go():
             try:
-                run_agent(core, transport, Noise(len(cores)), timeout=60, poll_s=0.05, **kw)
+                run_agent(core, transport, Noise(len(cores)), timeout=300, poll_s=0.05, **kw)
             finally:
                 transport.close()
         t = threading.Thread(target=go)
@@ -82,20 +103,24 @@ def test_every_agent_follows_the_servers_model_through_mosquitto(mosquitto, tmp_
         agent(cid, 1)
     for cid in ("m-queue", "m-snapshot"):  # take part in round 1, then leave
         agent(cid, 1, max_rounds=1, state_path=str(tmp_path / cid))
+    # The aggregator's clock is the test's: a round closes early only with all 5 clients, and at
+    # its deadline when the test moves the clock, once the clients it must hold are in (a wall
+    # clock deadline closed round 1 before slow agents had joined it, under load)
+    clock, wall_end = [0.0], time.time() + 300  # the wall bound only ends a hang
     transport = make_transport("agg", mqtt)
-    server = threading.Thread(target=serve_aggregator, args=(agg, transport),
-                              kwargs=dict(timeout=60, poll_s=0.05))
+    server = threading.Thread(target=serve_aggregator, args=(agg, transport), kwargs=dict(
+        clock=lambda: clock[0], stop=lambda: time.time() > wall_end, poll_s=0.05))
     server.start()
-    end = time.time() + 60
-    while agg.round < 3 and time.time() < end:  # rounds 2 and 3 go on without them
-        time.sleep(0.05)
+    _deadline_once_in(agg, clock, {"a", "b", "m-queue", "m-snapshot"}, wall_end,
+                      leaving=threads[2:])  # the two who leave are gone before round 2 opens
+    _deadline_once_in(agg, clock, {"a", "b"}, wall_end)  # round 2 goes on without them
     agent("m-queue", 2, state_path=str(tmp_path / "m-queue"))  # its session kept the deltas
     agent("m-snapshot", 2, clean=True, state_path=str(tmp_path / "m-snapshot"))  # no session
-    agent("late", 1, preload=False)  # no model, no state
-    server.join(70)
+    agent("late", 1, preload=False)  # no model, no state; rounds 3-5 wait for all five
+    server.join(310)
     transport.close()
     for t in threads:
-        t.join(70)
+        t.join(310)
 
     assert agg.done and list(agg.announced) == [1, 2, 3, 4, 5, 6], agg.history
     for (cid, run), core in sorted(cores.items()):
