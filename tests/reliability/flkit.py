@@ -144,7 +144,7 @@ class ManualAgent(object):
                 if job is not None:
                     self.jobs[job.round] = job
 
-    def job(self, round_, timeout=15.0):
+    def job(self, round_, timeout=120.0):
         """Wait for the announcement of ``round_`` and return its TrainJob."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
@@ -162,10 +162,10 @@ class ManualAgent(object):
     def publish(self, update):
         topic, payload = update
         self.transport.publish(topic, payload, 1, False)
-        assert self.transport.flush(10), "publish not acknowledged"
+        assert self.transport.flush(60), "publish not acknowledged"
         self.sent.append(update)
 
-    def status(self, n, timeout=15.0):
+    def status(self, n, timeout=120.0):
         """Wait until ``n`` statuses arrived; returns the n-th (round, accepted, reason)."""
         end = time.monotonic() + timeout
         while len(self.core.statuses) < n and time.monotonic() < end:
@@ -196,19 +196,19 @@ class AggregatorThread(object):
             target=serve_aggregator,
             args=(self.core, self.transport),
             kwargs=dict(
-                stop=lambda: self._stop, timeout=120, poll_s=0.02, log=lambda *line: self.lines.append(line)
+                stop=lambda: self._stop, timeout=300, poll_s=0.02, log=lambda *line: self.lines.append(line)
             ),
             daemon=True,
         )
         self.thread.start()
 
-    def wait_round(self, round_, timeout=15.0):
+    def wait_round(self, round_, timeout=120.0):
         end = time.monotonic() + timeout
         while self.core.round < round_ and time.monotonic() < end:
             time.sleep(0.02)
         assert self.core.round >= round_, "aggregator stuck at round {}".format(self.core.round)
 
-    def join(self, timeout=30.0):
+    def join(self, timeout=300.0):
         self.thread.join(timeout)
         if self.thread.is_alive():
             self.stop()
