@@ -65,12 +65,16 @@ class MagnitudeSettings:
 
 
 def quantizable_layers(model) -> list[str]:
-    """Conv2d/Linear layers except the first conv and ``model.classifier`` (kept FP32)."""
+    """Conv2d/Linear layers except the first conv and the classifier head (kept FP32; see
+    ``edgefl.models.head.find_head``)."""
     from torch import nn
+
+    from edgefl.models.head import find_head
 
     names = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     first_conv = next((n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
-    return [n for n in names if n not in (first_conv, "classifier")]
+    head = find_head(model)[0] if any(isinstance(m, nn.Linear) for m in model.modules()) else None
+    return [n for n in names if n not in (first_conv, head)]
 
 
 def _train(model, train, epochs, lr, batch_size, seed, preprocessing, progress):
@@ -185,7 +189,7 @@ def magnitude_plan_for_bops(fp_model, input_shape, target_bops: float, bits: int
     from edgefl.compress.prune import apply_plan, flops_counter, l1_filter_scores
     from edgefl.compress.prune_plan import global_prune_plan
 
-    layout, flops_fn = flops_counter(fp_model, input_shape, fp_model.classifier.out_features)
+    layout, flops_fn = flops_counter(fp_model, input_shape)
     scores = l1_filter_scores(fp_model, layout)
     quantized = set(quantizable_layers(fp_model))
 

@@ -48,6 +48,15 @@ def key_value_table(title: str, mapping: dict) -> Table:
     return table(title, ["field", "value"], [(k, v) for k, v in mapping.items()])
 
 
+def left_as_is(result: dict) -> dict:
+    """The lines naming what a compression method left float or unpruned (empty when nothing was)."""
+    shown = {}
+    for key, label in (("left_float", "left in float"), ("not_pruned", "not pruned")):
+        for name, why in (result.get(key) or {}).items():
+            shown[f"{label}: {name}"] = why
+    return shown
+
+
 def compression_totals(t: dict) -> dict:
     """The size, BOPs and accuracy lines every compression command shows, from a method's totals."""
     return {

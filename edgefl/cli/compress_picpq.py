@@ -5,7 +5,7 @@ from pathlib import Path
 import typer
 
 from edgefl.cli import options, validate
-from edgefl.cli.common import compression_totals, console, emit_json, key_value_table, table
+from edgefl.cli.common import compression_totals, console, emit_json, key_value_table, left_as_is, table
 from edgefl.cli.staging import relocate, staged
 from edgefl.progress import progress_for
 
@@ -28,9 +28,10 @@ def command(
     flops_target: float = options.number(0.5, "--flops-target", low=0, high=1, low_open=True,
                                          help="Fraction of FLOPs to keep (PIC-PQ prune_away = 1 - this)."),
     max_bits: str = typer.Option(
-        "32,8,6,4", "--max-bits", parser=options.parser_of(validate.int_list, None, 1), metavar="B,B,...",
-        help="Maximum bits: stem, then one per stage (32 = FP). The spec's ResNet-56/CIFAR setting; on MNIST "
-        "ResNet-20 bench/picpq.py uses 32,4,4,4 with --flops-target 0.8 (4 bits is lossless there).",
+        None, "--max-bits", parser=options.parser_of(validate.int_list, None, 1), metavar="B,B,...",
+        help="Maximum bits: stem, then one per stage (32 = FP); stages are the output resolutions "
+        "(default: 32, then 8 down to 4 across the stages — 32,8,6,4 for a ResNet, the spec's setting). On "
+        "MNIST ResNet-20 bench/picpq.py uses 32,4,4,4 with --flops-target 0.8 (4 bits is lossless there).",
     ),
     data: str = options.data(None, "Dataset (default: the checkpoint's)"),
     out: Path = options.out(Path("runs/picpq"), "Compressed checkpoint directory to write."),
@@ -110,6 +111,7 @@ def command(
                 "search": f"best loss {result['search']['best_loss']:.4f} "
                 f"vs identity {result['search']['identity_loss']:.4f}",
                 "size definition": t["size_definition"],
+                **left_as_is(result),
             },
         )
     )

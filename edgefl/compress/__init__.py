@@ -1,7 +1,9 @@
 """The compression core: what a compressed model is made of and how it is measured and rebuilt.
 
-Quantizers (``quant``), quantized layers (``qmodules``), BN folding (``bn_fold``), pruning plans
-(``prune``, ``prune_plan``), the BOPs/size accountant (``bops``) and its report rows (``report``), the
+Quantizers (``quant``), quantized layers (``qmodules``), BN folding (``bn_fold``), the traced layer graph
+(``graph``: Torch-Pruning's dependency graph, producers, stages, layers left float), channel layouts and
+pruning plans for any conv net (``layout``, ``layout_graph``, ``layout_resnet``, ``prune``,
+``prune_plan``), the BOPs/size accountant (``bops``) and its report rows (``report``), the
 QAT set-up every method shares (``qat``), the restorer (``restore``) and the shape every method has
 (``method``). The methods themselves (``edgefl.ghost``, ``edgefl.picpq``, ``edgefl.baselines``,
 ``edgefl.stad``) and their registry (``edgefl.methods``) build on this package; it never imports them.

@@ -26,15 +26,23 @@ def layer_quota(channels: int, safeguard: float) -> int:
 
 
 def chain_units(layout: Layout, scores: dict[str, np.ndarray]):
-    """(score, space, index, covering conv names) of every unit, sorted ascending by score (stable)."""
+    """(score, space, index, covering conv names) of every unit, sorted ascending by score (stable).
+
+    A unit's score is the sum of its channel's importance over the convs whose outputs hold it.
+    """
+    held: dict[str, dict[int, list]] = {s: {} for s in layout.spaces}  # space -> index -> [(conv, local)]
+    for c in layout.convs:
+        for local, (space, g) in enumerate(c.out[: len(scores[c.name])]):
+            if space is not None:
+                held[space].setdefault(g, []).append((c.name, local))
     units = []
-    for space_i, (space, convs) in enumerate(layout.chains().items()):
+    for space_i, space in enumerate(layout.spaces):
         for g in range(layout.spaces[space]):
-            cover = [c.name for c in convs if c.out_offset <= g < c.out_offset + len(scores[c.name])]
+            cover = held[space].get(g)
             if not cover:
                 continue
-            total = sum(scores[c.name][g - c.out_offset] for c in convs if c.name in cover)
-            units.append((float(total), space_i, g, space, cover))
+            total = sum(scores[name][local] for name, local in cover)
+            units.append((float(total), space_i, g, space, [name for name, _ in cover]))
     units.sort(key=lambda u: (u[0], u[1], u[2]))
     return [(s, space, g, cover) for s, _, g, space, cover in units]
 
@@ -52,12 +60,12 @@ def global_prune_plan(
     Args:
         layout: channel layout of the unpruned model.
         scores: conv name -> importance per output filter (unpruned widths).
-        flops_fn: alive masks {space: bool array} -> FLOPs (``prune.macs_from_plan`` partially applied).
+        flops_fn: alive masks {space: bool array} -> FLOPs (from ``prune.flops_counter``).
         flops_target: fraction of the original FLOPs to keep (PIC-PQ's 1 − prune_away/100).
         safeguard: minimum kept fraction per layer (quota rule above).
         check_every: recompute the cost every this many pruned units (10 in the official code).
     Returns:
-        (plan {"layout", "pruned"}, FLOPs of the plan).
+        (plan (``Layout.plan``), FLOPs of the plan).
     """
     alive = {s: np.ones(n, bool) for s, n in layout.spaces.items()}
     target = flops_target * flops_fn(alive)
@@ -75,8 +83,5 @@ def global_prune_plan(
         if since_check >= check_every:
             flops, since_check = flops_fn(alive), 0
     flops = flops_fn(alive)
-    plan = {
-        "layout": layout.name,
-        "pruned": {s: np.flatnonzero(~m).tolist() for s, m in alive.items() if (~m).any()},
-    }
+    plan = layout.plan({s: np.flatnonzero(~m).tolist() for s, m in alive.items() if (~m).any()})
     return plan, flops

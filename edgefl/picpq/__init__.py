@@ -37,7 +37,7 @@ ACT_RULE = "own"  # a layer's activation bits are its own (the quantizer on its 
 @dataclass(frozen=True)
 class PicpqSettings:
     flops_target: float = 0.5  # keep this fraction of FLOPs (paper: 1 - prune_away/100)
-    max_bits: tuple = (32, 8, 6, 4)  # stem, then one per stage
+    max_bits: tuple | None = None  # stem, then one per stage; None: criterion.default_max_bits
     lam: float = 1 / 6
     min_bits: int = 3  # the paper's 2-bit layers need its 800 QAT epochs; paper() uses 2
     safeguard: float = 0.1
@@ -91,7 +91,7 @@ class PicpqSettings:
             )
         if self.tie_break not in ("l1", "none"):
             raise EdgeflError(f"--tie-break {self.tie_break!r} must be 'l1' or 'none'")
-        if any(b < self.min_bits for b in self.max_bits):
+        if self.max_bits is not None and any(b < self.min_bits for b in self.max_bits):
             raise EdgeflError(f"--max-bits {list(self.max_bits)} must all be >= {self.min_bits}")
         if self.lam < 0 or not 0 <= self.safeguard < 1:
             raise EdgeflError("--lam must be >= 0 and --safeguard in [0, 1)")
@@ -107,8 +107,10 @@ def plan(fp_model, data: ClassifierData, settings: PicpqSettings, progress=None)
 
     Returns:
         {"prune": pruning plan, "bits": {conv: bits}, "flops_kept": fraction, "s_l1": {conv: L1-mass
-        ratio}, "rank_mean": {conv: mean filter rank}, "search": SearchResult, "names": conv names}.
+        ratio}, "rank_mean": {conv: mean filter rank}, "search": SearchResult, "names": conv names,
+        "not_pruned": {space: why its channels stay}, "left_float": {layer: why it is not quantized}}.
     """
+    from edgefl.compress.graph import layers_left_float
     from edgefl.compress.prune import apply_plan, flops_counter, l1_filter_scores, layer_l1_ratio
     from edgefl.compress.prune_plan import global_prune_plan
     from edgefl.picpq.criterion import (
@@ -124,8 +126,10 @@ def plan(fp_model, data: ClassifierData, settings: PicpqSettings, progress=None)
     s = settings
     seed_everything(s.seed)
     fp_model = copy.deepcopy(fp_model).eval()
-    layout, flops_fn = flops_counter(fp_model, data.shape, fp_model.classifier.out_features)
+    layout, flops_fn = flops_counter(fp_model, data.shape)
     names = [c.name for c in layout.convs]
+    if not names:
+        raise EdgeflError(f"{type(fp_model).__name__} has no Conv2d layer — PIC-PQ prunes convolutions")
     x_fit, y_fit, x_val, y_val = _fit_and_val(data, s)
 
     rank_x = x_fit[: s.rank_images]
@@ -164,6 +168,8 @@ def plan(fp_model, data: ClassifierData, settings: PicpqSettings, progress=None)
         "rank_mean": {n: float(fp[n].mean()) for n in names},
         "search": search,
         "names": names,
+        "not_pruned": dict(layout.fixed),
+        "left_float": layers_left_float(fp_model, data.shape),
     }
 
 
@@ -233,7 +239,12 @@ def apply(
         state,
         layer_rows(fp_model, model, shape, ACT_RULE, per_layer),
         tot,
-        {"search": search_info, "torch_threads": torch.get_num_threads()},
+        {
+            "search": search_info,
+            "not_pruned": plan.get("not_pruned", {}),
+            "left_float": plan.get("left_float", {}),
+            "torch_threads": torch.get_num_threads(),
+        },
     )
 
 

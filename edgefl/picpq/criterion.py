@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from edgefl.compress.prune import Layout
+from edgefl.errors import EdgeflError
 
 
 @torch.no_grad()
@@ -96,10 +97,28 @@ def assign_bits(
     return {n: bits_from_ratio(ratios[n], max_bits[n], lam, min_bits) for n in ratios}
 
 
-def stage_max_bits(layout: Layout, per_stage) -> dict[str, int]:
-    """Conv name -> B_max from ``per_stage`` = [stem, stage 1, stage 2, ...] (e.g. [32, 8, 6, 4])."""
-    per_stage = list(per_stage)
+def default_max_bits(stages: int) -> list[int]:
+    """B_max per stage when none are given: 32 for the stem, then 8 down to 4 bits across the other
+    stages (ResNet's three stages get the spec's 8, 6, 4)."""
+    rest = stages - 1
+    return [32] + [int(round(v)) for v in np.linspace(8, 4, rest)] if rest > 1 else [32] + [8] * rest
+
+
+def stage_max_bits(layout: Layout, per_stage=None) -> dict[str, int]:
+    """Conv name -> B_max from ``per_stage`` = [stem, stage 1, stage 2, ...] (e.g. [32, 8, 6, 4]).
+
+    Stages are the layout's (``edgefl.compress.graph.layer_stages``); ``per_stage`` None takes
+    ``default_max_bits``.
+
+    Raises:
+        EdgeflError: ``per_stage`` does not have one value per stage.
+    """
     stages = max(c.stage for c in layout.convs) + 1
+    per_stage = default_max_bits(stages) if per_stage is None else list(per_stage)
     if len(per_stage) != stages:
-        raise ValueError(f"max bits needs {stages} values (stem, then one per stage), got {len(per_stage)}")
+        raise EdgeflError(
+            f"--max-bits {','.join(map(str, per_stage))} has {len(per_stage)} values; this model has "
+            f"{stages} stages (stem, then {stages - 1} by output resolution) — give {stages} values, "
+            f"e.g. {','.join(map(str, default_max_bits(stages)))}, or leave --max-bits out"
+        )
     return {c.name: int(per_stage[c.stage]) for c in layout.convs}

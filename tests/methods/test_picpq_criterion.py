@@ -17,6 +17,7 @@ from edgefl.picpq.criterion import (
     stage_max_bits,
 )
 from edgefl.compress.prune import apply_plan, layer_spatial, macs_from_plan, model_layout
+from edgefl.errors import EdgeflError
 from edgefl.models import build_model
 
 
@@ -31,7 +32,7 @@ def resnet():
         if isinstance(m, (nn.Conv2d, nn.Linear))
     }
     flops = functools.partial(
-        macs_from_plan, layout, layer_spatial(model, (1, 16, 16)), widths, linear_out=10
+        macs_from_plan, layout, layer_spatial(model, (1, 16, 16)), widths
     )
     return model, layout, (lambda alive: flops(alive=alive))
 
@@ -51,11 +52,11 @@ def test_rank_property_range_and_zero_input(resnet):
 
 def test_rank_property_by_hand():
     """A single 1x1 conv copying a rank-2 image: every filter's map has rank 2 (averaged: 2)."""
-    from edgefl.compress.prune import ConvNode, Layout
+    from edgefl.compress.prune import LayerNode, Layout
 
     model = nn.Sequential(nn.Conv2d(1, 3, 1, bias=False))
     model[0].weight.data = torch.tensor([1.0, -2.0, 0.0]).view(3, 1, 1, 1)
-    layout = Layout("hand", {"s": 3}, [ConvNode("0", None, "s", 0, None, 0, 0)], None)
+    layout = Layout("hand", {"s": 3}, [LayerNode("0", (("s", 0), ("s", 1), ("s", 2)))])
     img = torch.zeros(1, 1, 5, 5)
     img[0, 0, 0, :] = 1.0
     img[0, 0, 2, 1] = 3.0  # two independent rows -> rank 2
@@ -86,8 +87,8 @@ def test_identity_transform_is_plain_global_rank_ordering(resnet):
     assert [(u[1], u[2]) for u in ident] == [(u[1], u[2]) for u in plain]
     # chain scores are index-wise sums: unit g=30 covers stage-1 index 6, stage-2 index 14, stage-3 30
     res = {u[2]: u for u in plain if u[1] == "res"}
-    chain = [c for c in layout.convs if c.out_space == "res"]
-    expected = sum(fp[c.name][30 - c.out_offset] for c in chain if 0 <= 30 - c.out_offset < len(fp[c.name]))
+    chain = [(c, c.out[0][1]) for c in layout.convs if c.out[0][0] == "res"]  # (conv, offset in "res")
+    expected = sum(fp[c.name][30 - off] for c, off in chain if 0 <= 30 - off < len(fp[c.name]))
     assert res[30][0] == pytest.approx(expected) and len(res[30][3]) == 10  # stem + 3 conv2 per stage
     assert [s for s, *_ in plain] == sorted(s for s, *_ in plain)
 
@@ -162,8 +163,9 @@ def test_stage_max_bits(resnet):
         and mb["layer2.0.conv1"] == 6
         and mb["layer3.1.conv1"] == 4
     )
-    with pytest.raises(ValueError, match="stem"):
+    with pytest.raises(EdgeflError, match="4 stages .*32,8,6,4"):
         stage_max_bits(layout, [8, 6, 4])
+    assert stage_max_bits(layout) == mb  # the default is the spec's ResNet setting
 
 
 def _bops_after(model, layout, flops, fp, keep, lam):
