@@ -190,3 +190,21 @@ def python36():
     """Path to a Python 3.6 interpreter with the edge stack (EDGEFL_PY36, else the checkout's .venv36)."""
     path = os.environ.get("EDGEFL_PY36") or os.path.join(REPO, ".venv36", "bin", "python")
     return require(path if os.path.exists(path) else None, "Python 3.6 edge venv (bash .ci/setup)")
+
+
+@pytest.fixture(scope="session")
+def fixture_model():
+    """``fixture_model(name, **args)``: the model ``build(**args)`` of tests/fixtures/models/NAME.py
+    makes (seeded), loaded by file path as ``--model FILE.py:build`` would (models not in the zoo)."""
+    import importlib.util
+
+    import torch
+
+    def build(name, **args):
+        path = os.path.join(REPO, "tests", "fixtures", "models", name + ".py")
+        spec = importlib.util.spec_from_file_location("fixture_" + name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        torch.manual_seed(0)
+        return module.build(**args)
+    return build

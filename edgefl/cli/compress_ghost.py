@@ -5,7 +5,7 @@ from pathlib import Path
 import typer
 
 from edgefl.cli import options
-from edgefl.cli.common import compression_totals, console, emit_json, key_value_table, table
+from edgefl.cli.common import compression_totals, console, emit_json, key_value_table, left_as_is, table
 from edgefl.cli.staging import relocate, staged
 from edgefl.ghost import GATE_MODES
 from edgefl.progress import progress_for
@@ -89,4 +89,5 @@ def command(
         last = gates_seen[-1]
         shown["gate open rate"] = f"{sum(last) / len(last):.2f} (last epoch, mean over {len(last)} layers)"
     shown["definitions"] = f"{t['size_definition']}; {t['bops_definition']}"
+    shown.update(left_as_is(result))
     console.print(key_value_table("GHOST totals", shown))

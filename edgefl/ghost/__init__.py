@@ -95,16 +95,22 @@ def plan(teacher, data: ClassifierData, settings: GhostSettings, progress=None) 
 
     Returns:
         {"bits": {conv: bits} in definition order, "tau": the threshold used (None for uniform bits),
-        "feature_layers": [module names]}.
+        "feature_layers": [module names], "inputs": {conv: [producer conv or None, signed]}
+        (``student.conv_inputs``), "left_float": {layer: why it is not quantized}}.
     """
     import torch
 
-    from edgefl.ghost.student import hybrid_bits, resolve_feature_layers
+    from edgefl.compress.graph import layers_left_float
+    from edgefl.compress.qat import tensors
+    from edgefl.ghost.student import conv_inputs, hybrid_bits, resolve_feature_layers
 
     torch.manual_seed(settings.seed)
     names = resolve_feature_layers(teacher, settings.feature_layers)
-    bits, tau = hybrid_bits(teacher, settings)
-    return {"bits": bits, "tau": tau, "feature_layers": names}
+    left_float = layers_left_float(teacher, data.shape)
+    bits, tau = hybrid_bits(teacher, settings, skip=left_float)
+    x = tensors(data.train, data.preprocessing)[0][:256]
+    inputs = conv_inputs(teacher, bits, x)
+    return {"bits": bits, "tau": tau, "feature_layers": names, "inputs": inputs, "left_float": left_float}
 
 
 def apply(
@@ -128,8 +134,8 @@ def apply(
 
     torch.manual_seed(settings.seed)
     teacher = copy.deepcopy(teacher).eval()
-    bits, names = plan["bits"], plan["feature_layers"]
-    student = quantized_twin(teacher, bits)
+    bits, names, inputs = plan["bits"], plan["feature_layers"], plan.get("inputs")
+    student = quantized_twin(teacher, bits, inputs)
     history, ost = train_student(
         student,
         teacher,
@@ -145,13 +151,13 @@ def apply(
     before, after = accuracy(teacher, data.test, prep), accuracy(student, data.test, prep)
     tot = totals(teacher, student, shape, before, after, ACT_RULE)
     tot["mean_bits"] = mean_bits(bits, conv_params(student))
-    state = ghost_state(bits, plan["tau"], settings, metrics=tot, feature_layers=names)
+    state = ghost_state(bits, plan["tau"], settings, inputs, metrics=tot, feature_layers=names)
     return CompressionResult(
         student,
         state,
         layer_rows(teacher, student, shape, ACT_RULE),
         tot,
-        {"bits": bits, "tau": plan["tau"], "history": history},
+        {"bits": bits, "tau": plan["tau"], "history": history, "left_float": plan.get("left_float", {})},
         {"ost": ost},
     )
 

@@ -2,10 +2,13 @@
 
 Quantizers and wrappers come from the compression core (``quant``/``qmodules``): DoReFa weights with
 2^b levels and no zero (``dorefa``), DoReFa activations ``q_b(clamp(x, 0, 1))`` (``range``, clip 1).
-Each conv's *input* is quantized with the bits of the conv before it in definition order
-("activations after a layer take its bits"); the first conv sees the raw (32-bit) image. The
-classifier (Linear) stays FP32. Works on any ``nn.Module`` with Conv2d layers; which layers are paired
-for distillation is a function of the model (``default_feature_layers``) or named in the settings.
+"Activations after a layer take its bits": each conv's *input* is quantized with the bits of the conv
+that produced it — on any net, the last conv to run upstream of that input in the traced graph
+(``conv_inputs``; in a plain chain, the conv before it); a conv reading the model input sees the raw
+(32-bit) image. An input that takes negative values (Hardswish/SiLU outputs, linear bottlenecks,
+residual sums) is quantized on [-1, 1] rather than clamped at 0, which would drop its negative half.
+The classifier (Linear) stays FP32. Works on any ``nn.Module`` with Conv2d layers; which layers are
+paired for distillation is a function of the model (``default_feature_layers``) or named in the settings.
 """
 
 from __future__ import annotations
@@ -42,13 +45,15 @@ def default_feature_layers(model: nn.Module) -> list[str]:
     return blocks or conv_layer_names(model)
 
 
-def hybrid_bits(model: nn.Module, config) -> tuple[dict[str, int], float | None]:
+def hybrid_bits(model: nn.Module, config, skip=()) -> tuple[dict[str, int], float | None]:
     """Per-conv bit widths: the HQ search (or ``uniform_bits`` for every conv).
 
+    Args:
+        skip: conv names left out (left in float, e.g. convs a forward pass never reaches).
     Returns:
         (``{conv name: bits}`` in definition order, the tau used or None for uniform bits).
     """
-    weights = conv_weights_from_model(model, (nn.Conv2d,))
+    weights = {n: w for n, w in conv_weights_from_model(model, (nn.Conv2d,)).items() if n not in skip}
     if not weights:
         raise EdgeflError("the model has no Conv2d layer — GHOST quantizes convolutions; pick a conv model")
     if config.uniform_bits is not None:
@@ -63,29 +68,86 @@ def hybrid_bits(model: nn.Module, config) -> tuple[dict[str, int], float | None]
     return bits, tau
 
 
-def ghost_layer_specs(bits: Mapping[str, int]) -> dict[str, dict]:
-    """Quantizer specs for ``qmodules.quantize_model``: DoReFa weights at the layer's bits, input
-    activations at the bits of the previous conv (none for the first conv, which sees the image)."""
-    specs, previous = {}, None
+def chain_inputs(bits: Mapping[str, int]) -> dict[str, list]:
+    """``conv_inputs`` of a plain chain: each conv reads the one before it (the first, the image)."""
+    names = list(bits)
+    return {n: [names[i - 1] if i else None, False] for i, n in enumerate(names)}
+
+
+def conv_inputs(model: nn.Module, bits: Mapping[str, int], x) -> dict[str, list]:
+    """Where each quantized conv's input comes from, traced: ``{conv: [producer conv or None, signed]}``.
+
+    The producer is the last conv to run upstream of the input (``edgefl.compress.graph``) among those
+    at the input's resolution — a squeeze-excitation gate's 1×1 output only scales the features it
+    multiplies; None when the input is the model's or comes from a layer without bits (a float
+    Linear). ``signed``: the input took a negative value on ``x``.
+
+    Args:
+        model: the float teacher.
+        bits: the planned ``{conv: bits}``.
+        x: a normalised N×C×H×W batch of training images.
+    """
+    import torch
+
+    from edgefl.compress.graph import trace_graph
+
+    graph = trace_graph(model, tuple(x.shape[1:]))
+    seen, hooks = {}, []
+
+    def record(name, args):
+        low, hw = seen.get(name, (0.0, None))
+        seen[name] = (min(low, float(args[0].min())), hw or tuple(args[0].shape[2:]))
+
+    for name, m in model.named_modules():
+        if name in bits:
+            hooks.append(m.register_forward_pre_hook(lambda _m, args, n=name: record(n, args)))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    out = {}
+    for name in bits:
+        low, hw = seen.get(name, (0.0, None))
+        producers = graph.producers.get(name) or []
+        same = [p for p in producers if graph.out_hw.get(p) == hw]
+        src = (same or producers or [None])[-1]
+        out[name] = [src if src in bits else None, low < 0]
+    return out
+
+
+def ghost_layer_specs(bits: Mapping[str, int], inputs: Mapping[str, list] | None = None) -> dict[str, dict]:
+    """Quantizer specs for ``qmodules.quantize_model``: DoReFa weights at the layer's bits, the input
+    at its producer's bits (``conv_inputs``; default ``chain_inputs``), none for a conv reading the image.
+    """
+    inputs = inputs or chain_inputs(bits)
+    specs = {}
     for name, b in bits.items():
-        act = None if previous is None else {"kind": "range", "bits": int(previous), "signed": False}
+        src, signed = inputs[name]
+        act = None if src is None else {"kind": "range", "bits": int(bits[src]), "signed": bool(signed)}
         specs[name] = {"w": {"kind": "dorefa", "bits": int(b)}, "a": act}
-        previous = b
     return specs
 
 
-def quantized_twin(teacher: nn.Module, bits: Mapping[str, int]) -> nn.Module:
+def quantized_twin(teacher: nn.Module, bits: Mapping[str, int], inputs: Mapping[str, list] | None = None):
     """GQSD student: a deep copy of the FP teacher with fake-quant wrappers (same initial weights)."""
     from edgefl.compress.qmodules import quantize_model
 
     student = copy.deepcopy(teacher)
-    return quantize_model(student, ghost_layer_specs(bits))
+    return quantize_model(student, ghost_layer_specs(bits, inputs))
 
 
-def ghost_state(bits: Mapping[str, int], tau: float | None, settings, **summary) -> dict:
+def ghost_state(
+    bits: Mapping[str, int], tau: float | None, settings, inputs: Mapping[str, list] | None = None, **summary
+) -> dict:
     """The checkpoint ``compression`` state: the quantizer specs ``restore_model`` needs, plus a summary."""
+    specs = ghost_layer_specs(bits, inputs)
     return compression_state(
-        "ghost", None, ghost_layer_specs(bits), bits=dict(bits), tau=tau, config=asdict(settings), **summary
+        "ghost", None, specs, bits=dict(bits), tau=tau, config=asdict(settings), **summary
     )
 
 

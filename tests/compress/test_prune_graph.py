@@ -2,9 +2,7 @@
 oracle, the couplings it finds, what it leaves whole (by name), stages, and plans that replay."""
 
 import copy
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,16 +15,7 @@ from edgefl.compress.prune import apply_plan, flops_counter, kept_indices, mask_
 from edgefl.compress.restore import compression_state
 from edgefl.models import build_model
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "models"
 SHAPE = (1, 28, 28)
-
-
-def fixture_model(name):
-    spec = importlib.util.spec_from_file_location(f"fixture_{name}", FIXTURES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    torch.manual_seed(0)
-    return module.build()
 
 
 def _half(layout, seed=1):
@@ -35,16 +24,16 @@ def _half(layout, seed=1):
 
 
 MODELS = {
-    "mobilenet_hs": lambda: fixture_model("mobilenet_hs"),
-    "se_concat_net": lambda: fixture_model("se_concat_net"),
-    "odd_net": lambda: fixture_model("odd_net"),
-    "small_cnn": lambda: build_model("small_cnn"),
+    "mobilenet_hs": lambda build: build("mobilenet_hs"),
+    "se_concat_net": lambda build: build("se_concat_net"),
+    "odd_net": lambda build: build("odd_net"),
+    "small_cnn": lambda _build: build_model("small_cnn"),
 }
 
 
 @pytest.fixture(scope="module", params=sorted(MODELS))
-def traced(request, random_bn):
-    model = random_bn(MODELS[request.param]())
+def traced(request, random_bn, fixture_model):
+    model = random_bn(MODELS[request.param](fixture_model))
     return request.param, model, model_layout(model, SHAPE)
 
 
@@ -65,19 +54,19 @@ def test_physical_removal_equals_the_masked_model_and_costs_what_the_counter_say
     assert flops(alive) == cost_report(small, SHAPE).macs < cost_report(model, SHAPE).macs
 
 
-def test_a_plan_is_json_and_replays_on_a_fresh_model(traced):
+def test_a_plan_is_json_and_replays_on_a_fresh_model(traced, fixture_model):
     name, model, layout = traced
     plan = json.loads(json.dumps(layout.plan(_half(layout, seed=2))))
     assert plan["layout"] == "graph" and plan["input_shape"] == list(SHAPE) and plan["format"] == 1
     small = apply_plan(copy.deepcopy(model), plan)
-    fresh = apply_plan(MODELS[name](), plan)  # what a checkpoint restore does, then load_state_dict
+    fresh = apply_plan(MODELS[name](fixture_model), plan)  # a checkpoint restore, then load_state_dict
     fresh.load_state_dict(small.state_dict(), strict=True)
     x = torch.randn(2, *SHAPE)
     with torch.no_grad():
         assert torch.equal(fresh.eval()(x), small.eval()(x))
 
 
-def test_mobilenet_couplings_come_from_the_graph():
+def test_mobilenet_couplings_come_from_the_graph(fixture_model):
     layout = model_layout(fixture_model("mobilenet_hs").eval(), SHAPE)
     convs = {c.name: c for c in layout.convs}
     chains = {s: [c.name for c in cs] for s, cs in layout.chains().items()}
@@ -92,7 +81,7 @@ def test_mobilenet_couplings_come_from_the_graph():
     assert not layout.fixed
 
 
-def test_concatenation_and_gate_couplings():
+def test_concatenation_and_gate_couplings(fixture_model):
     layout = model_layout(fixture_model("se_concat_net").eval(), SHAPE)
     convs = {c.name: c for c in layout.convs}
     assert convs["body.0"].inp == tuple(
@@ -113,7 +102,7 @@ def test_concatenation_and_gate_couplings():
     }
 
 
-def test_what_cannot_be_pruned_or_quantized_is_named_and_left_whole():
+def test_what_cannot_be_pruned_or_quantized_is_named_and_left_whole(fixture_model):
     model = fixture_model("odd_net").eval()
     layout = model_layout(model, SHAPE)
     assert "grouped.0 (groups=4)" in layout.fixed["grouped.0"] and "grouped.0" in layout.fixed["stem.0"]
