@@ -42,6 +42,17 @@ class LayerGraph:
     producers: dict[str, list[str]] = field(default_factory=dict)
 
 
+def example_input(model: nn.Module, input_shape):
+    """One batch-1 input of zeros of ``input_shape`` ([C, H, W]), on the model's device and dtype."""
+    import torch
+
+    param = next(model.parameters(), None)
+    shape = (1, *[int(d) for d in input_shape])
+    if param is None:
+        return torch.zeros(shape)
+    return torch.zeros(shape, dtype=param.dtype, device=param.device)
+
+
 def dependency_graph(model: nn.Module, input_shape):
     """Torch-Pruning's DependencyGraph of ``model`` traced on one batch-1 input of zeros.
 
@@ -53,12 +64,7 @@ def dependency_graph(model: nn.Module, input_shape):
     import torch
     import torch_pruning as tp
 
-    param = next(model.parameters(), None)
-    example = torch.zeros(
-        (1, *[int(d) for d in input_shape]),
-        dtype=param.dtype if param is not None else torch.float32,
-        device=param.device if param is not None else "cpu",
-    )
+    example = example_input(model, input_shape)
     was_training = model.training
     try:
         with torch.enable_grad():
@@ -150,6 +156,26 @@ def layer_stages(graph: LayerGraph) -> dict[str, int]:
     return stages
 
 
+def modules_run(model: nn.Module, names, input_shape) -> set[str]:
+    """Which of the modules ``names`` run in one forward pass of zeros of ``input_shape`` ([C, H, W])."""
+    import torch
+
+    modules = dict(model.named_modules())
+    ran, hooks = set(), []
+    for name in names:
+        hooks.append(modules[name].register_forward_hook(lambda _m, _i, _o, n=name: ran.add(n)))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(example_input(model, input_shape))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return ran
+
+
 # modules with their own weights that no method quantizes by design (they stay float quietly)
 _FLOAT_BY_DESIGN = (
     nn.modules.batchnorm._BatchNorm,
@@ -173,26 +199,7 @@ def layers_left_float(model: nn.Module, input_shape) -> dict[str, str]:
     Returns:
         {module name: why it stays float}, in definition order.
     """
-    import torch
-
-    ran, hooks = set(), []
-    for name, m in model.named_modules():
-        if isinstance(m, LAYER_TYPES):
-            hooks.append(m.register_forward_hook(lambda _m, _i, _o, n=name: ran.add(n)))
-    param = next(model.parameters(), None)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(
-                torch.zeros(
-                    (1, *[int(d) for d in input_shape]), dtype=param.dtype if param is not None else None
-                )
-            )
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
+    ran = modules_run(model, [n for n, m in model.named_modules() if isinstance(m, LAYER_TYPES)], input_shape)
     out = {}
     for name, m in model.named_modules():
         own = [p for _, p in m.named_parameters(recurse=False)]

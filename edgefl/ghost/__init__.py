@@ -105,7 +105,7 @@ def plan(teacher, data: ClassifierData, settings: GhostSettings, progress=None) 
     from edgefl.ghost.student import conv_inputs, hybrid_bits, resolve_feature_layers
 
     torch.manual_seed(settings.seed)
-    names = resolve_feature_layers(teacher, settings.feature_layers)
+    names = resolve_feature_layers(teacher, settings.feature_layers, data.shape)
     left_float = layers_left_float(teacher, data.shape)
     bits, tau = hybrid_bits(teacher, settings, skip=left_float)
     x = tensors(data.train, data.preprocessing)[0][:256]

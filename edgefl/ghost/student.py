@@ -156,8 +156,12 @@ def conv_params(model: nn.Module) -> dict[str, int]:
     return {n: m.weight.numel() for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
 
 
-def resolve_feature_layers(model: nn.Module, feature_layers) -> list[str]:
-    """The paired layer names: ``feature_layers`` (names, or a function of the model) or the default."""
+def resolve_feature_layers(model: nn.Module, feature_layers, input_shape=None) -> list[str]:
+    """The paired layer names: ``feature_layers`` (names, or a function of the model) or the default.
+
+    With ``input_shape`` ([C, H, W]) the layers must run in a forward pass: the default drops those
+    that do not (a module defined but never called), named ones are refused.
+    """
     names = (
         feature_layers(model)
         if callable(feature_layers)
@@ -172,4 +176,14 @@ def resolve_feature_layers(model: nn.Module, feature_layers) -> list[str]:
             f"feature layers {missing or names} are not modules of the model — pass names from "
             "model.named_modules() (e.g. the residual blocks)"
         )
+    if input_shape is not None:
+        from edgefl.compress.graph import modules_run
+
+        ran = modules_run(model, names, input_shape)
+        idle = [n for n in names if n not in ran]
+        if idle and feature_layers is not None:
+            raise EdgeflError(f"feature layers {idle} do not run in a forward pass — name layers that do")
+        names = [n for n in names if n in ran]
+        if not names:
+            raise EdgeflError("none of the default feature layers runs in a forward pass — name some")
     return names
