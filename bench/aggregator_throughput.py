@@ -1,8 +1,11 @@
-"""Aggregator throughput: decode, validate and FedAvg 100 updates of 1M parameters, against the
+"""Aggregator throughput: decode, validate and fold 100 updates of 1M parameters, against the
 memory bandwidth of this machine measured in the same run (numpy copy of a 256 MiB buffer).
 
-The updates go through the real AggregatorCore (wire decode, every validation check, FedAvg with
-float64 accumulation, new global model) exactly as from MQTT, without a broker or a state file.
+The updates go through the real AggregatorCore (wire decode, every validation check, the
+streaming fold into the exact fixed-point running sum, the new global model at the close)
+exactly as from MQTT, without a broker or a state file. The figure of merit: update bytes
+handled per second against bytes copied per second by memcpy (best of several passes each,
+interleaved, so both see the same machine).
 
     OMP_NUM_THREADS=1 python bench/aggregator_throughput.py [--updates 100] [--codec none]
 Writes bench/results/aggregator_throughput.json.
@@ -24,12 +27,17 @@ import numpy as np  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results" / "aggregator_throughput.json"
 
 
-def memory_bandwidth(mib=256, repeat=5):
-    """Best copy bandwidth (bytes read + written per second) of a large numpy buffer."""
+def copy_buffers(mib=256):
+    """A source and a destination far larger than the caches, both touched once."""
     src = np.ones(mib * (1 << 20) // 8, np.float64)
-    dst = np.empty_like(src)
+    return src, src.copy()
+
+
+def memory_bandwidth(buffers, repeat=5):
+    """Best memcpy bandwidth (bytes copied per second) over ``repeat`` copies of ``buffers``."""
+    src, dst = buffers
     best = min(_timed(lambda: np.copyto(dst, src)) for _ in range(repeat))
-    return 2 * src.nbytes / best
+    return src.nbytes / best
 
 
 def _timed(fn):
@@ -38,12 +46,25 @@ def _timed(fn):
     return time.perf_counter() - t
 
 
+def _one_pass(core, payloads, store):
+    """Seconds each update took (the last one closes the round)."""
+    times = []
+    for topic, payload in payloads:
+        start = time.perf_counter()
+        core.on_message(topic, payload, 1.0)
+        if store is not None:
+            store.save(core)
+        times.append(time.perf_counter() - start)
+    return times
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--updates", type=int, default=100)
     p.add_argument("--params", type=int, default=1_000_000)
     p.add_argument("--codec", default="none")
     p.add_argument("--state", type=Path, default=None, help="persist after each update (StateStore) here")
+    p.add_argument("--passes", type=int, default=5, help="rounds timed; the best counts")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     from rich.console import Console
@@ -73,25 +94,27 @@ def main(argv=None):
             (k, v + rng.randn(*v.shape).astype(np.float32) * 1e-3) for k, v in job.global_model.items()
         )
         payloads.append(agent.on_trained(job, TrainResult(local, 100 + i, {})))
-    bandwidth = memory_bandwidth()
-    store = None
-    if args.state is not None:
-        from edgefl.runtime.state_store import StateStore
+    buffers = copy_buffers()
+    passes, bandwidths = [], [memory_bandwidth(buffers)]
+    for i in range(args.passes):  # a fresh round each pass; the best pass counts
+        store = None
+        if args.state is not None:
+            from edgefl.runtime.state_store import StateStore
 
-        store = StateStore(str(args.state))
-    start = time.perf_counter()
-    t_last = start
-    for topic, payload in payloads:
-        t_last = time.perf_counter()
-        core.on_message(topic, payload, 1.0)
-        if store is not None:
-            store.save(core)
-    total = time.perf_counter() - start
-    aggregate_s = time.perf_counter() - t_last  # the last message also runs FedAvg
+            store = StateStore(str(args.state / f"pass{i}" / "state.safetensors"))
+        core = AggregatorCore(cfg, model)
+        core.start(0.0)
+        passes.append(_one_pass(core, payloads, store))
+        bandwidths.append(memory_bandwidth(buffers))
+    bandwidth = max(bandwidths)
+    # the best of the passes per update, as memcpy's figure is its best pass: on a shared
+    # machine both then measure the work, not the other tenants
+    best = [min(ts) for ts in zip(*passes)]
+    folds, close_s = sum(best[:-1]), best[-1]
+    total = folds + close_s
     assert core.done and len(core.history[0]["clients"]) == args.updates
     wire_bytes = sum(len(p) for _, p in payloads)
-    fp32_bytes = args.updates * 4 * sum(v.size for v in model.values())
-    # minimum traffic: read every payload once + read each decoded update once for the sum
+    fold_bytes = sum(len(p) for _, p in payloads[:-1])
     result = {
         "bench": "aggregator_throughput",
         "updates": args.updates,
@@ -99,14 +122,17 @@ def main(argv=None):
         "codec": args.codec,
         "persisted_after_each_update": args.state is not None,
         "threads": 1,
+        "passes": args.passes,
         "total_s": total,
-        "per_update_ms": 1e3 * (total - aggregate_s) / args.updates,
-        "fedavg_close_s": aggregate_s,
+        "per_update_ms": 1e3 * folds / (args.updates - 1),
+        "close_s": close_s,
         "wire_bytes": wire_bytes,
         "updates_per_s": args.updates / total,
-        "payload_throughput_Bps": wire_bytes / total,
-        "memory_bandwidth_Bps": bandwidth,
-        "fraction_of_bandwidth": (wire_bytes + fp32_bytes) / total / bandwidth,
+        "payload_throughput_Bps": fold_bytes / folds,
+        "memcpy_Bps": bandwidth,
+        # update bytes decoded, validated and folded per second / bytes memcpy copies per second
+        "fraction_of_memcpy": fold_bytes / folds / bandwidth,
+        "fold_error_bound": core.history[0]["fold_error_bound"],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
@@ -116,13 +142,12 @@ def main(argv=None):
     t.add_column("measure")
     t.add_column("value")
     for k, v in [
-        ("total (decode+validate+FedAvg)", f"{total:.2f} s"),
-        ("per update", f"{result['per_update_ms']:.1f} ms"),
-        ("FedAvg + new model at close", f"{aggregate_s:.2f} s"),
-        ("updates/s", f"{result['updates_per_s']:.1f}"),
-        ("payload throughput", f"{wire_bytes / total / 1e9:.2f} GB/s"),
-        ("memory bandwidth (copy)", f"{bandwidth / 1e9:.2f} GB/s"),
-        ("min. traffic / bandwidth", f"{100 * result['fraction_of_bandwidth']:.1f} %"),
+        ("per update (decode+validate+fold)", f"{result['per_update_ms']:.2f} ms"),
+        ("new model at close", f"{close_s * 1e3:.1f} ms"),
+        ("updates/s (whole round)", f"{result['updates_per_s']:.1f}"),
+        ("update bytes folded per second", f"{result['payload_throughput_Bps'] / 1e9:.2f} GB/s"),
+        ("memcpy (bytes copied per second)", f"{bandwidth / 1e9:.2f} GB/s"),
+        ("fold / memcpy", f"{100 * result['fraction_of_memcpy']:.1f} %"),
     ]:
         t.add_row(k, v)
     Console(width=150).print(t)

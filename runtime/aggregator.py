@@ -19,13 +19,18 @@ advanced by exactly what the delta carries, and the digest announced and expecte
 its digest. A full snapshot of ``global_model`` is retained on the snapshot topic (published
 before the delta) for clients that missed a version or join late.
 
+Aggregation streams (``edgefl.runtime.fold``): for FedAvg and FedBuff each accepted update is
+folded into an exact fixed-point running sum as it arrives and is not kept, so memory does not
+grow with the number of clients, and the same updates in any order give bitwise the same model.
+Strategies that need every update at once (median, trimmed mean) keep them (``buffered``).
+
 State is persisted (a Persist action) after every accepted update and every round change, so a
-restart resumes the same round with the same accepted updates.
+restart resumes the same round with the same contributions: the running sum and the set of
+contributors, not the updates.
 """
 
-import json
 from collections import OrderedDict, namedtuple
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import List, Optional
 
 import numpy as np
@@ -34,11 +39,12 @@ from edgefl.runtime import strategies
 from edgefl.runtime.errors import EdgeRuntimeError, WireError, fault_location
 from edgefl.runtime.codecs import CODECS, make_codec
 from edgefl.runtime.downlink import DELTA_FIELD, DownlinkCoder, delta_fields
+from edgefl.runtime.fold import Fold, grid_for
 from edgefl.runtime.schema import update_metrics
 from edgefl.runtime.transport import Topics
 from edgefl.runtime.validate import Expectation, validate_update
-from edgefl.runtime.wire import Message, decode_message, decode_tensors, encode_message, \
-    encode_tensors, model_digest, payload_digest
+from edgefl.runtime.wire import Message, decode_message, encode_message, \
+    model_digest, payload_digest
 
 Publish = namedtuple("Publish", "topic payload qos retain")
 # Persist: save the core's state (``to_bytes``) before performing the Publish actions of the same
@@ -150,6 +156,8 @@ def sample_clients(clients, k, seed, round_):
 class AggregatorCore(object):
     """Round state machine (see module docstring)."""
 
+    config_type = AggregatorConfig
+
     def __init__(self, config, global_model):
         self.cfg = config.check()
         self.topics = Topics(config.federation)
@@ -165,7 +173,9 @@ class AggregatorCore(object):
         self.round = 0  # 0: not started
         self.digest = model_digest(self.global_model)
         self.versions = OrderedDict()  # digest -> version
-        self.accepted = OrderedDict()  # (client, version) -> (num_examples, tensors, metrics)
+        self.accepted = OrderedDict()  # (client, version) -> (num_examples, metrics)
+        self.fold = None  # fold.Fold: the running sum of this round's (buffer's) updates
+        self.buffered = OrderedDict()  # (client, version) -> tensors, for median/trimmed mean
         self.sampled = None
         self.deadline = 0.0
         self.done = False
@@ -219,29 +229,54 @@ class AggregatorCore(object):
                 return self._refuse(client, topic, payload, "quarantined: it was being processed "
                                     "when the aggregator stopped", "warn", digest,
                                     _round_of(payload))
-        before = (len(self.accepted), self.bytes_in)
+        before = (len(self.accepted), len(self.buffered), self.bytes_in)
         try:
             return self._on_update(client, topic, payload, now)
         except Exception as exc:  # isolation: see the docstring; the traceback's last frame is logged
             while len(self.accepted) > before[0]:
                 self.accepted.popitem()
-            self.bytes_in = before[1]
+            while len(self.buffered) > before[1]:
+                self.buffered.popitem()
+            self.bytes_in = before[2]
             return self._refuse(client, topic, payload, "internal: {} at {}".format(
                 type(exc).__name__, fault_location(exc)),
                 "error", digest or payload_digest(payload), _round_of(payload))
 
     def _on_update(self, client, topic, payload, now):
-        verdict = validate_update(payload, self._expectation(), topic_client=client)
+        fold = self._fold_in if self.fold is not None else None
+        verdict = validate_update(payload, self._expectation(), topic_client=client, fold=fold)
         if not verdict.ok:
             return self._refuse(client, topic, payload, verdict.reason, "warn", None,
                                 verdict.round)
         key = (client, self.round - verdict.staleness)
-        self.accepted[key] = (verdict.num_examples, verdict.tensors, verdict.metrics)
+        self.accepted[key] = (verdict.num_examples, verdict.metrics)
+        if fold is None:
+            self.buffered[key] = verdict.tensors
         self.bytes_in += len(payload)
         actions = [self._status(client, verdict.round, True, "")]
-        actions += self._close_round(now) if self._ready(now) else [self._persist()]
+        try:
+            actions += self._close_round(now) if self._ready(now) else [self._persist()]
+        except Exception:
+            verdict.undo()  # exact: the fold is as it was before this update
+            raise
         self.contributed.add(key)  # after: nothing to undo when closing the round raised
         return actions
+
+    def _fold_in(self, tensors, num_examples, staleness, norm):
+        """Fold one update (see ``validate_update``): its strategy's coefficient and weight,
+        the coefficient scaled down by clipping. Returns (reason or None, undo)."""
+        c = self.cfg
+        coef, weight = strategies.fold_weight(self._strategy(), num_examples, staleness,
+                                              c.staleness_weight)
+        if c.clip_norm:
+            norm = strategies.update_norm(tensors) if norm is None else norm
+            if norm > c.clip_norm:
+                coef *= c.clip_norm / norm
+        fold = self.fold
+        return fold.add(tensors, coef, weight), lambda: fold.subtract(tensors, coef, weight)
+
+    def _strategy(self):
+        return "fedbuff" if self.cfg.mode == "async" else self.cfg.strategy
 
     def _refuse(self, client, topic, payload, reason, level, digest, round_=-1):
         """Count, log and answer a rejected update."""
@@ -293,32 +328,56 @@ class AggregatorCore(object):
                                       self.cfg.seed, round_)
         self.deadline = now + self.cfg.deadline_s
         self.accepted = OrderedDict()
+        self.buffered = OrderedDict()
+        self.fold = self._new_fold()
         self.bytes_in = 0
         self.rejected = 0
         return self._announcements() + [self._persist()]
 
+    def _new_fold(self):
+        """The running sum of the round just opened, or None for a strategy that needs every
+        update at once. Its grid is sized by the most weight one round can gather."""
+        if self._strategy() not in strategies.FOLD_WEIGHTS:
+            return None
+        shapes = OrderedDict((n, v.shape) for n, v in self.server_model.items())
+        return Fold(shapes, grid_for(self.server_model, self._weight_bound()))
+
+    def _weight_bound(self):
+        """The most the FedAvg weights (example counts) or FedBuff weights of one round add up to."""
+        c = self.cfg
+        if c.mode == "async":
+            return c.buffer_size
+        caps = sorted((c.client_max_examples.get(cid, c.max_examples)
+                       for cid in (self.sampled or c.clients)), reverse=True)
+        most = len(self.sampled) if self.sampled else max(c.clients_per_round, c.min_clients)
+        if caps:
+            return sum(caps[:most])
+        return most * c.max_examples
+
     def _close_round(self, now):
         """Aggregate, then commit: nothing changes when aggregation or the summary raises."""
         c = self.cfg
-        updates = [strategies.ClientUpdate(cid, n, t, self.round - v)
-                   for (cid, v), (n, t, _) in self.accepted.items()]
-        options = dict(c.strategy_options)
-        name = c.strategy
-        if c.mode == "async":
-            name, options = "fedbuff", {"staleness_weight": c.staleness_weight}
-        delta = strategies.aggregate(name, updates, clip_norm=c.clip_norm, **options)
-        model = OrderedDict((n, (v.astype(np.float64) + c.server_lr * delta[n].astype(np.float64))
-                             .astype(np.float32)) for n, v in self.server_model.items())
-        summary = self._round_summary(updates)
+        delta = self.fold.mean if self.fold is not None else self._robust_delta().__getitem__
+        model = OrderedDict((n, _applied(v, delta(n), c.server_lr))
+                            for n, v in self.server_model.items())
+        summary = self._round_summary()
         self.server_model = model
         self.history.append(summary)
         if c.rounds and self.round >= c.rounds:
             self.done = True
             self.round += 1
             self._advance_reference(self.round)
-            self.accepted = OrderedDict()
+            self.accepted, self.buffered, self.fold = OrderedDict(), OrderedDict(), None
             return self._announcements(final=True) + [self._persist()]
         return self._open_round(self.round + 1, now)
+
+    def _robust_delta(self):
+        """The aggregated delta of a strategy that sees every update (median, trimmed mean)."""
+        c = self.cfg
+        updates = [strategies.ClientUpdate(cid, self.accepted[(cid, v)][0], t, self.round - v)
+                   for (cid, v), t in self.buffered.items()]
+        return strategies.aggregate(c.strategy, updates, clip_norm=c.clip_norm,
+                                    **c.strategy_options)
 
     def _advance_reference(self, round_):
         """The announce path: the model every client holds for ``round_``, and its delta."""
@@ -332,18 +391,23 @@ class AggregatorCore(object):
             self.global_model = reference
         self.digest = model_digest(self.global_model)
 
-    def _round_summary(self, updates):
-        """Example-weighted client metrics; only finite numbers count (older state files may
-        hold anything a client sent)."""
-        total = float(sum(u.num_examples for u in updates)) or 1.0
-        metrics = [(n, _numbers(m)) for n, _, m in self.accepted.values()]
+    def _round_summary(self):
+        """Example-weighted client metrics, summed in client order (the same for any arrival
+        order); only finite numbers count (older state files may hold anything a client sent)."""
+        entries = sorted(self.accepted.items())
+        total = float(sum(n for _, (n, _) in entries)) or 1.0
+        metrics = [(n, _numbers(m)) for _, (n, m) in entries]
         keys = sorted(set(k for _, m in metrics for k in m))
         client_metrics = {k: sum(m.get(k, 0.0) * n for n, m in metrics) / total for k in keys}
-        return {"round": self.round, "base_digest": self.digest,
-                "clients": sorted(u.client_id for u in updates),
-                "num_examples": int(total), "bytes_in": self.bytes_in,
-                "announcement_bytes": self.announce_bytes, "snapshot_bytes": self.snapshot_bytes,
-                "rejected": self.rejected, "client_metrics": client_metrics}
+        summary = {"round": self.round, "base_digest": self.digest,
+                   "clients": sorted(cid for (cid, _), _ in entries),
+                   "num_examples": int(total), "bytes_in": self.bytes_in,
+                   "announcement_bytes": self.announce_bytes,
+                   "snapshot_bytes": self.snapshot_bytes, "rejected": self.rejected,
+                   "client_metrics": client_metrics}
+        if self.fold is not None:
+            summary["fold_error_bound"] = self.fold.error_bound()
+        return summary
 
     def _announcements(self, final=False):
         """The retained snapshot (delta announcements only) first, then the announcement."""
@@ -391,69 +455,18 @@ class AggregatorCore(object):
     def _persist(self):
         return Persist()
 
-    def to_bytes(self, external=None):
-        """The state as one safetensors blob (global model, accepted updates, JSON).
+    def to_bytes(self, external=None, models=None):
+        """The state as one safetensors blob (see ``edgefl.runtime.aggregator_state``)."""
+        from edgefl.runtime.aggregator_state import state_bytes
 
-        ``external`` maps accepted keys (client, version) to files already holding those
-        updates (see ``edgefl.runtime.state_store``): they are referenced, not inlined.
-        """
-        external = external or {}
-        tensors = OrderedDict(("global/" + n, v) for n, v in self.global_model.items())
-        if self.server_model is not self.global_model:
-            tensors.update(("server/" + n, v) for n, v in self.server_model.items())
-        if self.delta is not None:
-            tensors.update(("delta/" + n, v) for n, v in self.delta[0].items())
-        index = []
-        for i, (key, (n, t, m)) in enumerate(self.accepted.items()):
-            entry = {"client": key[0], "version": key[1], "num_examples": n, "metrics": m}
-            if key in external:
-                entry["file"] = external[key]
-            else:
-                tensors.update(("update/{}/{}".format(i, k), a) for k, a in t.items())
-            index.append(entry)
-        state = {"round": self.round, "digest": self.digest, "versions": list(self.versions.items()),
-                 "sampled": self.sampled, "deadline": self.deadline, "done": self.done,
-                 "history": self.history, "accepted": index, "rejected": self.rejected,
-                 "contributed": sorted([c, v] for c, v in self.contributed),
-                 "bytes_in": self.bytes_in, "epoch": self.epoch, "config": asdict(self.cfg),
-                 "delta": None if self.delta is None else self.delta[1],
-                 "announcement_bytes": self.announce_bytes, "snapshot_bytes": self.snapshot_bytes}
-        return encode_tensors(tensors, {"edgefl.aggregator_state": json.dumps(state)})
+        return state_bytes(self, external, models)
 
     @classmethod
     def from_bytes(cls, blob, config=None):
         """Restore a persisted state (``config`` overrides the stored one when given)."""
-        try:
-            tensors, meta = decode_tensors(blob)
-            state = json.loads(meta["edgefl.aggregator_state"])
-        except (WireError, KeyError, ValueError) as exc:
-            raise EdgeRuntimeError("aggregator state file is unreadable ({}) — delete it to start "
-                                   "over".format(exc))
-        cfg = config or AggregatorConfig(**state["config"])
-        model = OrderedDict((k[7:], np.array(v)) for k, v in tensors.items()
-                            if k.startswith("global/"))
-        core = cls(cfg, model)
-        core.round, core.digest = state["round"], state["digest"]
-        core.versions = OrderedDict((d, v) for d, v in state["versions"])
-        core.sampled, core.deadline, core.done = state["sampled"], state["deadline"], state["done"]
-        core.history, core.rejected = state["history"], state["rejected"]
-        core.bytes_in, core.epoch = state["bytes_in"], state.get("epoch", 0)
-        server = _prefixed(tensors, "server/")
-        core.server_model = server if server else core.global_model
-        if state.get("delta") is not None:
-            core.delta = (_prefixed(tensors, "delta/"), state["delta"])
-        core.announce_bytes = state.get("announcement_bytes", 0)
-        core.snapshot_bytes = state.get("snapshot_bytes", 0)
-        for i, e in enumerate(state["accepted"]):
-            if "file" in e:
-                t = _read_update_file(e["file"])
-            else:
-                pre = "update/{}/".format(i)
-                t = OrderedDict((k[len(pre):], np.array(v)) for k, v in tensors.items()
-                                if k.startswith(pre))
-            core.accepted[(e["client"], e["version"])] = (e["num_examples"], t, e["metrics"])
-        core.contributed = set((c, v) for c, v in state.get("contributed", [])) | set(core.accepted)
-        return core
+        from edgefl.runtime.aggregator_state import restore_core
+
+        return restore_core(cls, blob, config)
 
 
 def _round_of(payload):
@@ -464,9 +477,15 @@ def _round_of(payload):
         return -1
 
 
-def _prefixed(tensors, prefix):
-    return OrderedDict((k[len(prefix):], np.array(v)) for k, v in tensors.items()
-                       if k.startswith(prefix))
+def _applied(model, delta, lr, block=1 << 16):
+    """float32(model + lr * delta), computed in float64 block by block (no model-sized float64
+    temporaries)."""
+    flat, d = np.asarray(model).reshape(-1), np.asarray(delta).reshape(-1)
+    out = np.empty(flat.size, np.float32)
+    for s in range(0, flat.size, block):
+        e = min(flat.size, s + block)
+        out[s:e] = flat[s:e].astype(np.float64) + lr * d[s:e].astype(np.float64)
+    return out.reshape(np.shape(model))
 
 
 def _numbers(metrics):
@@ -477,13 +496,3 @@ def _numbers(metrics):
         items = metrics.items() if isinstance(metrics, dict) else ()
         return OrderedDict((k, float(v)) for k, v in items
                            if type(v) in (int, float) and abs(v) <= 2 ** 53 and np.isfinite(v))
-
-
-def _read_update_file(path):
-    try:
-        with open(path, "rb") as f:
-            tensors, _ = decode_tensors(f.read())
-    except (IOError, OSError, WireError) as exc:
-        raise EdgeRuntimeError("accepted update {} cannot be read ({}) — the aggregator state "
-                               "is incomplete; delete it to start over".format(path, exc))
-    return OrderedDict((k, np.array(v)) for k, v in tensors.items())

@@ -4,6 +4,10 @@ An update is a delta (local - global) per tensor. Every strategy takes a list of
 :class:`ClientUpdate` and returns the aggregated delta (float32); the aggregator applies it as
 ``global + server_lr * delta``. Results do not depend on the order of the list: updates are
 sorted by client id (then base version) before any sum, and sums accumulate in float64.
+
+FedAvg and FedBuff are weighted means, so the aggregator streams them instead: each update is
+folded into an exact running sum as it arrives (``edgefl.runtime.fold``) with the coefficient
+and weight :func:`fold_weight` gives. Median and trimmed mean need every update at once.
 """
 
 from collections import OrderedDict, namedtuple
@@ -12,9 +16,9 @@ import numpy as np
 
 from edgefl.runtime.errors import EdgeRuntimeError
 
-__all__ = ["ClientUpdate", "STRATEGIES", "STALENESS", "aggregate", "fedavg", "fedbuff",
-           "median", "trimmed_mean", "clip_by_norm", "prox_gradient", "prox_penalty",
-           "update_norm"]
+__all__ = ["ClientUpdate", "FOLD_WEIGHTS", "STRATEGIES", "STALENESS", "aggregate", "fedavg",
+           "fedbuff", "fold_weight", "median", "trimmed_mean", "clip_by_norm", "prox_gradient",
+           "prox_penalty", "update_norm"]
 
 ClientUpdate = namedtuple("ClientUpdate", "client_id num_examples tensors staleness")
 ClientUpdate.__new__.__defaults__ = (0,)
@@ -118,6 +122,19 @@ def trimmed_mean(updates, beta=0.1):
 
 STRATEGIES = {"fedavg": fedavg, "fedbuff": fedbuff, "median": median,
               "trimmed_mean": trimmed_mean}
+
+# strategy -> (num_examples, staleness, staleness weight name) -> (coefficient, weight): the
+# mean is sum(coefficient * delta) / sum(weight). FedAvg: example-weighted; FedBuff:
+# (1/K) sum s(tau) delta over the K buffered updates.
+FOLD_WEIGHTS = {
+    "fedavg": lambda n, tau, sw: (int(n), int(n)),
+    "fedbuff": lambda n, tau, sw: (float(STALENESS[sw](tau)), 1),
+}
+
+
+def fold_weight(name, num_examples, staleness=0, staleness_weight=DEFAULT_STALENESS):
+    """(coefficient, weight) of one update in the streaming fold of strategy ``name``."""
+    return FOLD_WEIGHTS[name](num_examples, staleness, staleness_weight)
 
 
 def update_norm(tensors):

@@ -6,7 +6,7 @@ sender's status topic.
 """
 
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -54,6 +54,7 @@ class Verdict:
     staleness: int = 0
     tensors: Optional[dict] = None
     metrics: dict = field(default_factory=dict)
+    undo: Optional[Callable[[], None]] = None  # takes a folded update out of the fold again
 
 
 def _reject(code, detail, **kw):
@@ -116,15 +117,20 @@ def _check_fields(msg, exp, topic_client):
     return None
 
 
-def validate_update(payload, exp, topic_client=None):
+def validate_update(payload, exp, topic_client=None, fold=None):
     """Check one update message end to end.
 
     Args:
         payload: the raw message bytes.
         exp: the aggregator's :class:`Expectation`.
         topic_client: the client id the topic names (identity pinned by the broker ACL).
+        fold: folds the update into a running sum where its values are checked, in the same
+            pass (``edgefl.runtime.fold``): ``fold(tensors, num_examples, staleness, norm) ->
+            (reason or None, undo)``; ``norm`` is the update's L2 norm when it was computed,
+            else None. A check that fails after it calls ``undo()``.
     Returns:
-        a Verdict; when ``ok`` its ``tensors`` are the decoded float32 deltas.
+        a Verdict; when ``ok`` its ``tensors`` are the decoded float32 deltas (and ``undo``
+        takes the update out of the fold again).
     """
     if len(payload) > exp.max_bytes:
         return _reject("too-large", "{} bytes > limit {}".format(len(payload), exp.max_bytes))
@@ -143,19 +149,30 @@ def validate_update(payload, exp, topic_client=None):
         tensors = codec.decode(msg.tensors, msg.params.get("codec", {}), exp.shapes)
     except (WireError, EdgeRuntimeError) as exc:
         return _reject("codec", str(exc), **who)
-    for n, v in tensors.items():
+    staleness = exp.round - exp.versions[msg.base_digest]
+    norm = update_norm(tensors) if exp.max_norm is not None else None
+    undo = _nothing
+    for n, v in tensors.items() if fold is None else ():
         if not np.all(np.isfinite(v)):
             return _reject("non-finite", "NaN or Inf in {!r}".format(n[:60]), **who)
-    if exp.max_norm is not None:
-        norm = update_norm(tensors)
-        if norm > exp.max_norm:
-            return _reject("norm-bound", "update norm {:.4g} > bound {:.4g}".format(
-                norm, exp.max_norm), **who)
+    # a norm of NaN or Inf: a value is; the fold names it (float64 squares of float32 values
+    # never overflow)
+    if norm is not None and np.isfinite(norm) and norm > exp.max_norm:
+        return _reject("norm-bound", "update norm {:.4g} > bound {:.4g}".format(
+            norm, exp.max_norm), **who)
+    if fold is not None:
+        reason, undo = fold(tensors, msg.num_examples, staleness, norm)
+        if reason:
+            return Verdict(False, reason, **who)
     if exp.keyring is not None:  # last, so a malformed update is reported for what is wrong
         bad_signature = verify_message(exp.keyring, msg)
         if bad_signature:
+            undo()
             return _reject("signature", bad_signature, **who)
-    version = exp.versions[msg.base_digest]
     return Verdict(True, "", client_id=msg.client_id, round=msg.round,
-                   num_examples=msg.num_examples, staleness=exp.round - version,
-                   tensors=tensors, metrics=update_metrics(msg.metrics))
+                   num_examples=msg.num_examples, staleness=staleness,
+                   tensors=tensors, metrics=update_metrics(msg.metrics), undo=undo)
+
+
+def _nothing():
+    return None

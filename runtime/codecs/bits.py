@@ -36,9 +36,13 @@ def unpack_uint(buf, count, nbits):
         shifts = np.arange(8 - nbits, -1, -nbits, dtype=np.uint8)
         vals = (raw[:, None] >> shifts[None, :]) & np.uint8((1 << nbits) - 1)
         return vals.ravel()[:count].astype(np.uint32)
-    bits = np.unpackbits(raw)[:count * nbits].reshape(count, nbits).astype(np.uint32)
-    weights = (1 << np.arange(nbits - 1, -1, -1, dtype=np.uint32))
-    return bits.dot(weights).astype(np.uint32)
+    bits = np.unpackbits(raw)[:count * nbits].reshape(count, nbits)
+    # one shift-or per bit column: an integer dot product is no BLAS call and costs ~10x more
+    vals = np.zeros(count, np.uint32)
+    for j in range(nbits):
+        vals <<= np.uint32(1)
+        vals |= bits[:, j]
+    return vals
 
 
 def rice_parameter(gaps):

@@ -113,8 +113,12 @@ def test_async_stale_update_is_weighted_by_staleness_and_too_stale_is_rejected(l
             (n, (v3_model[n].astype(np.float64) + d[n].astype(np.float64)).astype(np.float32)) for n in shapes
         )
 
-    assert flkit.models_equal(v4_model, apply(ups))
-    assert not flkit.models_equal(v4_model, apply([u._replace(staleness=0) for u in ups]))
+    # (the aggregator sums exactly on a fixed-point grid: within 1e-6 of the float64 sums)
+    def gap(model):
+        return max(float(np.max(np.abs(v4_model[n] - model[n]))) for n in shapes)
+
+    assert gap(apply(ups)) <= 1e-6
+    assert gap(apply([u._replace(staleness=0) for u in ups])) > 1e-3
     assert [h["clients"] for h in agg.core.history] == [["c0", "c1", "c2"]] * 2 + [
         ["c0", "c1", "c3"],
         ["c0", "c3", "c4"],

@@ -240,30 +240,36 @@ def test_agent_state_survives_a_restart(small_model):
     assert again.on_message(agg.topics.round, agg._announce().payload) is None  # no resubmit
 
 
-def test_state_store_writes_each_update_once_and_restarts(small_model, tmp_path):
+def test_state_store_keeps_the_running_sum_not_the_updates_and_restarts(small_model, tmp_path):
     import os
 
     from edgefl.runtime.loops import open_aggregator
     from edgefl.runtime.state_store import StateStore
 
+    # Prepare: a round of three; two updates arrive, the state is saved after each.
     cfg = AggregatorConfig("fed", rounds=2, min_clients=3, clients_per_round=3)
     path = str(tmp_path / "agg.state")
     store = StateStore(path)
     core = open_aggregator(cfg, small_model, path)
     core.start(0.0)
     store.save(core)
-    base = os.path.getsize(path)
     ups = [make_update(core, c, s, n=5) for c, s in (("a", 1.0), ("b", 2.0), ("c", 4.0))]
+    sizes = []
     for topic, payload in ups[:2]:
         core.on_message(topic, payload, 1.0)
         store.save(core)
-    files = sorted(os.listdir(path + ".updates"))
-    assert len(files) == 2 and os.path.getsize(path) < base + 2048  # updates live beside it
-    resumed = open_aggregator(cfg, small_model, path)  # "kill -9" and restart
+        sizes.append(os.path.getsize(path))
+    # Assert: the state holds the running sum, not the updates: it does not grow by an update,
+    # no update is on disk, the models are written once per round beside it.
+    assert sizes[1] - sizes[0] < 200 and not os.path.exists(path + ".updates")
+    assert len(os.listdir(path + ".models")) == 1
+    # Execute: "kill -9" and restart; the third update closes the round.
+    resumed = open_aggregator(cfg, small_model, path)
     assert resumed.round == 1 and sorted(resumed.accepted) == [("a", 1), ("b", 1)]
     resumed.on_message(ups[2][0], ups[2][1], 2.0)
     store2 = StateStore(path)
     store2.save(resumed)
+    # Assert: bitwise the model of the same updates in the reverse order, uninterrupted.
     assert resumed.round == 2 and resumed.accepted == OrderedDict()
     ref = AggregatorCore(cfg, small_model)
     ref.start(0.0)
@@ -271,8 +277,34 @@ def test_state_store_writes_each_update_once_and_restarts(small_model, tmp_path)
         ref.on_message(topic, payload, 1.0)
     for n in small_model:
         assert resumed.global_model[n].tobytes() == ref.global_model[n].tobytes()
-    assert len(os.listdir(path + ".updates")) == 2  # round 1 files are kept one round longer
+    assert len(os.listdir(path + ".models")) == 2  # round 1's models are kept one round longer
     for cid in ("a", "b", "c"):
         resumed.on_message(*make_update(resumed, cid, 1.0), now=3.0)
     store2.save(resumed)
-    assert resumed.done and os.listdir(path + ".updates") == []
+    assert resumed.done and len(os.listdir(path + ".models")) == 1
+
+
+def test_state_store_writes_each_kept_update_once_for_the_median(small_model, tmp_path):
+    import os
+
+    from edgefl.runtime.loops import open_aggregator
+    from edgefl.runtime.state_store import StateStore
+
+    # Prepare: the median needs every update of the round at once, so they are kept.
+    cfg = AggregatorConfig("fed", rounds=1, min_clients=3, clients_per_round=3, strategy="median")
+    path = str(tmp_path / "agg.state")
+    store = StateStore(path)
+    core = open_aggregator(cfg, small_model, path)
+    core.start(0.0)
+    ups = [make_update(core, c, s, n=5) for c, s in (("a", 1.0), ("b", 2.0), ("c", 4.0))]
+    # Execute: two updates, saved after each (twice after the second), then a restart.
+    for topic, payload in ups[:2]:
+        core.on_message(topic, payload, 1.0)
+        store.save(core)
+    store.save(core)
+    resumed = open_aggregator(cfg, small_model, path)
+    resumed.on_message(ups[2][0], ups[2][1], 2.0)
+    # Assert: one file per kept update; the restart closes the round with the median (b: +2).
+    assert len(os.listdir(path + ".updates")) == 2 and resumed.done
+    for n, v in small_model.items():
+        np.testing.assert_allclose(resumed.global_model[n], v + 2.0, atol=1e-6)

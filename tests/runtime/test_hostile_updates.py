@@ -8,7 +8,7 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 
-from edgefl.runtime import strategies
+from edgefl.runtime.fold import Fold
 from edgefl.runtime.aggregator import AggregatorConfig, AggregatorCore, Persist
 from edgefl.runtime.loops import open_aggregator, serve_aggregator
 from edgefl.runtime.quarantine import Quarantine
@@ -105,8 +105,8 @@ def test_a_poisoned_state_file_from_an_older_version_still_closes_its_round(kit,
     topic, good = kit.make_update(agg, "a", 0.5)
     agg.on_message(topic, good, 1.0)
     key = ("a", 1)
-    n, tensors, _ = agg.accepted[key]
-    agg.accepted[key] = (n, tensors, {"loss": "0.5", "big": 10 ** 400, "acc": 0.25})
+    n, _ = agg.accepted[key]
+    agg.accepted[key] = (n, {"loss": "0.5", "big": 10 ** 400, "acc": 0.25})
     restored = AggregatorCore.from_bytes(agg.to_bytes())
     # Execute: the second update closes the round.
     topic, good = kit.make_update(restored, "b", 0.5)
@@ -118,32 +118,40 @@ def test_a_poisoned_state_file_from_an_older_version_still_closes_its_round(kit,
 
 
 def test_an_unexpected_error_is_one_rejection_and_changes_nothing(kit, small_model, monkeypatch):
-    # Prepare: a's update is in; aggregation itself fails when b's update would close the round.
+    # Prepare: a's update is in; aggregation itself fails when b's update would close the round
+    # (after b was folded into the running sum).
     agg = _started(small_model)
     agg.on_message(*kit.make_update(agg, "a", 0.5), now=1.0)
     model = OrderedDict((k, v.copy()) for k, v in agg.global_model.items())
+    sums = OrderedDict((k, v.copy()) for k, v in agg.fold.exact_sums().items())
     topic, good = kit.make_update(agg, "b", 0.5)
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("float division by zero")
 
-    monkeypatch.setattr(strategies, "fedavg", broken)
-    monkeypatch.setitem(strategies.STRATEGIES, "fedavg", broken)
+    monkeypatch.setattr(Fold, "mean", broken)
     # Execute
     actions = agg.on_message(topic, good, 2.0)
-    # Assert: b is told "internal", nothing is persisted, the round and model are unchanged,
-    # and the log names the message's sha256.
+    # Assert: b is told "internal", nothing is persisted, the round, the running sum (b taken
+    # out again, exactly) and the model are unchanged, and the log names the message's sha256.
     ((cid, ok, reason),) = kit.statuses(actions)
     assert (cid, ok) == ("b", False) and reason.startswith("internal: ZeroDivisionError"), reason
     assert not any(isinstance(a, Persist) for a in actions)
     assert agg.round == 1 and list(agg.accepted) == [("a", 1)] and not agg.history
+    assert all(np.array_equal(agg.fold.exact_sums()[k], v) for k, v in sums.items())
+    assert agg.fold.count == 1 and agg.fold.weight == 10
     assert all(np.array_equal(agg.global_model[k], v) for k, v in model.items())
     level, line = agg.log[-1]
     assert level == "error" and "sha256 " in line and "internal: ZeroDivisionError" in line
-    # ... and once the cause is gone the same update closes the round.
+    # ... and once the cause is gone the same update closes the round, with the model of an
+    # aggregator that never failed.
     monkeypatch.undo()
     agg.on_message(topic, good, 3.0)
     assert agg.round == 2 and agg.history[0]["clients"] == ["a", "b"]
+    ref = _started(small_model)
+    ref.on_message(topic, good, 1.0)
+    ref.on_message(*kit.make_update(ref, "a", 0.5), now=1.0)
+    assert all(agg.global_model[k].tobytes() == ref.global_model[k].tobytes() for k in model)
 
 
 def test_a_retained_update_is_ignored_and_cleared(kit, small_model):
