@@ -106,7 +106,8 @@ class Fold(object):
 
     def _buffers(self):
         if self._scratch is None:
-            self._scratch = (np.empty(_BLOCK, np.float64), np.empty(_BLOCK, np.int64))
+            size = min(_BLOCK, max([int(np.prod(s)) for s in self.shapes.values()] + [1]))
+            self._scratch = (np.empty(size, np.float64), np.empty(size, np.int64))
         return self._scratch
 
     def add(self, tensors, coef, weight):
