@@ -92,12 +92,12 @@ def load_state_dict(path) -> dict:
 
 def load_checkpoint(path) -> Checkpoint:
     """Rebuild the model from the registry (and its compression state), load verified weights."""
-    from edgefl.models import build_model
+    from edgefl.models.reference import model_from_config
 
     path = Path(path)
     config = read_config(path)
     state = load_state_dict(path)
-    model = build_model(config["model"], **config["model_args"])
+    model = model_from_config(config, f"checkpoint {path}")
     if config.get("compression"):
         from edgefl.compress import restore_model
 

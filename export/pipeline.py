@@ -64,7 +64,6 @@ def export_checkpoint(request: ExportRequest, progress=None) -> ExportResult:
     from edgefl.checkpoint import load_checkpoint
 
     profile, on_stage = _start(request, progress)
-    on_stage("load checkpoint")
     checkpoint = load_checkpoint(request.checkpoint)
     check_finite_weights(checkpoint.model, request.checkpoint)
     config = checkpoint.config
@@ -72,10 +71,9 @@ def export_checkpoint(request: ExportRequest, progress=None) -> ExportResult:
     if len(input_shape) != 3:
         raise EdgeflError(f"input shape {input_shape} is not C,H,W — pass --input-shape C,H,W")
 
-    def samples():
-        return load_samples(
-            config, input_shape, request.samples, request.parity_samples, request.calib_samples
-        )
+    samples = load_samples(
+        config, input_shape, request.samples, request.parity_samples, request.calib_samples
+    )
 
     meta = {
         "model": config["model"],
@@ -145,7 +143,7 @@ def export_module(
     return _export_torch(
         model,
         tuple(x.shape[1:]),
-        lambda: samples_from_array(x, preprocessing, "samples given"),
+        samples_from_array(x, preprocessing, "samples given"),
         meta,
         request,
         profile_obj,
@@ -154,7 +152,10 @@ def export_module(
 
 
 def _start(request: ExportRequest, progress):
-    """Refuse what can be refused before any heavy work; returns (profile, stage reporter)."""
+    """Refuse what can be refused before any heavy work; returns (profile, a maker of the stage reporter).
+
+    The progress display starts only once the inputs are loaded, so a refusal is one line on stderr.
+    """
     from edgefl.export.profiles import load_profile
 
     if request.batch < 1:
@@ -162,7 +163,8 @@ def _start(request: ExportRequest, progress):
     profile = load_profile(request.profile)
     resolve_export_settings(profile, request.precision, request.format)
     check_out(Path(request.out))
-    return profile, Stages(progress, 6 if (request.precision, request.format) == ("int8", "onnx") else 5)
+    stages = 5 if (request.precision, request.format) == ("int8", "onnx") else 4
+    return profile, lambda: Stages(progress, stages)
 
 
 def _export_torch(
@@ -173,6 +175,7 @@ def _export_torch(
 
     from edgefl.models.head import find_head
 
+    on_stage = on_stage()
     torch.set_num_threads(1)
     trained = trained.eval()  # parity is judged against the model as trained
     model = prepare_for_export(trained).eval()
@@ -195,7 +198,7 @@ def _export_torch(
         head=(weight, bias),
         reference=torch_reference(trained, request.head),
         against="torch",
-        samples=samples(),
+        samples=samples,
         quantized_model=quantized_model,
         preprocessing=meta["preprocessing"],
         labels=meta["labels"],

@@ -144,7 +144,8 @@ def model(default="resnet20", help: str = "Model to build"):
     from edgefl.models.registry import model_names
 
     return typer.Option(default, "--model", parser=parser_of(validate.model_ref), metavar="MODEL",
-                        help=f"{help}: a zoo name ({', '.join(model_names())}) or MODULE:FACTORY.")
+                        help=f"{help}: a zoo name ({', '.join(model_names())}), package.module:factory or "
+                        "path/to/file.py:factory.")
 
 
 def data(default="mnist", help: str = "Dataset"):

@@ -1,7 +1,6 @@
-"""`edgefl train`: train a zoo model on a dataset and write a checkpoint."""
+"""`edgefl train`: train a model (zoo name or reference) on a dataset and write a checkpoint."""
 
 from pathlib import Path
-
 
 from edgefl.cli import options
 from edgefl.cli.common import console, emit_json, key_value_table
@@ -21,19 +20,20 @@ def command(
                                           help="Hold out this fraction, stratified (default: the dataset's "
                                           "official test split if it has one, else 0.2)."),
     seed: int = options.seed(),
-    model_arg: list[str] = options.key_values("--model-arg", help="Extra model argument (repeatable), e.g. "
-                                              "width=2."),
+    model_arg: list[str] = options.key_values("--model-arg", help="Model argument (repeatable), e.g. "
+                                              "width=2; values are JSON scalars, else strings."),
     as_json: bool = options.as_json(),
     quiet: bool = options.quiet(),
 ):
     """Train a model on this machine with progress bars; write a safetensors checkpoint and metrics."""
+    from edgefl.models.reference import parse_model_args
     from edgefl.train_checkpoint import train_to_checkpoint
 
+    model_args = parse_model_args(model_arg)
     with staged(out, force) as stage, progress_for(not quiet) as progress:
         result = train_to_checkpoint(stage, model=model, data=data, epochs=epochs, lr=lr,
-                                     batch_size=batch_size,
-                                     test_fraction=test_fraction, seed=seed, model_args=dict(model_arg or []),
-                                     progress=progress)
+                                     batch_size=batch_size, test_fraction=test_fraction, seed=seed,
+                                     model_args=model_args, progress=progress)
     result = relocate(result, stage, out)
     if as_json:
         emit_json(result)

@@ -195,14 +195,17 @@ def out_rule(path: Path, force: bool, kind: str = "dir") -> Path:
 
 def model_ref(text: str) -> str:
     """A zoo model name, or a reference ``package.module:factory`` / ``path/to/file.py:factory``."""
+    from edgefl.errors import EdgeflError
+    from edgefl.models.reference import resolve_model_reference
     from edgefl.models.registry import model_names
 
-    if ":" in text:
-        module, _, factory = text.rpartition(":")
-        if not module or not factory.isidentifier():
-            raise ValueError(f"{text!r} is not a model reference — pass a zoo name or MODULE:FACTORY")
-        return text
-    return choice(text, model_names(), "model")
+    if ":" not in text:
+        return choice(text, model_names(), "model")
+    try:
+        resolve_model_reference(text, model_names())  # the one decision about what a reference names
+    except EdgeflError as exc:
+        raise ValueError(str(exc)) from None
+    return text
 
 
 def dataset(text: str) -> str:

@@ -38,7 +38,8 @@ def save_compressed(out, result: CompressionResult, base_config: dict) -> str:
     """Write the compressed model as a checkpoint directory (config["compression"] = result.state)."""
     from edgefl.checkpoint import save_checkpoint
 
-    keep = ("model", "model_args", "input_shape", "num_classes", "labels", "preprocessing", "data", "split")
+    keep = ("model", "model_args", "model_source", "input_shape", "num_classes", "labels", "preprocessing",
+            "data", "split")
     config = {k: copy.deepcopy(base_config[k]) for k in keep if k in base_config}
     config["compression"] = result.state
     config["metrics"] = {"test_accuracy": result.totals["accuracy_after"], "compression": result.totals}

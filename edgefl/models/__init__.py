@@ -1,4 +1,4 @@
-"""Model zoo behind a name registry (torch is imported here: this is host-side code)."""
+"""Model zoo behind a name registry; models by reference (edgefl.models.reference) and heads (.head)."""
 
 from edgefl.models.registry import MODELS, build_model, model_names
 

@@ -21,9 +21,17 @@ def model_names() -> list:
 
 
 def build_model(name: str, **args):
-    """Build a registered model by name with keyword arguments (e.g. in_channels, num_classes)."""
+    """Build a model by zoo name or by reference (package.module:factory, path/to/file.py:factory).
+
+    Args:
+        name: zoo name or reference (see edgefl.models.reference).
+        args: keyword arguments for the model (e.g. in_channels, num_classes).
+    """
     if name not in MODELS:
-        raise EdgeflError(f"unknown model '{name}' — choose one of: {', '.join(model_names())}")
+        from edgefl.models.reference import call_factory, load_factory, resolve_model_reference
+
+        factory, _source = load_factory(resolve_model_reference(name, MODELS))
+        return call_factory(factory, args, name)
     module, attr = MODELS[name].split(":")
     builder = getattr(importlib.import_module(module), attr)
     try:
