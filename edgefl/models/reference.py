@@ -101,7 +101,7 @@ def parse_model_args(pairs) -> dict:
 
 
 def _sha256(path: Path) -> str:
-    from edgefl.runtime.manifest import sha256_file
+    from edgefl.runtime.bundle import sha256_file
 
     return sha256_file(path)
 
