@@ -15,10 +15,13 @@ import torch
 from edgefl.data import load_mnist, train_test_split
 from edgefl.export.graph_checks import check_model_full, max_opset
 
+pytestmark = pytest.mark.slow  # two trainings through the console script (a few minutes on 2 cores)
+
 EDGEFL = str(Path(sys.executable).with_name("edgefl"))
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "models"
-# fixture file -> (head module, feature width with the default arguments)
-MODELS = {"mobilenet_hs.py": ("classifier.1", 128), "se_concat_net.py": ("fc", 48)}
+# fixture file -> (head module, feature width at --model-arg width=8)
+MODELS = {"mobilenet_hs.py": ("classifier.1", 64), "se_concat_net.py": ("fc", 32)}
+IMAGES = 1000
 
 
 def edgefl(*argv):
@@ -27,10 +30,10 @@ def edgefl(*argv):
 
 @pytest.fixture(scope="module")
 def mnist_slice(tmp_path_factory):
-    """1,500 shipped MNIST images as an .npz (what a user's own data looks like to edgefl)."""
+    """1,000 shipped MNIST images as an .npz (what a user's own data looks like to edgefl)."""
     train, _ = train_test_split(load_mnist(), 0.2, seed=0)
     path = tmp_path_factory.mktemp("data") / "digits.npz"
-    np.savez(path, x=(train.x[:1500, 0] * 255).round().astype(np.uint8), y=train.y[:1500])
+    np.savez(path, x=(train.x[:IMAGES, 0] * 255).round().astype(np.uint8), y=train.y[:IMAGES])
     return path
 
 
@@ -38,20 +41,8 @@ def mnist_slice(tmp_path_factory):
 def trained_and_exported(request, mnist_slice, tmp_path_factory):
     root = tmp_path_factory.mktemp(Path(request.param).stem)
     reference = f"{FIXTURES / request.param}:build"
-    proc = edgefl(
-        "train",
-        "--model",
-        reference,
-        "--data",
-        mnist_slice,
-        "--epochs",
-        "1",
-        "--batch-size",
-        "64",
-        "--out",
-        root / "ck",
-        "--json",
-    )
+    proc = edgefl("train", "--model", reference, "--model-arg", "width=8", "--data", mnist_slice,
+                  "--epochs", "2", "--batch-size", "32", "--lr", "0.1", "--out", root / "ck", "--json")
     assert proc.returncode == 0, proc.stderr[-3000:]
     proc = edgefl("export", root / "ck", "--profile", "jetson-tx2", "--out", root / "bundle", "--json")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -66,7 +57,7 @@ def test_opset_13_full_checker_and_parity(trained_and_exported):
     assert [o.name for o in model.graph.output] == ["logits", "features"]
     assert manifest["outputs"][1]["shape"] == [1, MODELS[name][1]]
     fp32 = manifest["parity"]["fp32"]
-    assert fp32["passed"] and abs(fp32["samples"] - 300) <= 2 and fp32["max_abs_diff"] < 1e-4
+    assert fp32["passed"] and abs(fp32["samples"] - IMAGES // 5) <= 2 and fp32["max_abs_diff"] < 1e-4
     assert fp32["features_max_abs_diff"] < 1e-4 and fp32["top1_agreement"] == 1.0
 
 
