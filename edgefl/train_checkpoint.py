@@ -1,4 +1,4 @@
-"""`edgefl train`'s library call: a model (zoo name or reference) trained on a dataset, written as a checkpoint.
+"""`edgefl train`'s library call: a model (zoo name or reference) trained on data, written as a checkpoint.
 
 Kept apart from ``edgefl.train`` (the loops), which the compression core uses to measure accuracy,
 so that the loops never import checkpoint I/O (checkpoint -> compress -> train -> checkpoint was a
