@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from edgefl.errors import EdgeflError
+from edgefl.models.registry import MODELS, build_zoo_model
 
 FORMS = "a zoo name, package.module:factory or path/to/file.py:factory"
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -233,6 +234,20 @@ def call_factory(factory, args: dict, text: str):
     return model
 
 
+def build_model(name: str, **args):
+    """Build a model by zoo name or by reference (package.module:factory, path/to/file.py:factory).
+
+    Args:
+        name: zoo name or reference.
+        args: keyword arguments for the model (e.g. in_channels, num_classes).
+    """
+    ref = resolve_model_reference(name, MODELS)
+    if ref.kind == "zoo":
+        return build_zoo_model(name, **args)
+    factory, _source = load_factory(ref)
+    return call_factory(factory, args, name)
+
+
 def build_with_source(text: str, optional: dict = None, given: dict = None):
     """Build a model for training: (model, the arguments it was built with, source record or None).
 
@@ -241,13 +256,11 @@ def build_with_source(text: str, optional: dict = None, given: dict = None):
         optional: arguments passed only where the factory takes them (in_channels, num_classes).
         given: the user's --model-arg values (always passed).
     """
-    from edgefl.models.registry import MODELS, build_model
-
     optional, given = dict(optional or {}), dict(given or {})
     ref = resolve_model_reference(text, MODELS)
     if ref.kind == "zoo":
         args = {**optional, **given}
-        return build_model(text, **args), args, None
+        return build_zoo_model(text, **args), args, None
     factory, source = load_factory(ref)
     args = accepted_arguments(factory, optional, given)
     return call_factory(factory, args, text), args, source
@@ -255,11 +268,9 @@ def build_with_source(text: str, optional: dict = None, given: dict = None):
 
 def model_from_config(config: dict, where: str = "the checkpoint"):
     """Rebuild a checkpoint's model: from the zoo, or from its recorded source once the sha256 matches."""
-    from edgefl.models.registry import build_model
-
     recorded = config.get("model_source")
     if not recorded:
-        return build_model(config["model"], **config["model_args"])
+        return build_zoo_model(config["model"], **config["model_args"])
     if recorded["kind"] == "file":
         ref = ModelReference(config["model"], "file", recorded["path"], recorded["factory"])
         if not Path(recorded["path"]).is_file():

@@ -1,5 +1,5 @@
-"""Name → model class. Every classifier has `features(x)` (flattened penultimate activations) and a
-final `classifier` nn.Linear, so the device can fine-tune the head on features from the engine."""
+"""The zoo: name → model class. Every zoo classifier has `features(x)` (flattened penultimate activations)
+and a final `classifier` nn.Linear; models from elsewhere need not (edgefl.models.head finds their head)."""
 
 import importlib
 
@@ -20,18 +20,10 @@ def model_names() -> list:
     return sorted(MODELS)
 
 
-def build_model(name: str, **args):
-    """Build a model by zoo name or by reference (package.module:factory, path/to/file.py:factory).
-
-    Args:
-        name: zoo name or reference (see edgefl.models.reference).
-        args: keyword arguments for the model (e.g. in_channels, num_classes).
-    """
+def build_zoo_model(name: str, **args):
+    """Build a zoo model by name (edgefl.models.build_model also takes references)."""
     if name not in MODELS:
-        from edgefl.models.reference import call_factory, load_factory, resolve_model_reference
-
-        factory, _source = load_factory(resolve_model_reference(name, MODELS))
-        return call_factory(factory, args, name)
+        raise EdgeflError(f"unknown model '{name}' — choose one of: {', '.join(model_names())}")
     module, attr = MODELS[name].split(":")
     builder = getattr(importlib.import_module(module), attr)
     try:
