@@ -122,7 +122,10 @@ def _linear_head(proto: onnx.ModelProto, logits: str, name: str):
         b = inits[node.input[1]]
         weight = attrs.get("alpha", 1.0) * (b if attrs.get("transB", 0) else b.T)
         c = inits.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
-        bias = attrs.get("beta", 1.0) * np.broadcast_to(c, weight.shape[:1]) if c is not None else None
+        if c is not None:  # C broadcasts to [N, classes]: a scalar, [classes] or [1, classes]
+            bias = attrs.get("beta", 1.0) * np.broadcast_to(
+                c.reshape(-1) if c.size > 1 else c.reshape(()), weight.shape[:1]
+            )
     elif node is not None and node.op_type == "MatMul" and node.input[1] in inits:
         weight = inits[node.input[1]].T
     else:

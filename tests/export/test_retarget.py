@@ -114,3 +114,50 @@ def test_retargeted_graph_computes_the_same_at_opset_13(op, opset, attrs, inits)
     }
     x = np.random.default_rng(0).standard_normal((2, 3, 4, 5)).astype(np.float32) * 4
     np.testing.assert_allclose(run(low, x), run(model, x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("form", ["gemm", "gemm-2d-bias", "matmul-add"])
+def test_the_linear_head_of_an_onnx_graph_is_found(form):
+    from edgefl.export.onnx_in import graph_io
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((6, 3)).astype(np.float32)  # features 6 -> classes 3, stored as x @ w
+    b = rng.standard_normal(3).astype(np.float32)
+    x = helper.make_tensor_value_info("img", TensorProto.FLOAT, ["N", 1, 2, 3])
+    y = helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 3])
+    flat = helper.make_node("Flatten", ["img"], ["feat"])
+    if form == "matmul-add":
+        head = [
+            helper.make_node("MatMul", ["feat", "w"], ["mm"]),
+            helper.make_node("Add", ["mm", "b"], ["out"]),
+        ]
+        inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")]
+    else:
+        bias = b.reshape(1, 3) if form == "gemm-2d-bias" else b
+        head = [helper.make_node("Gemm", ["feat", "w", "b"], ["out"], alpha=2.0, beta=0.5)]
+        inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(bias, "b")]
+    model = helper.make_model(
+        helper.make_graph([flat, *head], "g", [x], [y], inits), opset_imports=[helper.make_opsetid("", 13)]
+    )
+    model = onnx.shape_inference.infer_shapes(model)
+    io = graph_io(model, "m.onnx")
+    scale, shift = (1.0, 1.0) if form == "matmul-add" else (2.0, 0.5)
+    assert (io.input, io.logits, io.features, io.input_shape, io.batch) == (
+        "img",
+        "out",
+        "feat",
+        (1, 2, 3),
+        None,
+    )
+    np.testing.assert_allclose(io.weight, scale * w.T)
+    np.testing.assert_allclose(io.bias, shift * b)
+    feats = rng.standard_normal((4, 6)).astype(np.float32)
+    np.testing.assert_allclose(
+        feats @ io.weight.T + io.bias, run_feats(model, feats.reshape(4, 1, 2, 3)), rtol=1e-5, atol=1e-5
+    )
+
+
+def run_feats(model, x):
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"img": x}
+    )[0]
