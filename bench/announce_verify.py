@@ -8,7 +8,11 @@ imports) and per model size — the shipped tiny bundle's head, and float32 mode
 - ``signature_ms``: the Ed25519 verification alone (independent of the model size);
 - ``problem_ms``: ``AnnouncementVerifier.problem`` — signature plus the model digest (sha256);
 - ``on_message_ms``: the whole ``AgentCore.on_message`` (decode, verify, digest, float32 copy);
-- ``unsigned_on_message_ms``: the same for an agent without a key, for comparison.
+- ``unsigned_on_message_ms``: the same for an agent without a key, for comparison;
+- ``delta_bytes`` and ``delta_on_message_ms``: a coded-delta announcement of the same model
+  (``--downlink-codec fedfq``, rate 0.1, wire budget, nearest rounding; a round in which every
+  parameter moved) applied by an agent holding the previous model: decode, verify the signature and
+  the coded tensors' digest, rebuild the model, check its digest, float32 copy.
 
 On the edge stack (from the repository root, after ``bash .ci/setup``)::
 
@@ -29,7 +33,7 @@ from collections import OrderedDict
 import numpy as np
 
 from edgefl.runtime import announce
-from edgefl.runtime.agent import AgentConfig, AgentCore
+from edgefl.runtime.agent import AgentConfig, AgentCore, TrainResult
 from edgefl.runtime.aggregator import AggregatorConfig, AggregatorCore
 from edgefl.runtime.config import load_model_tensors
 from edgefl.runtime.wire import decode_message
@@ -56,6 +60,26 @@ def median_ms(fn, repeat):
     return float(np.median(times))
 
 
+DOWNLINK = {"rate": 0.1, "budget": "wire", "rounding": "nearest"}
+
+
+def delta_announcement(model, private, backend):
+    """(payload, the model it applies to) of a signed FedFQ-coded round-2 announcement."""
+    core = AggregatorCore(AggregatorConfig("bench", min_clients=1, downlink_codec="fedfq",
+                                           downlink_options=DOWNLINK), model)
+    core.announce_signer = announce.AnnouncementSigner(private, backend)
+    first = [a for a in core.start(0.0) if getattr(a, "topic", "").endswith("/round")][0]
+    helper = AgentCore(AgentConfig("bench", "helper"))
+    helper.preload(model)
+    job = helper.on_message("edgefl/bench/round", first.payload)
+    held = OrderedDict((n, v.copy()) for n, v in helper.model.items())
+    rng = np.random.RandomState(1)
+    moved = OrderedDict((n, v + (rng.randn(*v.shape) * 1e-2).astype(np.float32))
+                        for n, v in job.global_model.items())
+    actions = core.on_message(*helper.on_trained(job, TrainResult(moved, 10, {})), now=1.0)
+    return [a for a in actions if getattr(a, "topic", "").endswith("/round")][0].payload, held
+
+
 def measure(backend, params, repeat):
     private, public = announce.generate_key_pair(backend)
     core = AggregatorCore(AggregatorConfig("bench", min_clients=1), model_of(params))
@@ -67,11 +91,15 @@ def measure(backend, params, repeat):
     raw = bytes(bytearray.fromhex(msg.params["signature"]))
     assert verifier.problem(msg) is None
 
-    def on_message(key):
+    def on_message(key, announcement=payload, held=None):
         agent = AgentCore(AgentConfig("bench", "a", announce_key=key))
         if key:
             agent.verifier = verifier  # this row's backend, not the default
-        assert agent.on_message("edgefl/bench/round", payload) is not None
+        if held is not None:
+            agent.preload(held)
+        assert agent.on_message("edgefl/bench/round", announcement) is not None
+
+    delta, held = delta_announcement(model_of(params), private, backend)
 
     return OrderedDict([
         ("backend", verifier.backend.name),
@@ -82,6 +110,8 @@ def measure(backend, params, repeat):
         ("problem_ms", median_ms(lambda: verifier.problem(msg), repeat)),
         ("on_message_ms", median_ms(lambda: on_message(public), repeat)),
         ("unsigned_on_message_ms", median_ms(lambda: on_message(""), repeat)),
+        ("delta_bytes", len(delta)),
+        ("delta_on_message_ms", median_ms(lambda: on_message(public, delta, held), repeat)),
     ])
 
 
@@ -97,9 +127,11 @@ def main(argv=None):
             row = measure(backend, params, args.repeat)
             rows["{}/{}".format(name, backend)] = row
             print("{:<18} {:<12} {:>9} B  signature {:7.2f} ms  verify+digest {:7.2f} ms  "
-                  "on_message {:7.2f} ms (unsigned {:7.2f} ms)".format(
+                  "on_message {:7.2f} ms (unsigned {:7.2f} ms); coded delta {:>8} B "
+                  "{:7.2f} ms".format(
                       name, backend, row["payload_bytes"], row["signature_ms"], row["problem_ms"],
-                      row["on_message_ms"], row["unsigned_on_message_ms"]))
+                      row["on_message_ms"], row["unsigned_on_message_ms"], row["delta_bytes"],
+                      row["delta_on_message_ms"]))
     crypto_version = None
     if "cryptography" in backends:
         import cryptography

@@ -31,6 +31,8 @@ ROWS = [
     ("fedfq", {"rate": 0.032}),
     ("fedfq", {"rate": 0.009}),
     ("fedfq", {"rate": 0.032, "init": "spec"}),
+    ("fedfq", {"rate": 1 / 64, "budget": "wire"}),
+    ("fedfq", {"rate": 1 / 64, "budget": "wire", "rounding": "nearest"}),
 ]
 
 
