@@ -33,7 +33,7 @@ def load_federated_tensors(model, tensors) -> None:
             if tuple(state[k].shape) != tuple(v.shape):
                 raise EdgeflError(f"global tensor {k} has shape {tuple(v.shape)}, the local model "
                                   f"{tuple(state[k].shape)} — use the same architecture")
-            state[k].copy_(torch.from_numpy(np.ascontiguousarray(v)))
+            state[k].copy_(torch.tensor(np.asarray(v)))  # a copy: wire arrays are read-only
 
 
 class TorchTrainer(Trainer):
@@ -87,7 +87,8 @@ class TorchTrainer(Trainer):
         self.model.train()
         total, seen, correct = 0.0, 0, 0
         for _ in range(epochs):
-            for idx in np.array_split(rng.permutation(len(self.y)), max(1, -(-len(self.y) // bs))):
+            order = rng.permutation(len(self.y))
+            for idx in (order[i:i + bs] for i in range(0, len(order), bs)):  # batch_size each, the last less
                 x, y = self.x[idx], self.y[idx]
                 logits = self.model(x)
                 loss = F.cross_entropy(logits, y)

@@ -1,0 +1,1 @@
+"""The Flower side of edgefl's bench/peer_flower.py."""
