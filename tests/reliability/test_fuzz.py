@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from edgefl.runtime.service import AGGREGATOR_QUEUE_BYTES
 from edgefl.security.fuzz import MUTATORS, NO_STATUS
 from edgefl.security.fuzz_agent import run_agent_fuzz
 from edgefl.security.fuzz_live import run_live_fuzz
@@ -58,14 +59,14 @@ def test_core_fuzz_thousands_of_mutants():
 
 
 def test_live_fuzz_through_mosquitto_with_a_kill_and_restart(broker, tmp_path):
-    # Execute: 2 rounds x 1500 mutants and 20 MiB of chunks under one message id at a real
+    # Execute: 2 rounds x 1500 mutants and 40 MiB of chunks under one message id at a real
     # aggregator process through a real broker (signatures required), SIGKILLed and restarted
     # between the rounds; genuine updates of 4 clients around the mutants.
     report = run_live_fuzz(
         {"host": "127.0.0.1", "port": broker.port, "keepalive": 5},
         per_round=1500,
         rounds=2,
-        flood_mib=20,
+        flood_mib=40,
         folder=str(tmp_path / "live"),
     )
     # Assert: every mutant owed a status got one on its sender's topic with a reason, and is
@@ -79,8 +80,11 @@ def test_live_fuzz_through_mosquitto_with_a_kill_and_restart(broker, tmp_path):
     assert report.extra["statuses"] == 3008 - report.dropped
     assert report.extra["logged_rejections"] == report.rejected
     assert report.retained_ignored >= 1 and report.extra["logged_chunk_drops"] > 0
-    assert report.extra["chunk_flood_mib"] > 20
-    assert report.extra["rss_mib"]["growth"] < 16  # far below the 20+ MiB of floods it was sent
+    assert report.extra["chunk_flood_mib"] > 40
+    # What the aggregator's MQTT client may hold unhandled (a slow aggregator, e.g. on a loaded
+    # machine, fills it: 18.9 MiB of growth was seen at load 30) plus its working set, far below
+    # the 40+ MiB of floods it was sent.
+    assert report.extra["rss_mib"]["growth"] < AGGREGATOR_QUEUE_BYTES / 2**20 + 8
     assert report.model_matches_genuine_only
 
 
