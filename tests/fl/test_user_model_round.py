@@ -24,7 +24,7 @@ WIDTH = 8  # se_concat_net's width: 4·8 = 32 features
 def user_bundle(tmp_path_factory, fixture_model):
     """The fixture model trained briefly on 1,000 shipped MNIST images and exported for a Jetson TX2."""
     from edgefl.data import MNIST_PREPROCESSING, ArrayData, load_mnist, train_test_split
-    from edgefl.export.pipeline import export_module
+    from edgefl.export import export_module
     from edgefl.train import train_classifier
 
     torch.set_num_threads(1)
