@@ -208,3 +208,19 @@ def fixture_model():
         torch.manual_seed(0)
         return module.build(**args)
     return build
+
+
+@pytest.fixture(scope="session")
+def mnist_npz(tmp_path_factory):
+    """``mnist_npz(n)``: the first n shipped MNIST training images (seed-0 split) as an .npz of uint8
+    images and labels — what a user's own data file looks like to edgefl."""
+    import numpy as np
+
+    from edgefl.data import load_mnist, train_test_split
+
+    def write(n):
+        train, _ = train_test_split(load_mnist(), 0.2, seed=0)
+        path = tmp_path_factory.mktemp("data") / "digits.npz"
+        np.savez(path, x=(train.x[:n, 0] * 255).round().astype(np.uint8), y=train.y[:n])
+        return path
+    return write

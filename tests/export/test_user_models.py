@@ -29,12 +29,9 @@ def edgefl(*argv):
 
 
 @pytest.fixture(scope="module")
-def mnist_slice(tmp_path_factory):
+def mnist_slice(mnist_npz):
     """1,000 shipped MNIST images as an .npz (what a user's own data looks like to edgefl)."""
-    train, _ = train_test_split(load_mnist(), 0.2, seed=0)
-    path = tmp_path_factory.mktemp("data") / "digits.npz"
-    np.savez(path, x=(train.x[:IMAGES, 0] * 255).round().astype(np.uint8), y=train.y[:IMAGES])
-    return path
+    return mnist_npz(IMAGES)
 
 
 @pytest.fixture(scope="module", params=sorted(MODELS))

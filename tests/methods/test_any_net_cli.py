@@ -43,12 +43,9 @@ def ok(proc):
 
 
 @pytest.fixture(scope="module")
-def digits(tmp_path_factory):
+def digits(mnist_npz):
     """300 shipped MNIST images as an .npz (a user's own data, as edgefl sees it)."""
-    train, _ = train_test_split(load_mnist(), 0.2, seed=0)
-    path = tmp_path_factory.mktemp("data") / "digits.npz"
-    np.savez(path, x=(train.x[:IMAGES, 0] * 255).round().astype(np.uint8), y=train.y[:IMAGES])
-    return path
+    return mnist_npz(IMAGES)
 
 
 @pytest.fixture(scope="module", params=MODELS)
