@@ -40,7 +40,7 @@ from edgefl.runtime.errors import EdgeRuntimeError, WireError, fault_location
 from edgefl.runtime.codecs import CODECS, make_codec
 from edgefl.runtime.downlink import DELTA_FIELD, DownlinkCoder, delta_fields
 from edgefl.runtime.fold import Fold, grid_for
-from edgefl.runtime.schema import update_metrics
+from edgefl.runtime.schema import lean_params, update_metrics
 from edgefl.runtime.transport import Topics
 from edgefl.runtime.validate import Expectation, validate_update
 from edgefl.runtime.wire import Message, decode_message, encode_message, \
@@ -415,15 +415,19 @@ class AggregatorCore(object):
         return snapshot + [self._announce(final)]
 
     def _round_message(self, final, encoding, tensors, extra=None):
+        """An announcement carries what clients need to train, nothing more: params at their
+        readers' default are left out (``schema.lean_params``), ``sampled`` too when a sync
+        round takes every enrolled client (``_expectation`` still refuses anyone else), and the
+        previous round's summary goes to operators on the status topic (``round_log``)."""
         c = self.cfg
+        everyone = c.mode == "sync" and self.sampled is not None and self.sampled == sorted(c.clients)
         params = {"mode": c.mode, "codec": c.codec, "codec_options": c.codec_options,
-                  "sampled": self.sampled, "deadline": self.deadline, "train": c.train,
-                  "final": final, "epoch": self.epoch}
+                  "sampled": None if everyone else self.sampled, "deadline": self.deadline,
+                  "train": c.train, "final": final, "epoch": self.epoch}
         params.update(extra or {})
         msg = Message(kind="round", federation=c.federation, round=self.round,
                       base_digest=self.digest, encoding=encoding,
-                      metrics=self.history[-1] if self.history else {}, params=params,
-                      tensors=tensors)
+                      params=dict(lean_params("round", params)), tensors=tensors)
         if self.announce_signer is not None:
             self.announce_signer.sign(msg)
         return encode_message(msg)
@@ -446,9 +450,14 @@ class AggregatorCore(object):
         return Publish(self.topics.snapshot, payload, 1, True)
 
     def _status(self, client, round_, ok, reason):
-        msg = Message(kind="status", federation=self.cfg.federation, round=max(round_, 0),
-                      client_id=client, params={"accepted": ok, "reason": reason,
-                                                "current_round": self.round})
+        """The verdict on one update; no tensors (encoding ""), no default params (see
+        ``schema.PARAM_DEFAULTS``: ``current_round`` only when it is not the status's round)."""
+        round_ = max(round_, 0)
+        params = {"accepted": ok, "reason": reason}
+        if self.round != round_:
+            params["current_round"] = self.round
+        msg = Message(kind="status", federation=self.cfg.federation, round=round_,
+                      client_id=client, encoding="", params=dict(lean_params("status", params)))
         return Publish(self.topics.status(client), encode_message(msg), 1, False)
 
     # --- persistence ------------------------------------------------------------------------

@@ -3,9 +3,11 @@
 After each closed round (sync) or new model version (async) the serve loop hands the history entry
 to a :class:`RoundRecorder` (its ``on_round``). The recorder scores the new global model with an
 :class:`~edgefl.runtime.evaluation.Evaluator` when one is given, adds what it measured to the entry
-(so it reaches the state file, the JSON output and the announcement's metrics), appends one JSON
-line per round to a metrics file a notebook or ``edgefl report`` reads, and publishes the line,
-retained, on ``edgefl/{federation}/status``.
+(so it reaches the state file and the JSON output), appends one JSON line per round to a metrics file
+a notebook or ``edgefl report`` reads, and publishes the round's summary, retained, on
+``edgefl/{federation}/status``: the line's numbers as metrics, the clients that took part and the
+evaluated model's digest as params, the digest the round started from as ``base_digest``. That
+topic is the summary's only place on the wire: announcements carry what clients need to train.
 
 Times: ``round_s`` runs from the announcement that opened the round to its close; ``eval_s`` is the
 evaluation alone, which runs while the clients already train the next round. Bytes: ``bytes_up`` is
@@ -72,7 +74,7 @@ def metrics_row(entry, federation, mode):
            "eval_s": ev.get("seconds"), "clients": len(entry.get("clients", [])),
            "examples": entry.get("num_examples"), "bytes_up": entry.get("bytes_in"),
            "bytes_down": entry.get("bytes_down"), "announcement_bytes": entry.get("announcement_bytes"),
-           "snapshot_bytes": entry.get("snapshot_bytes"),
+           "snapshot_bytes": entry.get("snapshot_bytes"), "fold_error_bound": entry.get("fold_error_bound"),
            "rejected": entry.get("rejected"), "accuracy": ev.get("accuracy"), "loss": ev.get("loss"),
            "eval_examples": ev.get("examples"), "model_digest": ev.get("model_digest")}
     row.update(("client_" + k, v) for k, v in sorted((entry.get("client_metrics") or {}).items()))
@@ -115,7 +117,7 @@ class RoundRecorder(object):
         if self.metrics_path:
             with open(self.metrics_path, "a") as f:
                 f.write(json.dumps(row, sort_keys=True) + "\n")
-        self._publish_status(row)
+        self._publish_status(row, entry)
         if self.then:
             self.then(entry)
 
@@ -127,10 +129,12 @@ class RoundRecorder(object):
                 "examples": int(scores["examples"]), "seconds": round(self.clock() - start, 3),
                 "model_digest": model_digest(model)}
 
-    def _publish_status(self, row):
+    def _publish_status(self, row, entry):
         numbers = dict((k, float(v)) for k, v in row.items()
                        if isinstance(v, (int, float)) and not isinstance(v, bool))
         msg = Message(kind="status", federation=self.core.cfg.federation, round=int(row["round"]),
-                      metrics=numbers, params={"model_digest": row.get("model_digest") or ""})
+                      base_digest=str(entry.get("base_digest") or ""), encoding="", metrics=numbers,
+                      params={"model_digest": row.get("model_digest") or "",
+                              "clients": [str(c) for c in entry.get("clients", [])]})
         # straight to the inner transport: the status line is not part of the next round's bytes
         self.transport.inner.publish(self.core.topics.root + STATUS, encode_message(msg), 1, True)

@@ -18,9 +18,9 @@ import numpy as np
 
 from edgefl.runtime.errors import WireError
 
-__all__ = ["DTYPES", "INBOUND_PARAMS", "MESSAGE_FIELDS", "ascii_int", "metadata_map",
-           "message_fields", "model_problem", "options", "params_problem", "tensor_entry", "text",
-           "update_metrics", "update_params"]
+__all__ = ["DTYPES", "INBOUND_PARAMS", "MESSAGE_FIELDS", "PARAM_DEFAULTS", "ascii_int",
+           "lean_params", "metadata_map", "message_fields", "model_problem", "options",
+           "params_problem", "tensor_entry", "text", "update_metrics", "update_params"]
 
 # safetensors dtype code -> numpy dtype (explicit little-endian). BF16 has no numpy dtype.
 DTYPES = OrderedDict([
@@ -101,7 +101,8 @@ def metadata_map(meta, max_value):
 
 
 # field -> (parse(text, what, max_value), default text). Unknown metadata keys are ignored so
-# that newer writers can add fields; every field read here is typed and bounded.
+# that newer writers can add fields; every field read here is typed and bounded. An absent field
+# reads as its default text, and writers leave out a field at its default (``wire.encode_message``).
 MESSAGE_FIELDS = OrderedDict([
     ("kind", (lambda v, w, m: text(v, w, 16), "")),
     ("federation", (lambda v, w, m: text(v, w, MAX_ID), "")),
@@ -289,6 +290,29 @@ INBOUND_PARAMS = {
         ("current_round", _count),
     ]),
 }
+
+
+# kind -> param -> the value a reader takes for an absent param. Writers leave out a param at its
+# default (``lean_params``): every byte a satellite receives costs contact time. A round without
+# ``sampled`` is open to every client the aggregator accepts (its own check still names them);
+# a status without ``current_round`` was sent in the round it answers (``round``).
+PARAM_DEFAULTS = {
+    "round": OrderedDict([("mode", "sync"), ("codec", "none"), ("codec_options", {}),
+                          ("sampled", None), ("train", {}), ("final", False)]),
+    "status": OrderedDict([("reason", "")]),
+}
+
+
+def lean_params(kind, params):
+    """``params`` without the entries at the reader's default (PARAM_DEFAULTS); a new dict."""
+    defaults = PARAM_DEFAULTS.get(kind, {})
+    return OrderedDict((k, v) for k, v in params.items()
+                       if not (k in defaults and _same(v, defaults[k])))
+
+
+def _same(value, default):
+    """Equal, and a bool only to a bool (0 == False in Python, not on the wire)."""
+    return value == default and (type(value) is bool) == (type(default) is bool)
 
 
 def params_problem(kind, params):

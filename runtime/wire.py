@@ -19,7 +19,7 @@ import numpy as np
 
 from edgefl.runtime import SCHEMA_VERSION
 from edgefl.runtime.errors import WireError
-from edgefl.runtime.schema import DTYPES, message_fields, metadata_map, tensor_entry
+from edgefl.runtime.schema import DTYPES, MESSAGE_FIELDS, message_fields, metadata_map, tensor_entry
 
 __all__ = [
     "Message",
@@ -34,8 +34,9 @@ __all__ = [
 
 _CODE_FROM_DTYPE = {np.dtype(v).str: k for k, v in DTYPES.items()}
 
-_META_FIELDS = ("kind", "federation", "round", "client_id", "base_digest", "num_examples",
-                "encoding")
+_META_FIELDS = ("round", "client_id", "base_digest", "num_examples", "encoding")
+# written only when not at the reader's default (kind and federation always are)
+_DEFAULTED = _META_FIELDS + ("metrics", "params")
 
 
 @dataclass
@@ -172,14 +173,23 @@ def decode_tensors(buf, limits=DEFAULT_LIMITS):
 
 
 def encode_message(msg):
-    """Serialise a :class:`Message` to bytes."""
-    meta = {
-        "edgefl.schema": str(int(msg.schema)),
-        "metrics": json.dumps(msg.metrics, sort_keys=True),
-        "params": json.dumps(msg.params, sort_keys=True),
-    }
+    """Serialise a :class:`Message` to bytes.
+
+    Lean on the wire: ``metrics`` and ``params`` are compact JSON, and a field whose text equals
+    the default every reader fills in for an absent one (``schema.MESSAGE_FIELDS``: empty client
+    id and digest, no examples, round 0, empty metrics and params) is left out, so
+    ``decode_message`` gives back the same fields either way and old readers read it too.
+    ``kind``, ``federation`` and the schema version are always written.
+    """
+    meta = {"edgefl.schema": str(int(msg.schema)), "kind": str(msg.kind),
+            "federation": str(msg.federation)}
     for f in _META_FIELDS:
         meta[f] = str(getattr(msg, f))
+    meta["metrics"] = json.dumps(msg.metrics, sort_keys=True, separators=(",", ":"))
+    meta["params"] = json.dumps(msg.params, sort_keys=True, separators=(",", ":"))
+    for f in _DEFAULTED:
+        if meta[f] == MESSAGE_FIELDS[f][1]:
+            del meta[f]
     return encode_tensors(msg.tensors, meta)
 
 

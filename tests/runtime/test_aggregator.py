@@ -32,7 +32,7 @@ def statuses(actions):
     for a in actions:
         if isinstance(a, Publish) and "/status/" in a.topic:
             m = decode_message(a.payload)
-            out.append((m.client_id, m.params["accepted"], m.params["reason"]))
+            out.append((m.client_id, m.params["accepted"], m.params.get("reason", "")))
     return out
 
 

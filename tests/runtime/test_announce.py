@@ -44,7 +44,7 @@ def refusals(core):
     for topic, payload in core.outbox:
         msg = decode_message(payload)
         assert topic == "edgefl/fed/agent-status/a" and msg.kind == "status"
-        out.append((msg.round, msg.params["accepted"], msg.params["reason"]))
+        out.append((msg.round, msg.params["accepted"], msg.params.get("reason", "")))
     return out
 
 

@@ -149,6 +149,11 @@ def test_the_recorder_scores_every_round_model_and_writes_it_everywhere(tmp_path
         assert row["round_s"] >= 0 and row["eval_s"] >= 0 and row["client_train_loss"] == 1.0
     status = decode_message(broker.retained["edgefl/ev/status"])
     assert status.round == 3 and status.metrics["accuracy"] == rows[-1]["accuracy"]
+    # the round summary's one place on the wire: announcements carry none of it
+    assert status.params["clients"] == agg.history[-1]["clients"] == ["a", "b"]
+    assert status.base_digest == agg.history[-1]["base_digest"] and status.metrics["clients"] == 2
+    assert status.params["model_digest"] == rows[-1]["model_digest"]
+    assert all(m.metrics == {} for m in models)
 
 
 def test_a_metrics_row_is_flat_and_complete_without_an_evaluator():

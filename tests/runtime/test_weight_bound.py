@@ -36,7 +36,7 @@ def update(agg, client, shift, claimed, declared=0):
 def verdict(actions):
     (msg,) = [decode_message(a.payload) for a in actions
               if isinstance(a, Publish) and "/status/" in a.topic]
-    return msg.params["accepted"], msg.params["reason"]
+    return msg.params["accepted"], msg.params.get("reason", "")
 
 
 def test_claims_above_the_declared_count_are_rejected_and_the_round_is_honest(small_model):

@@ -12,6 +12,10 @@ from edgefl.runtime.wire import (Message, decode_message, decode_tensors, encode
                                  encode_tensors, model_digest)
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "data", "update_v1.safetensors")
+# the same message as the writer before the lean wire wrote it: ", "/": " JSON, every field
+SPACED = os.path.join(os.path.dirname(__file__), "data", "update_v1_spaced.safetensors")
+FIELDS = ("kind", "federation", "round", "client_id", "base_digest", "num_examples", "encoding",
+          "metrics", "params", "schema")
 
 
 def golden_message():
@@ -41,6 +45,65 @@ def test_golden_blob_is_byte_stable():
             f.write(blob)
     with open(GOLDEN, "rb") as f:
         assert f.read() == blob
+
+
+def verbose_blob(msg):
+    """``msg`` as the writer before the lean wire wrote it: every field, spaced JSON."""
+    meta = {"edgefl.schema": str(msg.schema), "metrics": json.dumps(msg.metrics, sort_keys=True),
+            "params": json.dumps(msg.params, sort_keys=True)}
+    for f in ("kind", "federation", "round", "client_id", "base_digest", "num_examples", "encoding"):
+        meta[f] = str(getattr(msg, f))
+    return encode_tensors(msg.tensors, meta)
+
+
+def lean_messages():
+    """A status at its defaults, an announcement, a round-0 status, an update with no metrics."""
+    return [Message(kind="status", federation="f", round=3, client_id="c", encoding="",
+                    params={"accepted": True}),
+            Message(kind="status", federation="f", encoding="",
+                    params={"accepted": False, "reason": "wire: truncated", "current_round": 2}),
+            Message(kind="round", federation="f", round=2, base_digest="cd" * 32, encoding="fedfq",
+                    params={"epoch": 1, "deadline": 12.5, "train": {"lr": 0.1}},
+                    tensors=OrderedDict([("fq", np.arange(9, dtype=np.uint8))])),
+            Message(kind="update", federation="f", round=1, client_id="c", base_digest="ef" * 32,
+                    num_examples=4, tensors=OrderedDict([("w", np.ones(3, np.float32))]))]
+
+
+def test_the_reader_takes_the_spaced_full_form_and_the_lean_form_alike():
+    old = open(SPACED, "rb").read()
+    assert b'\\": ' in old  # the old form: spaced JSON
+    for blob in (old, encode_message(golden_message())):
+        back = decode_message(blob)
+        assert [getattr(back, f) for f in FIELDS] == [getattr(golden_message(), f) for f in FIELDS]
+    for msg in lean_messages():
+        lean, verbose = decode_message(encode_message(msg)), decode_message(verbose_blob(msg))
+        assert [getattr(lean, f) for f in FIELDS] == [getattr(verbose, f) for f in FIELDS] == \
+            [getattr(msg, f) for f in FIELDS]
+        assert len(encode_message(msg)) < len(verbose_blob(msg))
+
+
+def test_fields_at_their_default_are_left_out_and_json_is_compact():
+    status, failed, announce, update = lean_messages()
+    _, meta = decode_tensors(encode_message(status))
+    assert meta == {"edgefl.schema": "1", "kind": "status", "federation": "f", "round": "3",
+                    "client_id": "c", "params": '{"accepted":true}'}
+    _, meta = decode_tensors(encode_message(failed))
+    assert "round" not in meta and meta["params"] == \
+        '{"accepted":false,"current_round":2,"reason":"wire: truncated"}'
+    _, meta = decode_tensors(encode_message(announce))
+    assert set(meta) == {"edgefl.schema", "kind", "federation", "round", "base_digest", "encoding",
+                         "params"}
+    _, meta = decode_tensors(encode_message(update))
+    assert meta["encoding"] == "none" and "metrics" not in meta and "params" not in meta
+
+
+def test_safetensors_library_reads_lean_messages():
+    st = pytest.importorskip("safetensors.numpy")
+    for msg in lean_messages():
+        theirs = st.load(encode_message(msg))
+        assert sorted(theirs) == sorted(msg.tensors)
+        for n in msg.tensors:
+            np.testing.assert_array_equal(theirs[n], msg.tensors[n])
 
 
 def test_safetensors_library_reads_ours_and_we_read_its():
