@@ -164,3 +164,36 @@ def test_a_metrics_row_is_flat_and_complete_without_an_evaluator():
     assert row["accuracy"] is None and row["eval_s"] is None
     assert (row["round"], row["clients"], row["bytes_up"], row["bytes_down"], row["rejected"],
             row["client_train_loss"]) == (4, 2, 300, 900, 1, 0.5)
+
+
+def test_async_versions_are_scored_as_they_are_made(tmp_path):
+    """FedBuff: each new model version (every K = 2 updates) is evaluated — its row's accuracy is
+    the separately scored model the next announcement carries."""
+    pytest.importorskip("onnxruntime")
+    x, y = held_out(seed=4)
+    broker = MemoryBroker()
+    watcher = MemoryTransport(broker, "watcher")
+    watcher.connect()
+    watcher.subscribe("edgefl/asy/round", 1)
+    agg = AggregatorCore(AggregatorConfig("asy", mode="async", rounds=2, buffer_size=2, min_clients=2,
+                                          deadline_s=30), load_model_tensors(BUNDLE))
+    threads = [threading.Thread(target=run_agent, args=(AgentCore(AgentConfig("asy", cid)),
+                                                        MemoryTransport(broker, cid), HeadNudge(i + 7)),
+                                kwargs=dict(timeout=20, poll_s=0.01))
+               for i, cid in enumerate(("a", "b"))]
+    for t in threads:
+        t.start()
+    transport = CountingTransport(MemoryTransport(broker, "agg"))
+    serve_aggregator(agg, transport, timeout=20, poll_s=0.01,
+                     on_round=RoundRecorder(agg, transport, BundleEvaluator(BUNDLE, x, y),
+                                            str(tmp_path / "m.jsonl")))
+    for t in threads:
+        t.join(25)
+    rows = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
+    models = {m.round: m for m in (decode_message(e.payload) for e in watcher.poll(0.1)
+                                   if e.kind == "message" and e.payload)}
+    assert agg.done and [(r["round"], r["mode"]) for r in rows] == [(1, "async"), (2, "async")]
+    for row in rows:
+        model = models[row["round"] + 1].tensors
+        assert row["model_digest"] == model_digest(model)
+        assert row["accuracy"] == BundleEvaluator(BUNDLE, x, y).evaluate(model)["accuracy"]

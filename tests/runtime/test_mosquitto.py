@@ -90,6 +90,8 @@ def test_python36_agent_takes_part_via_python_m_edgefl_runtime(mosquitto, python
     rng = np.random.RandomState(0)
     x = (rng.rand(48, 1, 4, 4) * 255).astype(np.uint8)
     np.savez(str(tmp_path / "local.npz"), x=x, y=rng.randint(0, 3, 48))
+    held_x, held_y = (rng.rand(30, 1, 4, 4) * 255).astype(np.uint8), rng.randint(0, 3, 30)
+    np.savez(str(tmp_path / "held.npz"), x=held_x, y=held_y)
     agg_cfg = _write(tmp_path / "agg.json", {
         "aggregator": {"federation": "py36", "rounds": 2, "min_clients": 2,
                        "clients_per_round": 2, "deadline_s": 90, "codec": "fedfq",
@@ -97,7 +99,9 @@ def test_python36_agent_takes_part_via_python_m_edgefl_runtime(mosquitto, python
                        "downlink_options": {"rate": 0.1},
                        "train": {"epochs": 2, "lr": 0.1, "batch_size": 16}},
         "mqtt": mqtt, "model": BUNDLE, "state_path": str(tmp_path / "agg.state"),
-        "output": str(tmp_path / "final.safetensors"), "timeout_s": 120, "max_payload": 512})
+        "output": str(tmp_path / "final.safetensors"), "timeout_s": 120, "max_payload": 512,
+        "evaluation": {"data": str(tmp_path / "held.npz"), "bundle": BUNDLE},
+        "metrics_path": str(tmp_path / "rounds.jsonl")})
     agent_cfg = _write(tmp_path / "agent.json", {
         "federation": "py36", "client_id": "tx2-py36", "mqtt": mqtt, "bundle": BUNDLE,
         "backend": "onnxruntime", "data": str(tmp_path / "local.npz"), "max_rounds": 0,
@@ -141,6 +145,13 @@ def test_python36_agent_takes_part_via_python_m_edgefl_runtime(mosquitto, python
     start = load_model_tensors(BUNDLE)
     assert set(final) == set(start) and any(
         not np.array_equal(final[n], start[n]) for n in start)
+    # central evaluation by the aggregator process (this interpreter: Python 3.6 in the edge suite)
+    from edgefl.runtime.evaluation import BundleEvaluator
+
+    rows = [json.loads(line) for line in open(str(tmp_path / "rounds.jsonl"))]
+    assert [r["round"] for r in rows] == [1, 2] and rows[-1]["model_digest"] == model_digest(final)
+    assert rows[-1]["accuracy"] == summary["history"][-1]["eval"]["accuracy"] == \
+        BundleEvaluator(BUNDLE, held_x, held_y).evaluate(final)["accuracy"]
 
 
 def wait_for(predicate, what, timeout=60.0):
