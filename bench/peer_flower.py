@@ -27,6 +27,7 @@ Then (about 20-40 minutes on 2 cores):
 
     .venv/bin/python bench/peer_flower.py
     .venv/bin/python bench/peer_flower.py --only edgefl --uplink-option rate=0.02
+    .venv/bin/python bench/peer_flower.py --only edgefl --add --bar-vs-stored   # bar vs the stored Flower row
     .venv/bin/python bench/peer_flower.py --aggregate-args "--some-downlink-flag value"   # passed through
 
 Writes bench/results/peer_flower.json.
@@ -313,6 +314,10 @@ def main(argv=None):
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--add", action="store_true",
                    help="add this run's rows to --out instead of replacing it (e.g. an edgefl setting alone)")
+    p.add_argument("--bar-vs-stored", action="store_true",
+                   help="with --only edgefl --add: the bar for this row against the Flower row in --out "
+                        "(bytes and accuracy are deterministic on both sides; round time and RSS then "
+                        "compare two invocations, which the bar says)")
     args = p.parse_args(argv)
     if args.uplink_option is None:
         args.uplink_option = list(UPLINK) if args.uplink_codec == "fedfq" else []
@@ -341,7 +346,14 @@ def main(argv=None):
         result.setdefault("rows", {})[name] = row
     if args.only is None:  # the bar compares runs made on the same machine in the same invocation
         edge = next(n for n in rows if n.startswith("edgefl"))
-        result["bar"] = {"edgefl": edge, "flower": "flower 1.41.0", **bar(rows[edge], rows["flower 1.41.0"])}
+        result["bar"] = {"edgefl": edge, "flower": "flower 1.41.0", **bar(rows[edge], rows["flower 1.41.0"]),
+                         "same_invocation": True}
+    elif args.bar_vs_stored and "flower 1.41.0" in result.get("rows", {}):
+        edge = next(n for n in rows if n.startswith("edgefl"))
+        flower = result["rows"]["flower 1.41.0"]
+        result["bar"] = {"edgefl": edge, "flower": "flower 1.41.0", **bar(rows[edge], flower),
+                         "same_invocation": False, "edgefl_machine": stamp,
+                         "flower_machine": flower["machine"]}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(table(result["rows"]))
