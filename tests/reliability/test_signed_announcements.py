@@ -129,7 +129,9 @@ def test_forged_and_replayed_announcements_are_refused_by_every_agent(
     assert "rejected update" not in logs["aggregator"]
     for cid, out in zip(agents, outs):
         assert json.loads(out.decode().strip().splitlines()[-1])["statuses"] == [[1, True, ""], [2, True, ""]]
-        assert watch.poll().reasons[cid] == REFUSALS, cid  # each refused once, nothing else
+        # each refused, nothing else; a retained one redelivered after a reconnect (keepalive 5 s on a
+        # loaded machine) is refused again, which is right, so repeats of the same reason are folded
+        assert list(OrderedDict.fromkeys(watch.poll().reasons[cid])) == REFUSALS, cid
         for reason in REFUSALS:
             assert "refused the announcement: " + reason[len("announcement: "):] in logs[cid]
     assert sorted(genuine()) == [1, 2, 3] and decode_message(genuine()[3]).params["final"]
