@@ -1,4 +1,4 @@
-"""On the device: ``python -m edgefl.runtime agent|aggregate|build-engine --config FILE.json``.
+"""On the device: ``python -m edgefl.runtime agent|aggregate|regional|build-engine --config FILE.json``.
 
 Only the edge stack is needed (numpy, paho-mqtt, onnxruntime or TensorRT). ``build-engine``
 is dispatched to ``edgefl.runtime.trt_build:main`` (imported only when asked for).
@@ -16,7 +16,8 @@ def build_engine_main(argv):
     return importlib.import_module("edgefl.runtime.trt_build").main(argv)
 
 
-COMMANDS = {"agent": "run_agent_from_config", "aggregate": "run_aggregator_from_config"}
+COMMANDS = {"agent": "run_agent_from_config", "aggregate": "run_aggregator_from_config",
+            "regional": "run_regional_from_config"}
 
 
 def main(argv=None):

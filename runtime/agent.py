@@ -256,12 +256,16 @@ class AgentCore(object):
 
     def resends(self, now):
         """``[(topic, payload)]`` to publish again: the pending update when its round was
-        re-announced or ``resend_s`` passed since it was last sent; else ``[]``."""
+        re-announced or ``resend_s`` passed since it was last sent; else ``[]``.
+
+        A resend says so (``params["resend"]``): one station's regional aggregator may have
+        folded the first copy while this one reaches another station, so a regional aggregator
+        forwards a resend to the root unfolded (see ``edgefl.runtime.regional``)."""
         p = self.pending
         if p is None or not (p.due or now - p.sent_at >= self.cfg.resend_s):
             return []
         p.due, p.sent_at = False, now
-        return [(p.topic, p.payload)]
+        return [(p.topic, marked_resend(p.payload))]
 
     def on_trained(self, job, result, now=0.0):
         """Encode the update for ``job`` and return (topic, payload) to publish at QoS 1.
@@ -333,6 +337,14 @@ class AgentCore(object):
 
 
 _PENDING = "pending/update"  # the unanswered update's bytes, in the agent state file
+RESEND_FIELD = "resend"
+
+
+def marked_resend(payload):
+    """The update ``payload`` with ``params["resend"] = True`` (its tensors unchanged)."""
+    msg = decode_message(payload)
+    msg.params[RESEND_FIELD] = True
+    return encode_message(msg)
 _STATE = ("last_round", "model_round", "model", "model_digest", "want_snapshot", "current", "done",
           "pending")  # what handling one message may change (see AgentCore._state)
 MAX_STATUSES = 1000

@@ -40,6 +40,8 @@ from edgefl.runtime.errors import EdgeRuntimeError, WireError, fault_location
 from edgefl.runtime.codecs import CODECS, make_codec
 from edgefl.runtime.downlink import DELTA_FIELD, DownlinkCoder, delta_fields
 from edgefl.runtime.fold import Fold, grid_for
+from edgefl.runtime.hierarchy import HIERARCHY_PROBLEMS, RootHierarchy
+from edgefl.runtime.partial import fold_params
 from edgefl.runtime.schema import lean_params, update_metrics
 from edgefl.runtime.transport import Topics
 from edgefl.runtime.validate import Expectation, validate_update
@@ -83,6 +85,8 @@ class AggregatorConfig:
         client_max_examples: a client's declared example count (its weight is capped there), e.g.
             client-000=6000.
         seed: client-sampling seed.
+        stations: ground stations whose regional aggregators send partial sums (hierarchical
+            FedAvg, sync rounds), e.g. gs-a,gs-b.
     """
 
     federation: str
@@ -109,6 +113,7 @@ class AggregatorConfig:
     max_examples: int = 10 ** 9  # ceiling on any update's example count (its FedAvg weight)
     client_max_examples: dict = field(default_factory=dict)  # client -> its declared count
     seed: int = 0
+    stations: List[str] = field(default_factory=list)  # hierarchical: regional aggregators
 
     def check(self):
         """Raise EdgeRuntimeError on an unusable option; returns self."""
@@ -130,7 +135,7 @@ class AggregatorConfig:
             (not isinstance(self.client_max_examples, dict)
              or not all(_positive_int(v) for v in self.client_max_examples.values()),
              "client_max_examples must map client ids to positive integers"),
-        ]
+        ] + HIERARCHY_PROBLEMS(self)
         for bad, why in problems:
             if bad:
                 raise EdgeRuntimeError("aggregator config: {} — fix the config".format(why))
@@ -153,7 +158,7 @@ def sample_clients(clients, k, seed, round_):
     return sorted(rng.choice(sorted(clients), size=k, replace=False).tolist())
 
 
-class AggregatorCore(object):
+class AggregatorCore(RootHierarchy):
     """Round state machine (see module docstring)."""
 
     config_type = AggregatorConfig
@@ -175,7 +180,9 @@ class AggregatorCore(object):
         self.versions = OrderedDict()  # digest -> version
         self.accepted = OrderedDict()  # (client, version) -> (num_examples, metrics)
         self.fold = None  # fold.Fold: the running sum of this round's (buffer's) updates
-        self.buffered = OrderedDict()  # (client, version) -> tensors, for median/trimmed mean
+        self.buffered = OrderedDict()  # (client, version) -> tensors: median/trimmed mean's
+        # updates, or (hierarchical) resends kept until the close
+        self.merged = set()  # (station, round, seq) of the partials merged (hierarchical)
         self.sampled = None
         self.deadline = 0.0
         self.done = False
@@ -216,8 +223,8 @@ class AggregatorCore(object):
         """
         if self.done:
             return []
-        client = self.topics.client_from_update_topic(topic)
-        if client is None or not payload:
+        kind, sender, handler = self._route(topic)
+        if handler is None or not payload:
             return []
         if retain:
             self.log.append(("warn", "round {}: ignored a retained message on {} ({} bytes) and "
@@ -226,21 +233,40 @@ class AggregatorCore(object):
         if self.quarantined:
             digest = digest or payload_digest(payload)
             if digest in self.quarantined:
-                return self._refuse(client, topic, payload, "quarantined: it was being processed "
-                                    "when the aggregator stopped", "warn", digest,
-                                    _round_of(payload))
+                return self._refuse_from(kind, sender, topic, payload, "quarantined: it was being "
+                                         "processed when the aggregator stopped", "warn", digest)
         before = (len(self.accepted), len(self.buffered), self.bytes_in)
         try:
-            return self._on_update(client, topic, payload, now)
+            return handler(sender, topic, payload, now)
         except Exception as exc:  # isolation: see the docstring; the traceback's last frame is logged
             while len(self.accepted) > before[0]:
                 self.accepted.popitem()
             while len(self.buffered) > before[1]:
                 self.buffered.popitem()
             self.bytes_in = before[2]
-            return self._refuse(client, topic, payload, "internal: {} at {}".format(
-                type(exc).__name__, fault_location(exc)),
-                "error", digest or payload_digest(payload), _round_of(payload))
+            return self._refuse_from(kind, sender, topic, payload, "internal: {} at {}".format(
+                type(exc).__name__, fault_location(exc)), "error", digest or payload_digest(payload))
+
+    def _route(self, topic):
+        """(kind, sender, handler) of a topic the aggregator takes messages on, else Nones."""
+        client = self.topics.client_from_update_topic(topic)
+        if client is not None:
+            return "update", client, self._on_direct if self.cfg.stations else self._on_update
+        for kind, handler in (self._routes().items() if self.cfg.stations else ()):
+            station = self.topics.station_from_topic(topic, kind)
+            if station is not None:
+                return kind, station, handler
+        return None, None, None
+
+    def _refuse_from(self, kind, sender, topic, payload, reason, level, digest):
+        """Refuse a message before its handler ran: to its client, or to its station."""
+        if kind == "partial":
+            return self._refuse_partial(sender, topic, payload, _round_of(payload), -1, reason, {})
+        if kind == "forward":  # whose update it is, the handler would have read
+            self.log.append((level, "round {}: rejected forward on {} ({} bytes, sha256 {}): {}"
+                                    .format(self.round, topic, len(payload), digest, reason)))
+            return []
+        return self._refuse(sender, topic, payload, reason, level, digest, _round_of(payload))
 
     def _on_update(self, client, topic, payload, now):
         fold = self._fold_in if self.fold is not None else None
@@ -329,6 +355,7 @@ class AggregatorCore(object):
         self.deadline = now + self.cfg.deadline_s
         self.accepted = OrderedDict()
         self.buffered = OrderedDict()
+        self.merged = set(m for m in self.merged if m[1] >= round_ - 2)
         self.fold = self._new_fold()
         self.bytes_in = 0
         self.rejected = 0
@@ -357,10 +384,16 @@ class AggregatorCore(object):
     def _close_round(self, now):
         """Aggregate, then commit: nothing changes when aggregation or the summary raises."""
         c = self.cfg
-        delta = self.fold.mean if self.fold is not None else self._robust_delta().__getitem__
-        model = OrderedDict((n, _applied(v, delta(n), c.server_lr))
-                            for n, v in self.server_model.items())
-        summary = self._round_summary()
+        undos = self._fold_kept() if c.stations else []
+        try:
+            delta = self.fold.mean if self.fold is not None else self._robust_delta().__getitem__
+            model = OrderedDict((n, _applied(v, delta(n), c.server_lr))
+                                for n, v in self.server_model.items())
+            summary = self._round_summary()
+        except Exception:
+            for undo in undos:
+                undo()
+            raise
         self.server_model = model
         self.history.append(summary)
         if c.rounds and self.round >= c.rounds:
@@ -424,6 +457,8 @@ class AggregatorCore(object):
         params = {"mode": c.mode, "codec": c.codec, "codec_options": c.codec_options,
                   "sampled": None if everyone else self.sampled, "deadline": self.deadline,
                   "train": c.train, "final": final, "epoch": self.epoch}
+        if c.stations and self.fold is not None:  # what regional aggregators fold with
+            params["fold"] = fold_params(self.fold, c.clip_norm, c.max_norm)
         params.update(extra or {})
         msg = Message(kind="round", federation=c.federation, round=self.round,
                       base_digest=self.digest, encoding=encoding,

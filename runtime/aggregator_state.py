@@ -66,6 +66,7 @@ def state_bytes(core, external=None, models=None):
              "contributed": sorted([c, v] for c, v in core.contributed),
              "bytes_in": core.bytes_in, "epoch": core.epoch, "config": asdict(core.cfg),
              "delta": None if core.delta is None else core.delta[1], "fold": fold,
+             "merged": sorted([st, r, q] for st, r, q in core.merged),
              "models": models, "announcement_bytes": core.announce_bytes,
              "snapshot_bytes": core.snapshot_bytes}
     return encode_tensors(tensors, {META: json.dumps(state)})
@@ -112,6 +113,7 @@ def restore_core(cls, blob, config=None):
     for (cid, version), kept in older:
         _fold_older(core, cid, version, kept)
     core.contributed = set((c, v) for c, v in state.get("contributed", [])) | set(core.accepted)
+    core.merged = set((st, r, q) for st, r, q in state.get("merged", []))
     return core
 
 

@@ -7,6 +7,13 @@ Aggregator config::
      "state_path": "agg_state.safetensors", "output": "final.safetensors",
      "max_payload": 1048576, "timeout_s": null, "client_id": "aggregator-<federation>"}
 
+Regional aggregator config (one per ground station, hierarchical FedAvg)::
+
+    {"regional": {...RegionalConfig fields...}, "mqtt": {...the station broker...},
+     "client_id": "regional-<station>", "state_path": "regional_state.safetensors",
+     "signing": {"keyring": "keyring.json (the clients' keys)", "station_key": "HEX",
+                 "aggregator_public_key": "HEX"}, "max_payload": 1048576, "timeout_s": null}
+
 Agent config (head mode, the edge path; the host CLI adds a torch trainer)::
 
     {"federation": "demo", "client_id": "sat-1", "mqtt": {...},
@@ -47,6 +54,8 @@ def load_json(path):
 
 AGGREGATE_KEYS = ("aggregator", "mqtt", "model", "state_path", "output", "max_payload", "timeout_s",
                   "client_id", "signing", "evaluation", "metrics_path")
+REGIONAL_KEYS = ("regional", "mqtt", "client_id", "state_path", "signing", "max_payload",
+                 "timeout_s")
 AGENT_KEYS = ("federation", "client_id", "mqtt", "bundle", "backend", "data", "state_path", "max_payload",
               "max_rounds", "timeout_s", "seed", "signing", "max_examples", "model", "resend_s")
 

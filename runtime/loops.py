@@ -137,6 +137,54 @@ def serve_aggregator(core, transport, state_path=None, stop=None, timeout=None,
     return core
 
 
+class _BlobStore(object):
+    """Persists a core with ``to_bytes`` to one file, atomically."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def save(self, core):
+        atomic_write(self.path, core.to_bytes())
+
+
+def serve_regional(core, transport, state_path=None, stop=None, timeout=None,
+                   clock=time.time, poll_s=0.2, log=None):
+    """Run a station's regional aggregator (``edgefl.runtime.regional``) until the root's last
+    round is announced and everything folded here was sent and answered (or ``stop()`` /
+    ``timeout``). Returns the core."""
+    blob = read_bytes(state_path) if state_path else None
+    if blob:
+        core.restore(blob)
+    store = _BlobStore(state_path) if state_path else None
+    transport.connect()
+    for topic in core.subscriptions():
+        transport.subscribe(topic, 1)
+    pending = wait_connected(transport)
+    end = None if timeout is None else clock() + timeout
+    while not core.done and not (stop and stop()) and (end is None or clock() < end):
+        for ev in pending + transport.poll(poll_s):
+            if ev.kind != "message":
+                continue
+            if ev.retain and core.topics.client_from_update_topic(ev.topic):
+                transport.publish(ev.topic, b"", 1, True)  # a retained update: poison, cleared
+                continue
+            try:
+                actions = core.on_message(ev.topic, ev.payload, clock())
+            except Exception as exc:  # one message never stops the station
+                actions = []
+                if log:
+                    log("error", "message on {} not handled: {}: {}".format(
+                        ev.topic, type(exc).__name__, exc))
+            _perform(actions, transport, store, core)
+        pending = []
+        _perform(core.tick(clock()), transport, store, core)
+        _drain_log(core, log)
+        _drain_log(transport, log)
+    _drain_log(core, log)
+    transport.flush(10.0)
+    return core
+
+
 def _follow_subscriptions(core, transport, subscribed):
     """Subscribe to what the core wants now and drop what it no longer wants (the snapshot
     topic is wanted only until a model loads); returns the new set."""

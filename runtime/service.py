@@ -107,6 +107,37 @@ def run_aggregator_from_config(cfg, log=stderr_log, on_round=None, evaluator=Non
     return {"round": core.round, "done": core.done, "history": core.history}
 
 
+def run_regional_from_config(cfg, log=stderr_log):
+    """Run a station's regional aggregator until the root's last round; returns a summary dict."""
+    from edgefl.runtime.config import REGIONAL_KEYS, build_dataclass, check_keys, make_transport
+    from edgefl.runtime.loops import serve_regional
+    from edgefl.runtime.regional import RegionalConfig, RegionalCore
+    from edgefl.runtime.signing import Keyring, key_from_hex
+
+    check_keys(cfg, REGIONAL_KEYS, "regional")
+    rcfg = build_dataclass(RegionalConfig, cfg.get("regional"), "regional")
+    signing = cfg.get("signing") or {}
+    if signing.get("aggregator_public_key"):
+        rcfg.announce_key = signing["aggregator_public_key"]
+    keyring = Keyring.from_file(signing["keyring"]) if signing.get("keyring") else None
+    try:
+        key = key_from_hex(signing["station_key"]) if signing.get("station_key") else None
+    except ValueError as exc:
+        raise EdgeRuntimeError(str(exc))
+    core = RegionalCore(rcfg, keyring, key)
+    transport = make_transport(cfg.get("client_id", "regional-" + rcfg.station), cfg.get("mqtt"),
+                               cfg.get("max_payload", 1024 * 1024),
+                               max_message=rcfg.max_update_bytes,
+                               max_queued_bytes=AGGREGATOR_QUEUE_BYTES)
+    try:
+        serve_regional(core, transport, state_path=cfg.get("state_path"),
+                       timeout=cfg.get("timeout_s"), log=log)
+    finally:
+        transport.close()
+    return {"station": rcfg.station, "done": core.done, "rejected": core.rejected,
+            "partials": [{"round": r, "seq": q, "clients": c} for r, q, c in core.sent]}
+
+
 def run_agent_from_config(cfg, log=stderr_log, trainer=None):
     """Take part in a federation; head mode (numpy, engine features) unless ``trainer`` is given."""
     from edgefl.runtime.agent import AgentConfig, AgentCore

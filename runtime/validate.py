@@ -55,6 +55,7 @@ class Verdict:
     tensors: Optional[dict] = None
     metrics: dict = field(default_factory=dict)
     undo: Optional[Callable[[], None]] = None  # takes a folded update out of the fold again
+    resend: bool = False  # the agent says this is a resend (params["resend"])
 
 
 def _reject(code, detail, **kw):
@@ -81,7 +82,7 @@ def _check_fields(msg, exp, topic_client):
         (not msg.client_id, "client-id", "empty client id"),
         (topic_client is not None and msg.client_id != topic_client, "client-id",
          "message says {!r} but was sent on {!r}'s topic".format(msg.client_id[:60],
-                                                                 topic_client[:60])),
+                                                                 (topic_client or "")[:60])),
         (exp.sampled is not None and msg.client_id not in exp.sampled, "not-sampled",
          "{!r} is not in round {}'s sample".format(msg.client_id[:60], exp.round)),
         # sync: a late update is named for what it is (stale) before its base model is checked
@@ -171,7 +172,8 @@ def validate_update(payload, exp, topic_client=None, fold=None):
             return _reject("signature", bad_signature, **who)
     return Verdict(True, "", client_id=msg.client_id, round=msg.round,
                    num_examples=msg.num_examples, staleness=staleness,
-                   tensors=tensors, metrics=update_metrics(msg.metrics), undo=undo)
+                   tensors=tensors, metrics=update_metrics(msg.metrics), undo=undo,
+                   resend=msg.params.get("resend") is True)
 
 
 def _nothing():

@@ -97,6 +97,33 @@ class Topics(object):
         """Agent -> operators: what the agent refused and why (e.g. an unsigned announcement)."""
         return "{}/agent-status/{}".format(self.root, client_id)
 
+    def partial(self, station):
+        """Regional aggregator -> root: the partial sums of one station (hierarchical mode)."""
+        return "{}/partial/{}".format(self.root, station)
+
+    @property
+    def partials(self):
+        return self.root + "/partial/+"
+
+    def partial_status(self, station):
+        """Root -> regional aggregator: a partial merged or refused."""
+        return "{}/partial-status/{}".format(self.root, station)
+
+    def forward(self, station):
+        """Regional aggregator -> root: a client's resent update, unfolded (hierarchical mode)."""
+        return "{}/forward/{}".format(self.root, station)
+
+    @property
+    def forwards(self):
+        return self.root + "/forward/+"
+
+    def station_from_topic(self, topic, kind):
+        """The station a ``partial`` or ``forward`` topic names, else None."""
+        prefix = "{}/{}/".format(self.root, kind)
+        if topic.startswith(prefix) and "/" not in topic[len(prefix):]:
+            return topic[len(prefix):]
+        return None
+
     def client_from_update_topic(self, topic):
         prefix = self.root + "/update/"
         if topic.startswith(prefix) and "/" not in topic[len(prefix):]:

@@ -8,11 +8,12 @@ from collections import OrderedDict
 
 import numpy as np
 
-from edgefl.runtime.agent import AgentConfig, AgentCore, TrainResult
+from edgefl.runtime.agent import AgentConfig, AgentCore, TrainResult, marked_resend
 from edgefl.runtime.aggregator import AggregatorConfig, AggregatorCore, Publish
 from edgefl.runtime.loops import open_aggregator, run_agent, serve_aggregator
 from edgefl.runtime.state_store import StateStore
 from edgefl.runtime.transport.memory import MemoryBroker, MemoryTransport
+from edgefl.runtime.wire import decode_message
 
 
 def _train(agent, ann, shift=0.5):
@@ -33,20 +34,22 @@ def test_the_agent_resends_until_a_status_answers_its_round(kit, small_model):
     ann = kit.announce(agg.start(0.0))
     agent = AgentCore(AgentConfig("fed", "a", resend_s=60.0))
     update = _train(agent, ann)
+    resent = (update[0], marked_resend(update[1]))  # the same update, saying it is a resend
+    assert decode_message(resent[1]).params["resend"] is True
     # Execute + Assert: nothing due before the timeout; due after it; not due when the broker
     # delivers the same retained announcement again; due at once when a restarted aggregator
     # announces the round again (a new epoch).
     assert agent.resends(159.0) == []
-    assert agent.resends(160.0) == [update] and agent.resends(161.0) == []
+    assert agent.resends(160.0) == [resent] and agent.resends(161.0) == []
     assert agent.on_message(ann.topic, ann.payload) is None  # already trained this round
     assert agent.resends(162.0) == []
     restarted = AggregatorCore.from_bytes(agg.to_bytes())
     again = kit.announce(restarted.start(1.0))
     assert agent.on_message(again.topic, again.payload) is None
-    assert agent.resends(163.0) == [update]
+    assert agent.resends(163.0) == [resent]
     # The status for round 1 (here: a duplicate after the first copy was counted) ends it.
     _status_to(agent, agg.on_message(*update, now=1.0))
-    _status_to(agent, agg.on_message(*update, now=2.0))
+    _status_to(agent, agg.on_message(*resent, now=2.0))
     assert [s[:2] for s in agent.statuses] == [(1, True), (1, False)]
     assert agent.pending is None and agent.resends(10 ** 6) == []
     assert agg.history == [] and list(agg.accepted) == [("a", 1)]  # counted once
@@ -59,7 +62,8 @@ def test_an_unanswered_update_survives_an_agent_restart(kit, small_model):
     update = _train(first, ann)
     again = AgentCore(AgentConfig("fed", "a"))
     again.restore(first.to_bytes())
-    assert again.resends(0.0) == [update]  # sent before the restart, never answered
+    # sent before the restart, never answered
+    assert again.resends(0.0) == [(update[0], marked_resend(update[1]))]
 
 
 def test_a_resend_after_an_async_buffer_closed_is_a_duplicate(kit, small_model):
