@@ -164,14 +164,17 @@ class RootHierarchy(object):
         return actions
 
     def _refuse_partial(self, station, topic, payload, round_, seq, reason, contributors):
-        """Count and log a refused partial; tell its station and its contributors."""
+        """Count and log a refused partial; tell its station, and its contributors that were
+        not counted otherwise (a late partial's client may have been, from its resend)."""
         self.rejected += 1
         code = reason.split(":", 1)[0]
         self.rejections[code] = self.rejections.get(code, 0) + 1
         self.log.append(("warn", "round {}: refused partial on {} ({} bytes): {}".format(
             self.round, topic, len(payload), reason)))
+        counted = set(self.accepted) | set(
+            (cid, h["round"]) for h in self.history[-3:] for cid in h["clients"])
         actions = [self._status(cid, round_, False, "station {}: {}".format(station, reason))
-                   for (cid, _) in contributors if (cid, round_) not in self.accepted]
+                   for key in contributors for cid in [key[0]] if key not in counted]
         return actions + [self._partial_status(station, round_, seq, False, reason)]
 
     def _partial_status(self, station, round_, seq, ok, reason):

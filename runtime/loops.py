@@ -112,6 +112,9 @@ def serve_aggregator(core, transport, state_path=None, stop=None, timeout=None,
     quarantine = _open_quarantine(core, state_path, log) if state_path else None
     transport.connect()
     transport.subscribe(core.topics.updates, 1)
+    if core.cfg.stations:  # hierarchical: regional aggregators' partials and forwarded resends
+        transport.subscribe(core.topics.partials, 1)
+        transport.subscribe(core.topics.forwards, 1)
     if log:
         log("info", "connecting to the MQTT broker")
     early = wait_connected(transport, connect_timeout(timeout))
@@ -159,7 +162,7 @@ def serve_regional(core, transport, state_path=None, stop=None, timeout=None,
     transport.connect()
     for topic in core.subscriptions():
         transport.subscribe(topic, 1)
-    pending = wait_connected(transport)
+    pending = wait_connected(transport, connect_timeout(timeout))
     end = None if timeout is None else clock() + timeout
     while not core.done and not (stop and stop()) and (end is None or clock() < end):
         for ev in pending + transport.poll(poll_s):

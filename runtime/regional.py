@@ -89,7 +89,7 @@ class _Round(object):
     def to_json(self):
         return {"round": self.round, "digest": self.digest, "sampled": self.sampled,
                 "codec": self.codec, "final": self.final,
-                "fold": {"grid": [[n, g[0], g[1]] for n, g in self.grid.items()],
+                "fold": None if self.final else {"grid": [[n, g[0], g[1]] for n, g in self.grid.items()],
                          "shapes": [[n, list(s)] for n, s in self.shapes.items()],
                          "clip_norm": self.clip_norm, "max_norm": self.max_norm}}
 
@@ -116,9 +116,8 @@ class RegionalCore(object):
 
     @property
     def done(self):
-        """The root announced its last round and nothing is left to send."""
-        return (self.current is not None and self.current.final and self.outstanding is None
-                and not self.pending)
+        """The root announced that the federation is over (it answers nothing after that)."""
+        return self.current is not None and self.current.final
 
     def subscriptions(self):
         return [self.topics.round, self.topics.updates,
@@ -169,8 +168,9 @@ class RegionalCore(object):
         if problem is None and msg.params.get("mode", "sync") != "sync":
             problem = "the root runs {} rounds; stations fold sync rounds".format(
                 msg.params.get("mode"))
-        try:
-            fold = None if problem else read_fold_params(msg.params.get("fold"))
+        try:  # the last announcement says only that the federation is over
+            final = bool(msg.params.get("final"))
+            fold = None if problem or final else read_fold_params(msg.params.get("fold"))
         except WireError as exc:
             problem = "{} (is the root configured with this station?)".format(exc.detail)
         if problem:
@@ -179,9 +179,9 @@ class RegionalCore(object):
             return []
         actions = self._drop_unsent("stale-round: round {} closed before station {} sent "
                                     "it".format(cur.round, self.cfg.station)) if cur else []
-        self.current = _Round(msg, fold)
+        self.current = _Round(msg, fold or (OrderedDict(), OrderedDict(), None, None))
         self.folded = set()
-        self.fold = Fold(self.current.shapes, self.current.grid)
+        self.fold = None if final else Fold(self.current.shapes, self.current.grid)
         return actions + [Persist()]
 
     def _drop_unsent(self, reason):
@@ -305,7 +305,9 @@ class RegionalCore(object):
             msg = Message("round", self.cfg.federation, round=cur["round"], base_digest=cur["digest"],
                           params={"sampled": cur["sampled"], "codec": cur["codec"],
                                   "final": cur["final"]})
-            self.current = _Round(msg, read_fold_params(cur["fold"]))
+            fold = (OrderedDict(), OrderedDict(), None, None) if cur["final"] else \
+                read_fold_params(cur["fold"])
+            self.current = _Round(msg, fold)
         if state["fold"] is not None:
             sums = OrderedDict((k[5:], v) for k, v in tensors.items() if k.startswith("fold/"))
             self.fold = Fold.from_state(sums, state["fold"])

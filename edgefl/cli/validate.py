@@ -261,6 +261,22 @@ def station(text: str):
     return out
 
 
+def ground_stations(text: str) -> list:
+    """``gs-a,gs-b`` or ``gs-a@HOST:PORT,...``: station brokers (→ [(name, host|None, port|None)])."""
+    out = []
+    for item in (s.strip() for s in str(text).split(",") if s.strip()):
+        who, _, where = item.partition("@")
+        host_text, _, port_text = where.partition(":")
+        try:
+            out.append((name(who, "station"), host(host_text) if host_text else None,
+                        port(port_text) if port_text else None))
+        except ValueError as exc:
+            raise ValueError(f"--stations {item!r}: {exc} — write NAME or NAME@HOST:PORT") from None
+    if len({n for n, _, _ in out}) != len(out):
+        raise ValueError(f"--stations {text!r} names a station twice — give each one once")
+    return out
+
+
 def features(text: str) -> str:
     """'pixels' or an exported bundle directory (its features output)."""
     if text == "pixels" or (Path(text) / "manifest.json").is_file():

@@ -42,7 +42,35 @@ def validate_id(name: str, what: str) -> str:
     return name
 
 
-def acl_text(federation: str, clients: list[str], aggregator: str = "aggregator") -> str:
+# What a ground station's bridge carries, by station mode: "in" from the central broker to the
+# station, "out" from the station up. Regional: a regional aggregator folds the station's updates
+# and sends partials; relay: the station passes every update up to the root.
+BRIDGE_IN = ("round/#", "snapshot/#", "status/#")
+BRIDGE_OUT = {
+    "regional": ("partial/{station}/#", "forward/{station}/#", "online/#", "agent-status/#"),
+    "relay": ("update/#", "online/#", "agent-status/#"),
+}
+STATION_MODES = tuple(BRIDGE_OUT)
+
+
+def bridge_topics(topics: Topics, station: str, mode: str) -> tuple[list[str], list[str]]:
+    """(in, out) topic patterns of station ``station``'s bridge to the central broker."""
+    extra_in = [f"partial-status/{station}/#"] if mode == "regional" else []
+    pattern = f"{topics.root}/{{}}"
+    return ([pattern.format(t) for t in (*BRIDGE_IN, *extra_in)],
+            [pattern.format(t.format(station=station)) for t in BRIDGE_OUT[mode]])
+
+
+def bridge_acl_lines(topics: Topics, user: str, station: str, mode: str, local: bool = False) -> list[str]:
+    """The ACL block of a station's bridge account: at the central broker it reads what comes down
+    and writes what goes up; at the station (``local``) the other way round."""
+    ins, outs = bridge_topics(topics, station, mode)
+    reads, writes = (outs, ins) if local else (ins, outs)
+    return [f"user {user}", *[f"topic read {t}" for t in reads], *[f"topic write {t}" for t in writes], ""]
+
+
+def acl_text(federation: str, clients: list[str], aggregator: str = "aggregator",
+             extra: list[str] | None = None) -> str:
     """The ACL file text (one ``user`` block per account; nothing is granted to anonymous)."""
     topics = Topics(validate_id(federation, "federation name"))
     lines = [
@@ -63,4 +91,4 @@ def acl_text(federation: str, clients: list[str], aggregator: str = "aggregator"
         lines.append(f"topic read {topics.status(cid)}/#")
         lines += [f"topic read {t}" for t in broadcast_reads(topics)]
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + list(extra or []))

@@ -11,6 +11,7 @@ Layout written under ``out``::
     aggregator/aggregator.json  aggregator/keyring.json  aggregator/announce.key
     aggregator/{ca.crt,client.crt,client.key}
     clients/<id>/agent.json  clients/<id>/{ca.crt,client.crt,client.key}
+    clients/<id>/stations.json  stations/<station>/...   (with --stations: ``edgefl.security.stations``)
 
 The JSON configs are in the runtime's format (``python -m edgefl.runtime aggregate|agent
 --config``): add the aggregator's "model" and each agent's "bundle" and "data". Paths in them are
@@ -35,6 +36,7 @@ from edgefl.security.acl import acl_text, validate_id
 from edgefl.security.mosquitto_conf import BrokerFiles, mosquitto_conf_text
 from edgefl.security.passwords import generate_password, password_file_text
 from edgefl.security.pki import KeyPair, issue_cert, make_ca
+from edgefl.security.stations import QUEUE, Station, central_accounts, central_acl_extra, write_station
 
 AGGREGATOR_ID = "aggregator"
 DEFAULT_EXAMPLES = 10000
@@ -54,6 +56,8 @@ class FederationLayout:
     agent_configs: dict[str, Path] = field(default_factory=dict)
     examples: dict[str, int] = field(default_factory=dict)
     public_key: str = ""
+    stations: list[Station] = field(default_factory=list)
+    station_mode: str = "regional"
 
     def to_json(self) -> dict:
         return {
@@ -67,6 +71,8 @@ class FederationLayout:
             "agent_configs": {k: str(v) for k, v in self.agent_configs.items()},
             "examples": self.examples,
             "aggregator_public_key": self.public_key,
+            "stations": [s.to_json() for s in self.stations],
+            "station_mode": self.station_mode,
         }
 
 
@@ -142,6 +148,8 @@ def init_federation(
     require_client_cert: bool = True,
     broker_user: str | None = None,
     examples: int | dict[str, int] = DEFAULT_EXAMPLES,
+    stations: list[Station] | None = None,
+    station_mode: str = "regional",
     force: bool = False,
 ) -> FederationLayout:
     """Generate the CA, certificates, credentials, ACL, broker config and client configs.
@@ -161,6 +169,10 @@ def init_federation(
         examples: the example count each client declares (one for all, or client id -> count):
             the aggregator rejects an update claiming more (``weight-bound``), the agent never
             claims more. A client may claim up to its declaration, so declare what it holds.
+        stations: ground stations (``stations.parse_stations``): each gets a broker bridged to
+            this one and, in ``regional`` mode, a regional aggregator (hierarchical FedAvg); in
+            ``relay`` mode the stations pass every update up to the root.
+        station_mode: ``regional`` or ``relay``.
         force: write into a non-empty directory.
 
     Returns:
@@ -177,27 +189,37 @@ def init_federation(
     hosts = list(dict.fromkeys([host, "localhost", "127.0.0.1", *(extra_hosts or [])]))
     server = issue_cert(ca, host, server=True, hosts=hosts)
     broker = out / "broker"
+    stations = list(stations or [])
     passwords = {cid: generate_password() for cid in [AGGREGATOR_ID, *ids]}
+    bridges = central_accounts(stations)
+    clashes = sorted(set(ids) & {s.name for s in stations})
+    if clashes:
+        raise EdgeflError(f"station {clashes[0]!r} is also a client id — rename the station")
     files = BrokerFiles(
         ca=_write(broker / "ca.crt", ca.cert_pem),
         cert=_write(broker / "server.crt", server.cert_pem),
         key=_write(broker / "server.key", server.key_pem, secret=True),
-        passwords=_write(broker / "passwd", password_file_text(passwords), secret=True),
-        acl=_write(broker / "acl", acl_text(name, ids, AGGREGATOR_ID)),
+        passwords=_write(broker / "passwd", password_file_text({**passwords, **bridges}), secret=True),
+        acl=_write(broker / "acl", acl_text(name, ids, AGGREGATOR_ID,
+                                            central_acl_extra(name, stations, station_mode))),
         persistence_dir=broker / "data",
     )
     files.persistence_dir.mkdir(parents=True, exist_ok=True)
     conf = _write(
         broker / "mosquitto.conf",
         mosquitto_conf_text(
-            files, port=port, bind=bind, require_client_cert=require_client_cert, run_as=broker_user
+            files, port=port, bind=bind, require_client_cert=require_client_cert, run_as=broker_user,
+            max_queued_messages=QUEUE if stations else 1000,
         ),
     )
 
     keys = {cid: generate_key() for cid in ids}
+    regional = bool(stations) and station_mode == "regional"
+    station_keys = {s.name: generate_key() for s in stations} if regional else {}
     agg_dir = out / "aggregator"
     agg_tls = _write_identity(agg_dir, ca, issue_cert(ca, AGGREGATOR_ID, server=False))
-    keyring = _write(agg_dir / "keyring.json", json.dumps({"keys": keys}, indent=2), secret=True)
+    keyring = _write(agg_dir / "keyring.json", json.dumps({"keys": {**keys, **station_keys}}, indent=2),
+                     secret=True)
     private_key, public_key = generate_key_pair()
     announce_key = _write(agg_dir / "announce.key", private_key + "\n", secret=True)
     # The runtime's config format (``python -m edgefl.runtime aggregate|agent --config``); the
@@ -209,6 +231,7 @@ def init_federation(
             "min_clients": max(1, len(ids) // 2),
             "max_examples": max(declared.values()),
             "client_max_examples": declared,
+            **({"stations": [s.name for s in stations]} if regional else {}),
         },
         "mqtt": _mqtt_section(host, port, AGGREGATOR_ID, passwords[AGGREGATOR_ID], agg_tls),
         "client_id": AGGREGATOR_ID,
@@ -226,7 +249,16 @@ def init_federation(
         _write(agg_dir / "aggregator.json", json.dumps(agg_cfg, indent=2), secret=True),
         examples=declared,
         public_key=public_key,
+        station_mode=station_mode,
     )
+    for st in stations:
+        layout.stations.append(write_station(
+            out, name, st, ca=ca, central=(host, port), bridge_password=bridges[f"bridge-{st.name}"],
+            client_passwords={cid: passwords[cid] for cid in ids}, client_keys=keys, declared=declared,
+            public_key=public_key, station_key=station_keys.get(st.name, ""), mode=station_mode,
+            write=_write, identity=_write_identity, mqtt_section=_mqtt_section, run_as=broker_user,
+            require_client_cert=require_client_cert,
+        ))
     for cid in ids:
         cdir = out / "clients" / cid
         tls = _write_identity(cdir, ca, issue_cert(ca, cid, server=False))
@@ -239,4 +271,7 @@ def init_federation(
             "state_path": "agent_state.safetensors",
         }
         layout.agent_configs[cid] = _write(cdir / "agent.json", json.dumps(cfg, indent=2), secret=True)
+        if stations:  # the mqtt section to use at each ground station (same credentials)
+            at = {st.name: _mqtt_section(st.host, st.port, cid, passwords[cid], tls) for st in stations}
+            _write(cdir / "stations.json", json.dumps(at, indent=2), secret=True)
     return layout

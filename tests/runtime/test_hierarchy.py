@@ -104,7 +104,8 @@ def test_two_stations_give_bitwise_the_flat_model(small_model):
     # the model is bitwise the flat aggregator's given the same updates in another order.
     root = net.root
     assert root.done and [h["clients"] for h in root.history] == [CLIENTS, CLIENTS]
-    assert sorted((c, r) for c, r, ok, _ in net.statuses if ok) == sorted((c, r) for c in CLIENTS for r in (1, 2))
+    told = sorted((c, r) for c, r, ok, _ in net.statuses if ok)
+    assert told == sorted((c, r) for c in CLIENTS for r in (1, 2))
     by_round = sorted(net.updates, key=lambda u: (decode_message(u[1]).round, u[0]), reverse=False)
     flat = _flat(small_model, by_round, 2)
     assert all(root.global_model[n].tobytes() == flat.global_model[n].tobytes() for n in small_model)
