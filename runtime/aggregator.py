@@ -29,13 +29,14 @@ restart resumes the same round with the same contributions: the running sum and 
 contributors, not the updates.
 """
 
-from collections import OrderedDict, namedtuple
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import List, Optional
 
 import numpy as np
 
 from edgefl.runtime import strategies
+from edgefl.runtime.actions import Persist, Publish
 from edgefl.runtime.errors import EdgeRuntimeError, WireError, fault_location
 from edgefl.runtime.codecs import CODECS, make_codec
 from edgefl.runtime.downlink import DELTA_FIELD, DownlinkCoder, delta_fields
@@ -48,10 +49,6 @@ from edgefl.runtime.validate import Expectation, validate_update
 from edgefl.runtime.wire import Message, decode_message, encode_message, \
     model_digest, payload_digest
 
-Publish = namedtuple("Publish", "topic payload qos retain")
-# Persist: save the core's state (``to_bytes``) before performing the Publish actions of the same
-# batch, so an "accepted" status is only sent once the update is on disk.
-Persist = namedtuple("Persist", "")
 
 
 @dataclass

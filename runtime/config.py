@@ -5,7 +5,9 @@ Aggregator config::
     {"aggregator": {...AggregatorConfig fields...}, "mqtt": {...MqttOptions fields...},
      "model": "init.safetensors | checkpoint dir | bundle dir (its head)",
      "state_path": "agg_state.safetensors", "output": "final.safetensors",
-     "max_payload": 1048576, "timeout_s": null, "client_id": "aggregator-<federation>"}
+     "max_payload": 1048576, "timeout_s": null, "client_id": "aggregator-<federation>",
+     "commit_interval_s": 0 (> 0: save the state once per that many seconds, statuses held
+     until then, instead of after every update)}
 
 Regional aggregator config (one per ground station, hierarchical FedAvg)::
 
@@ -53,9 +55,9 @@ def load_json(path):
 
 
 AGGREGATE_KEYS = ("aggregator", "mqtt", "model", "state_path", "output", "max_payload", "timeout_s",
-                  "client_id", "signing", "evaluation", "metrics_path")
+                  "client_id", "signing", "evaluation", "metrics_path", "commit_interval_s")
 REGIONAL_KEYS = ("regional", "mqtt", "client_id", "state_path", "signing", "max_payload",
-                 "timeout_s")
+                 "timeout_s", "commit_interval_s")
 AGENT_KEYS = ("federation", "client_id", "mqtt", "bundle", "backend", "data", "state_path", "max_payload",
               "max_rounds", "timeout_s", "seed", "signing", "max_examples", "model", "resend_s")
 

@@ -24,6 +24,7 @@ first copies travel to exactly one station, so that means a faulty station.
 
 from collections import OrderedDict
 
+from edgefl.runtime.actions import Publish
 from edgefl.runtime.errors import WireError
 from edgefl.runtime.partial import read_partial
 from edgefl.runtime.validate import validate_update
@@ -178,8 +179,6 @@ class RootHierarchy(object):
         return actions + [self._partial_status(station, round_, seq, False, reason)]
 
     def _partial_status(self, station, round_, seq, ok, reason):
-        from edgefl.runtime.aggregator import Publish
-
         msg = Message(kind="status", federation=self.cfg.federation, round=max(round_, 0),
                       client_id=station, params={"accepted": ok, "reason": reason,
                                                  "current_round": self.round, "seq": seq})

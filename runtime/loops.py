@@ -52,6 +52,32 @@ def _perform(actions, transport, store, core):
             transport.publish(a.topic, a.payload, a.qos, a.retain)
 
 
+class _Committer(object):
+    """Performs a core's actions: each batch at once (``commit_s`` 0: the state is saved after
+    every accepted update, as the state machine asks), or grouped: the actions of the messages
+    handled within ``commit_s`` seconds, or until the transport goes quiet, wait; then one save
+    and their publishes, in order. Nothing is published before the state that holds it is saved,
+    so a crash loses only updates whose senders never heard "accepted": they resend."""
+
+    def __init__(self, transport, store, core, commit_s, clock):
+        self.transport, self.store, self.core = transport, store, core
+        self.commit_s, self.clock = float(commit_s or 0.0), clock
+        self.held, self.since = [], 0.0
+
+    def add(self, actions):
+        if not self.commit_s:
+            _perform(actions, self.transport, self.store, self.core)
+            return
+        if actions and not self.held:
+            self.since = self.clock()
+        self.held += actions
+
+    def flush(self, quiet=False):
+        if self.held and (quiet or self.clock() - self.since >= self.commit_s):
+            held, self.held = self.held, []
+            _perform(held, self.transport, self.store, self.core)
+
+
 def _handle(core, ev, quarantine, now):
     """Feed one message to the core, marked in flight (``quarantine``) while it is processed.
 
@@ -98,13 +124,15 @@ def _report_rounds(core, on_round, seen, store):
 
 
 def serve_aggregator(core, transport, state_path=None, stop=None, timeout=None,
-                     on_round=None, clock=time.time, poll_s=0.2, log=None):
+                     on_round=None, clock=time.time, poll_s=0.2, log=None, commit_s=0.0):
     """Run the aggregator until the last round closes (or ``stop()``/``timeout``).
 
     Args:
         on_round: called with each new history entry (a dict) right after its round closes (it may
             add to the entry, e.g. a central evaluation; the state is persisted again afterwards).
         log: called as ``log(level, text)`` for each line the core logs (rejected updates).
+        commit_s: group commit (see ``_Committer``): with thousands of updates a round, one save
+            of the running sum per ``commit_s`` seconds instead of one per update.
     Returns:
         the core (its ``history`` and ``global_model`` hold the results).
     """
@@ -122,16 +150,20 @@ def serve_aggregator(core, transport, state_path=None, stop=None, timeout=None,
     end = None if timeout is None else clock() + timeout
     seen = len(core.history)
     pending = early
+    commit = _Committer(transport, store, core, commit_s, clock)
     while not core.done and not (stop and stop()) and (end is None or clock() < end):
-        for ev in pending + transport.poll(poll_s):
+        batch = pending + transport.poll(poll_s)
+        for ev in batch:
             if ev.kind == "message":
-                _perform(_handle(core, ev, quarantine, clock()), transport, store, core)
+                commit.add(_handle(core, ev, quarantine, clock()))
                 seen = _report_rounds(core, on_round, seen, store)
         pending = []
-        _perform(core.tick(clock()), transport, store, core)
+        commit.add(core.tick(clock()))
+        commit.flush(quiet=not batch or core.done)
         seen = _report_rounds(core, on_round, seen, store)
         _drain_log(core, log)
         _drain_log(transport, log)  # dropped chunk streams
+    commit.flush(quiet=True)
     _report_rounds(core, on_round, seen, store)
     _drain_log(core, log)
     if quarantine is not None:
@@ -151,10 +183,10 @@ class _BlobStore(object):
 
 
 def serve_regional(core, transport, state_path=None, stop=None, timeout=None,
-                   clock=time.time, poll_s=0.2, log=None):
-    """Run a station's regional aggregator (``edgefl.runtime.regional``) until the root's last
-    round is announced and everything folded here was sent and answered (or ``stop()`` /
-    ``timeout``). Returns the core."""
+                   clock=time.time, poll_s=0.2, log=None, commit_s=0.0):
+    """Run a station's regional aggregator (``edgefl.runtime.regional``) until the root announces
+    that the federation is over (or ``stop()`` / ``timeout``); ``commit_s`` as in
+    ``serve_aggregator``. Returns the core."""
     blob = read_bytes(state_path) if state_path else None
     if blob:
         core.restore(blob)
@@ -164,8 +196,10 @@ def serve_regional(core, transport, state_path=None, stop=None, timeout=None,
         transport.subscribe(topic, 1)
     pending = wait_connected(transport, connect_timeout(timeout))
     end = None if timeout is None else clock() + timeout
+    commit = _Committer(transport, store, core, commit_s, clock)
     while not core.done and not (stop and stop()) and (end is None or clock() < end):
-        for ev in pending + transport.poll(poll_s):
+        batch = pending + transport.poll(poll_s)
+        for ev in batch:
             if ev.kind != "message":
                 continue
             if ev.retain and core.topics.client_from_update_topic(ev.topic):
@@ -178,11 +212,13 @@ def serve_regional(core, transport, state_path=None, stop=None, timeout=None,
                 if log:
                     log("error", "message on {} not handled: {}: {}".format(
                         ev.topic, type(exc).__name__, exc))
-            _perform(actions, transport, store, core)
+            commit.add(actions)
         pending = []
-        _perform(core.tick(clock()), transport, store, core)
+        commit.add(core.tick(clock()))
+        commit.flush(quiet=not batch)
         _drain_log(core, log)
         _drain_log(transport, log)
+    commit.flush(quiet=True)
     _drain_log(core, log)
     transport.flush(10.0)
     return core

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgefl.runtime.aggregator import Persist, Publish
+from edgefl.runtime.actions import Persist, Publish
 from edgefl.runtime.announce import AnnouncementVerifier
 from edgefl.runtime.errors import EdgeRuntimeError, WireError
 from edgefl.runtime.fold import Fold

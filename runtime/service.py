@@ -99,7 +99,8 @@ def run_aggregator_from_config(cfg, log=stderr_log, on_round=None, evaluator=Non
                              then=on_round or (lambda h: log and log("info", _round_line(h))))
     try:
         serve_aggregator(core, transport, state_path=cfg.get("state_path"),
-                         timeout=cfg.get("timeout_s"), log=log, on_round=recorder)
+                         timeout=cfg.get("timeout_s"), log=log, on_round=recorder,
+                         commit_s=float(cfg.get("commit_interval_s") or 0.0))
     finally:
         transport.close()
     if cfg.get("output"):
@@ -131,7 +132,8 @@ def run_regional_from_config(cfg, log=stderr_log):
                                max_queued_bytes=AGGREGATOR_QUEUE_BYTES)
     try:
         serve_regional(core, transport, state_path=cfg.get("state_path"),
-                       timeout=cfg.get("timeout_s"), log=log)
+                       timeout=cfg.get("timeout_s"), log=log,
+                       commit_s=float(cfg.get("commit_interval_s") or 0.0))
     finally:
         transport.close()
     return {"station": rcfg.station, "done": core.done, "rejected": core.rejected,
