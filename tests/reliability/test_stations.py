@@ -221,8 +221,9 @@ def test_two_bridged_stations_complete_rounds_and_a_cut_uplink_loses_nothing(sta
         a.publish(a.train(a.job(2)))
     stations.uplink.down()
     c0.publish(c0.train(c0.job(2)))
-    wait(lambda: regional["gs-a"].core.sent[-1][:2] == (2, 1), 30, "gs-a to send its round-2 partial")
-    time.sleep(3.0)
+    wait(lambda: regional["gs-a"].core.sent[-1][:2] == (2, 1), 60, "gs-a to send its round-2 partial")
+    wait(lambda: len(root.core.accepted) == 3, 60, "the root to merge gs-b's round-2 partials")
+    time.sleep(2.0)  # room for a wrong early close to show; the assert below does not depend on it
     held = (root.core.round, sorted(root.core.accepted))
     stations.uplink.up()  # the partial queued at gs-a goes up now
     root.wait_round(3, timeout=120)

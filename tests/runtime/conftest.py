@@ -55,15 +55,25 @@ def random_delta():
     return make
 
 
-@pytest.fixture(scope="session")
-def kit():
-    """The helpers of test_aggregator.py (announce, make_update, statuses) for other test files
-    (``--import-mode=importlib`` puts no test folder on sys.path)."""
+def _test_module(filename):
+    """One of this folder's test files as a module, for its helpers (``--import-mode=importlib``
+    puts no test folder on sys.path)."""
     import importlib.util
-    import os
 
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "test_aggregator.py")
-    spec = importlib.util.spec_from_file_location("edgefl_runtime_test_aggregator_kit", path)
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), filename)
+    spec = importlib.util.spec_from_file_location("edgefl_runtime_kit_" + filename[:-3], path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="session")
+def kit():
+    """The helpers of test_aggregator.py (announce, make_update, statuses) for other test files."""
+    return _test_module("test_aggregator.py")
+
+
+@pytest.fixture(scope="session")
+def foldkit():
+    """The helpers of test_fold.py (SHAPES, _fold, _update, _sums, _same) for its properties."""
+    return _test_module("test_fold.py")

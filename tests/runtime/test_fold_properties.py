@@ -5,28 +5,8 @@ import numpy as np
 import pytest
 
 from edgefl.runtime.aggregator import AggregatorConfig, AggregatorCore
-from edgefl.runtime.fold import Fold, grid_for
 
-SHAPES = OrderedDict([("b", (3,)), ("w", (4, 5))])
-
-
-def _fold(weight_bound=10 ** 4):
-    model = OrderedDict((n, np.ones(s, np.float32)) for n, s in SHAPES.items())
-    return Fold(SHAPES, grid_for(model, weight_bound))
-
-
-def _update(seed, scale=1e-2):
-    rng = np.random.RandomState(seed)
-    return OrderedDict((n, (rng.standard_t(2, s) * scale).astype(np.float32))
-                       for n, s in SHAPES.items())
-
-
-def _sums(fold):
-    return OrderedDict((n, a.copy()) for n, a in fold.exact_sums().items())
-
-
-def _same(a, b):
-    return all(a[n].tobytes() == b[n].tobytes() for n in a)
+SHAPES = OrderedDict([("b", (3,)), ("w", (4, 5))])  # test_fold.SHAPES, the shapes foldkit folds
 
 
 hypothesis = pytest.importorskip("hypothesis")
@@ -37,22 +17,23 @@ weighted = st.lists(st.tuples(st.integers(0, 10 ** 6), st.integers(1, 1000)), mi
 
 @settings(max_examples=60, deadline=None)
 @given(weighted, st.randoms(use_true_random=False), st.integers(1, 4))
-def test_any_order_and_any_grouping_give_bitwise_the_same_sum(items, rnd, groups):
-    ups = [(_update(seed), n) for seed, n in items]
-    flat = _fold()
+def test_any_order_and_any_grouping_give_bitwise_the_same_sum(foldkit, items, rnd, groups):
+    k = foldkit
+    ups = [(k._update(seed), n) for seed, n in items]
+    flat = k._fold()
     for t, n in ups:
         flat.add(t, n, n)
     # Execute: the same updates shuffled and split among regional folds, merged at a root.
     shuffled = list(ups)
     rnd.shuffle(shuffled)
-    parts = [_fold() for _ in range(groups)]
+    parts = [k._fold() for _ in range(groups)]
     for i, (t, n) in enumerate(shuffled):
         parts[rnd.randrange(groups)].add(t, n, n)
-    root = _fold()
+    root = k._fold()
     for p in parts:
         root.merge(p.exact_sums(), p.weight, p.count)
     # Assert
-    assert _same(_sums(root), _sums(flat)) and root.weight == flat.weight
+    assert k._same(k._sums(root), k._sums(flat)) and root.weight == flat.weight
     assert all(root.mean(n).tobytes() == flat.mean(n).tobytes() for n in SHAPES)
 
 

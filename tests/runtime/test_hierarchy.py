@@ -49,7 +49,7 @@ class Net(object):
             elif kind == "status":
                 msg = decode_message(a.payload)
                 self.statuses.append((parts[3], msg.round, msg.params["accepted"],
-                                      msg.params["reason"]))
+                                      msg.params.get("reason", "")))
                 self.agents[parts[3]].on_message(a.topic, a.payload)
 
     def _to(self, regional, a):
@@ -90,6 +90,12 @@ def _flat(small_model, updates, rounds):
     return flat
 
 
+def _bitwise_flat(root, small_model, updates, rounds=1):
+    """Whether the root's model is bitwise the flat aggregator's on ``updates``."""
+    flat = _flat(small_model, updates, rounds)
+    return all(root.global_model[n].tobytes() == flat.global_model[n].tobytes() for n in small_model)
+
+
 def test_two_stations_give_bitwise_the_flat_model(small_model):
     # Prepare: two rounds; three clients per station; a partial every two updates, the rest
     # sent when the interval passes.
@@ -107,8 +113,7 @@ def test_two_stations_give_bitwise_the_flat_model(small_model):
     told = sorted((c, r) for c, r, ok, _ in net.statuses if ok)
     assert told == sorted((c, r) for c in CLIENTS for r in (1, 2))
     by_round = sorted(net.updates, key=lambda u: (decode_message(u[1]).round, u[0]), reverse=False)
-    flat = _flat(small_model, by_round, 2)
-    assert all(root.global_model[n].tobytes() == flat.global_model[n].tobytes() for n in small_model)
+    assert _bitwise_flat(root, small_model, by_round, rounds=2)
     assert [len(r.sent) for r in net.regionals.values()] == [4, 4]  # 2 + 1 per round each
 
 
@@ -127,8 +132,7 @@ def test_a_resend_at_another_station_is_counted_once(small_model):
     # so the model is the flat one (c0 once).
     root = net.root
     assert root.round == 2 and root.history[0]["clients"] == CLIENTS and not root.buffered
-    flat = _flat(small_model, net.updates, 1)
-    assert all(root.global_model[n].tobytes() == flat.global_model[n].tobytes() for n in small_model)
+    assert _bitwise_flat(root, small_model, net.updates)
 
 
 def test_a_resend_no_partial_holds_is_folded_at_the_close(small_model):
@@ -142,8 +146,7 @@ def test_a_resend_no_partial_holds_is_folded_at_the_close(small_model):
     net.tick(5.0)
     # Assert: c0 counted (from the kept resend) and the model is the flat one.
     assert net.root.history[0]["clients"] == CLIENTS
-    flat = _flat(small_model, net.updates, 1)
-    assert all(net.root.global_model[n].tobytes() == flat.global_model[n].tobytes() for n in small_model)
+    assert _bitwise_flat(net.root, small_model, net.updates)
 
 
 def test_unsent_updates_of_a_closed_round_are_refused_with_the_reason(small_model):
@@ -254,5 +257,4 @@ def test_a_regional_aggregator_restarted_from_its_state_loses_nothing(small_mode
     net.tick(5.0)
     # Assert: all six counted, bitwise the flat model.
     assert net.root.history[0]["clients"] == CLIENTS
-    flat = _flat(small_model, net.updates, 1)
-    assert all(net.root.global_model[n].tobytes() == flat.global_model[n].tobytes() for n in small_model)
+    assert _bitwise_flat(net.root, small_model, net.updates)
