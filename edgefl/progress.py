@@ -1,9 +1,13 @@
 """Progress reporting seam: library code calls `progress.task(...)`; the CLI decides how it shows.
 
-`RichProgress` draws bars on stderr; `NullProgress` (for --json, tests and libraries) draws nothing.
+`RichProgress` draws bars on stderr when it is a terminal; `PlainProgress` writes whole lines instead
+when stderr is captured or piped (a CI log, `2> log`), where a bar would be cut at 80 columns;
+`NullProgress` (for --quiet, tests and libraries) shows nothing.
 """
 
 import contextlib
+import sys
+import time
 
 
 class NullProgress:
@@ -55,11 +59,62 @@ class RichProgress:
         return _RichTask(self._progress, self._progress.add_task(description, total=total, info=""))
 
 
+class _PlainTask:
+    def __init__(self, owner, description: str, total: int):
+        self._owner, self.description, self.total = owner, description, total
+        self.done, self.info, self.finished = 0, "", False
+        self.start = self.last = time.monotonic()
+
+    def advance(self, n: int = 1, **fields):
+        self.done += n
+        self.update(**fields)
+
+    def update(self, **fields):
+        if fields:
+            self.info = _fields(fields)["info"]
+        now = time.monotonic()
+        if self.total and self.done >= self.total:
+            self.close()
+        elif now - self.last >= self._owner.every_s:
+            self._owner.write(self.line(now))
+            self.last = now
+
+    def close(self):
+        if not self.finished:
+            self.finished = True
+            self._owner.write(self.line(time.monotonic()))
+
+    def line(self, now: float) -> str:
+        count = f"{self.done}/{self.total}" if self.total else str(self.done)
+        info = f"  {self.info}" if self.info else ""
+        return f"{self.description}: {count} in {now - self.start:.1f} s{info}"
+
+
+class PlainProgress:
+    """One line per task on a stream when it finishes, and one every ``every_s`` seconds while it runs;
+    lines are never cut or wrapped (for captured and piped stderr)."""
+
+    def __init__(self, stream=None, every_s: float = 30.0):
+        self.stream, self.every_s = stream, every_s
+
+    def task(self, description: str, total: int):
+        return _PlainTask(self, description, total)
+
+    def write(self, line: str) -> None:
+        stream = self.stream or sys.stderr
+        stream.write(line + "\n")
+        stream.flush()
+
+
 @contextlib.contextmanager
 def progress_for(enabled: bool = True):
-    """Yield a RichProgress (enabled) or NullProgress; bars are removed from the screen at the end."""
+    """Yield a RichProgress on a terminal, a PlainProgress when stderr is captured or piped, or a
+    NullProgress (not enabled); bars are removed from the screen at the end."""
     if not enabled:
         yield NullProgress()
+        return
+    if not sys.stderr.isatty():
+        yield PlainProgress()
         return
     from rich.console import Console
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,

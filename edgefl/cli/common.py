@@ -1,16 +1,19 @@
 """Helpers shared by CLI commands: JSON output, tables, the two consoles.
 
 The consoles print text literally: no rich markup, emoji codes or highlighting, so a path such as
-`runs/[v2]/b` or `my:fire:bundle` prints as typed (styles are passed with ``style=``, never inline).
+`runs/[v2]/b` or `my:fire:bundle` prints as typed (styles are passed with ``style=``, never inline). They
+never break a line of text themselves (a long path stays one line when captured or piped); tables are laid
+out for the width they get without cutting a word (edgefl.cli.tables).
 """
 
 import json
 import sys
 
 from rich.console import Console
-from rich.table import Table
 
-console = Console(markup=False, emoji=False, highlight=False)
+from edgefl.cli.tables import FitTable
+
+console = Console(markup=False, emoji=False, highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, markup=False, emoji=False, highlight=False, soft_wrap=True)
 
 
@@ -27,13 +30,9 @@ def _plain(o):
     return str(o)
 
 
-def table(title: str, columns, rows) -> Table:
-    t = Table(title=title)
-    for i, c in enumerate(columns):
-        t.add_column(str(c), overflow="fold", no_wrap=i == 0)
-    for r in rows:
-        t.add_row(*[_cell(v) for v in r])
-    return t
+def table(title: str, columns, rows) -> FitTable:
+    """A table printed boxed, compact or as plain lines, whichever fits the console without cutting words."""
+    return FitTable(title, [str(c) for c in columns], [[_cell(v) for v in r] for r in rows])
 
 
 def _cell(v) -> str:
@@ -44,7 +43,7 @@ def _cell(v) -> str:
     return "" if v is None else str(v)
 
 
-def key_value_table(title: str, mapping: dict) -> Table:
+def key_value_table(title: str, mapping: dict) -> FitTable:
     return table(title, ["field", "value"], [(k, v) for k, v in mapping.items()])
 
 
