@@ -4,7 +4,8 @@
 the quantized wrappers as leaves). ``fold_batchnorm(model)`` folds those BNs into the convs in place:
 float convs get ``W·γ/σ`` and a bias; quantized convs keep their integer grid and move BN into the
 per-output-channel scale (``s_c = s·|γ_c|/σ_c``, integers negated where ``γ_c < 0``), so the folded
-weight is still exactly on a per-channel symmetric grid (picpq.md §6, ghost.md §6).
+weight is still exactly on a per-channel symmetric grid, as ONNX Q/DQ export of the quantized layers
+needs.
 
 ``export_form(model)`` then puts every quantizer in export mode: weights become grid values with
 constant per-channel scales (8-bit container), activations get Clip + 8-bit Q/DQ.

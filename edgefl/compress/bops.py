@@ -1,6 +1,7 @@
 """The one BOPs / model-size accountant used by every method, the export summary and the reports.
 
-Definitions (picpq.md §3, ghost.md §3):
+Definitions (those of PIC-PQ, Xie et al., arXiv 2312.00851, 2023, and GHOST, Zhang et al., IEEE TGRS
+2023, arXiv 2301.00131, as their papers' BOPs counters define them):
 - MACs of a conv = H_out · W_out · C_out · (C_in / groups) · k_h · k_w (no bias term); of a Linear =
   in · out. Counted from a batch-1 forward pass, so pruned widths are whatever the model holds.
 - BOPs of a layer = MACs · b_w · b_a. ``b_w`` = the layer's weight bits (32 if not quantized).

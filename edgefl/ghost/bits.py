@@ -3,7 +3,8 @@
 For every conv layer the raw full-precision weights are clustered with ``2**n`` centres for
 ``n`` in the candidate range; the layer gets the smallest ``n`` whose distortion (mean squared
 distance to the nearest centre, times 1e6) is below ``tau``. The threshold is absolute in weight
-units, so larger-magnitude layers get more bits (spec ghost.md §1.1).
+units, so larger-magnitude layers get more bits (GHOST's HQ: Zhang et al., "Guided Hybrid
+Quantization ... via One-to-one Self-teaching", IEEE TGRS 2023, arXiv 2301.00131).
 
 Everything here is a pure function over numpy arrays except :func:`conv_weights_from_model`,
 which only reads a model's parameters. Unlike the official code the k-means is seeded.

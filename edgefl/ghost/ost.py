@@ -1,9 +1,10 @@
 """GHOST one-to-one self-teaching (OST) gated by the switch control machine (SCM).
 
 Student layer l is pulled towards the same-position teacher layer l on normalised spatial attention
-maps, for sample b only when the SCM's hard Gumbel-sigmoid gate ``alpha[b, l]`` fires (spec
-ghost.md §1.3). The gate logit is the scaled dot product of a student key and a teacher query,
-both projected from the channel means of the two feature maps.
+maps, for sample b only when the SCM's hard Gumbel-sigmoid gate ``alpha[b, l]`` fires (Zhang et al.,
+"Guided Hybrid Quantization ... via One-to-one Self-teaching", IEEE TGRS 2023, arXiv 2301.00131). The
+gate logit is the scaled dot product of a student key and a teacher query, both projected from the
+channel means of the two feature maps.
 
 Deviation from the official code (documented on purpose): there the projection layers are created
 after the optimizer and never train. Here they are ordinary parameters (``trainable=True``) that the

@@ -1,4 +1,8 @@
-"""PIC-PQ: physics-inspired criterion for pruning-quantization joint learning (picpq.md).
+"""PIC-PQ: physics-inspired criterion for pruning-quantization joint learning.
+
+W. Xie, X. Fan, X. Zhang, Y. Li, J. Lei, L. Fang, "PIC-PQ: Physics-Inspired Criterion for
+Pruning-Quantization Joint Learning", arXiv 2312.00851 (2023); the search is LeGR's (Chin et al.,
+CVPR 2020), the filter property HRank's feature-map rank (Lin et al., CVPR 2020).
 
 Plan: filter rank property (``criterion``) → (a_l, b_l) by aging evolution (``search``) → global
 pruning to the FLOPs target (``edgefl.compress.prune_plan``) → bit widths from the L1-mass ratio of the

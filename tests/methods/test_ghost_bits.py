@@ -1,4 +1,4 @@
-"""HQ bit-width search (spec ghost.md §1.1, §5 unit tests)."""
+"""HQ bit-width search (GHOST, Zhang et al., IEEE TGRS 2023, arXiv 2301.00131: the k-means rule)."""
 
 import numpy as np
 import pytest

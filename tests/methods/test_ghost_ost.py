@@ -1,4 +1,4 @@
-"""OST loss and the switch control machine (spec ghost.md §1.3, §5 unit tests)."""
+"""OST loss and the switch control machine (GHOST, Zhang et al., IEEE TGRS 2023, arXiv 2301.00131)."""
 
 import torch
 
