@@ -100,6 +100,8 @@ def command(
     broker = options.broker_with_legacy(broker, host, port)
     mqtt = mqtt_section(broker, username, password, tls_ca)
     mqtt.setdefault("username", client_id)
+    if state is not None:  # a path validate.writable_target accepted: its missing folders are ours to make
+        state.parent.mkdir(parents=True, exist_ok=True)
     train, _ = local_data(data, partition, alpha, seed, partition_file, client_id, no_split)
     trainer = build_trainer(checkpoint, bundle, backend, train, seed)
     cfg = {

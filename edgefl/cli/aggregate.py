@@ -144,6 +144,9 @@ def command(**values):
         cfg["evaluation"] = {"data": str(values["eval_data"]), "bundle": str(bundle)}
     if values["metrics"]:
         cfg["metrics_path"] = str(values["metrics"])
+    for path in (cfg.get("state_path"), cfg.get("output"), cfg.get("metrics_path")):
+        if path:  # a path validate.writable_target accepted: its missing folders are ours to make
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
     evaluator = None
     if checkpoint:
         from edgefl.fl.central_eval import evaluator_from_checkpoint

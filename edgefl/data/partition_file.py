@@ -30,8 +30,9 @@ def labels_sha256(labels) -> str:
 
 
 def client_ids(n_clients: int, prefix: str = "client-") -> list:
-    """client-0 … client-9 (zero-padded to the widest index, so they sort in order)."""
-    width = len(str(max(n_clients - 1, 0)))
+    """client-000 … client-005: at least three digits, zero-padded to the widest index so they sort in
+    order — the ids `edgefl federation init` gives the same clients."""
+    width = max(3, len(str(max(n_clients - 1, 0))))
     return [f"{prefix}{i:0{width}d}" for i in range(n_clients)]
 
 

@@ -77,8 +77,10 @@ class FederationLayout:
 
 
 def client_ids(n: int, prefix: str = "client-") -> list[str]:
-    """Stable client ids ``client-000``, ``client-001``, ..."""
-    return [validate_id(f"{prefix}{i:03d}", "client id") for i in range(n)]
+    """Stable client ids ``client-000``, ``client-001``, ... (those of `edgefl data partition`)."""
+    from edgefl.data.partition_file import client_ids as partition_ids
+
+    return [validate_id(cid, "client id") for cid in partition_ids(n, prefix)]
 
 
 def _write(path: Path, data: bytes | str, secret: bool = False) -> Path:

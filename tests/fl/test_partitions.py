@@ -59,13 +59,13 @@ def test_a_client_gets_its_indices_and_other_data_is_refused(tmp_path):
     train = load_split("mnist").train
     record = dirichlet_partition(train.y, 4, 0.5, 1, data="mnist", split={"kind": "stratified"})
     path = write_partition(tmp_path / "parts.json", record)
-    share = client_share(path, "client-2", train)
-    idx = record["clients"]["client-2"]
+    share = client_share(path, "client-002", train)
+    idx = record["clients"]["client-002"]
     assert len(share) == len(idx) and np.array_equal(share.x, train.x[idx])
-    with pytest.raises(EdgeflError, match="client-9.*not in"):
-        client_share(path, "client-9", train)
+    with pytest.raises(EdgeflError, match="client-009.*not in"):
+        client_share(path, "client-009", train)
     with pytest.raises(EdgeflError, match="other examples"):
-        client_share(path, "client-2", load_split("mnist", seed=1).train)  # another split: same size
+        client_share(path, "client-002", load_split("mnist", seed=1).train)  # another split: same size
 
 
 def test_a_folder_of_client_npz_files_is_the_other_form(tmp_path):
@@ -74,10 +74,10 @@ def test_a_folder_of_client_npz_files_is_the_other_form(tmp_path):
     from edgefl.data.partition_file import write_client_npz
 
     write_client_npz(tmp_path / "clients", record, train)
-    share = client_share(tmp_path / "clients", "client-1", None)
-    assert np.allclose(share.x, train.x[record["clients"]["client-1"]])
-    with pytest.raises(EdgeflError, match="no client-7.npz"):
-        client_share(tmp_path / "clients", "client-7", None)
+    share = client_share(tmp_path / "clients", "client-001", None)
+    assert np.allclose(share.x, train.x[record["clients"]["client-001"]])
+    with pytest.raises(EdgeflError, match="no client-007.npz"):
+        client_share(tmp_path / "clients", "client-007", None)
 
 
 def test_bad_partition_files_are_one_line_errors(tmp_path):
@@ -101,3 +101,11 @@ def test_a_train_test_pair_in_a_folder_is_used_as_given(tmp_path):
     assert np.array_equal(split.test.y, np.arange(12) % 3)
     whole = load_split(str(tmp_path / "train.npz"), no_split=True)
     assert len(whole.train) == 30 and len(whole.test) == 0
+
+
+def test_partition_ids_are_the_ids_federation_init_gives():
+    from edgefl.data.partition_file import client_ids
+    from edgefl.security.federation import client_ids as federation_ids
+
+    assert client_ids(6) == federation_ids(6) == [f"client-00{i}" for i in range(6)]
+    assert client_ids(10001)[-1] == "client-10000" and client_ids(10001)[0] == "client-00000"
