@@ -3,7 +3,9 @@
 A config dataclass (e.g. the runtime's ``AggregatorConfig``) is the one place its options are written:
 `dataclass_options` turns each field into an option of the right type, with the field's default and the
 help line from the class docstring's ``Attributes:`` section; a small per-field table adds only what the
-dataclass cannot say (a flag name, a range, the registry a name comes from). A new field is a new option.
+dataclass cannot say (a flag name, a range, the registry a name comes from, the unit the command line
+uses — ``scale``: the option's value times scale is the field's, ``unit`` its name —, or a ready-made
+option for a field that needs its own parser). A new field is a new option.
 """
 
 from __future__ import annotations
@@ -43,8 +45,14 @@ def _default(field):
 
 def field_option(field, hint, help_text: str, spec: dict):
     """(annotation, typer option) for one dataclass field."""
+    if "option" in spec:
+        return spec.get("annotation", str), spec["option"](help_text, _default(field))
     flag = spec.get("flag", "--" + field.name.replace("_", "-"))
     default = spec.get("default", _default(field))
+    if "scale" in spec and isinstance(default, (int, float)):
+        default = default / spec["scale"]
+    if "unit" in spec:
+        help_text = f"{help_text} In {spec['unit']}."
     args = typing.get_args(hint)
     base = next((a for a in args if a is not type(None)), hint) if args and type(None) in args else hint
     origin = typing.get_origin(base) or base
@@ -81,19 +89,24 @@ def dataclass_options(cls, specs: dict, skip=()) -> list:
     return params
 
 
-def field_values(cls, values: dict) -> dict:
-    """The dataclass fields among ``values``: repeatable KEY=VALUE options become dicts, None the default."""
+def field_values(cls, values: dict, specs: dict | None = None) -> dict:
+    """The dataclass fields among ``values``: repeatable KEY=VALUE options become dicts, None the default,
+    a value in the command line's unit the field's (``scale``)."""
     hints = typing.get_type_hints(cls)
     out = {}
     for field in dataclasses.fields(cls):
         if field.name not in values:
             continue
         value = values[field.name]
+        scale = (specs or {}).get(field.name, {}).get("scale")
         if (typing.get_origin(hints[field.name]) or hints[field.name]) is dict:
-            value = dict(value or [])
+            base = field.default_factory() if field.default_factory is not dataclasses.MISSING else {}
+            value = {**base, **dict(value or [])}  # given keys over the field's default ones
         elif value is None and field.default is dataclasses.MISSING and field.default_factory is not \
                 dataclasses.MISSING:
             value = field.default_factory()
+        elif scale is not None and value is not None:
+            value = value * scale
         out[field.name] = value
     return out
 

@@ -1,117 +1,88 @@
-"""`edgefl simulate`: an in-orbit federation on this machine (sync rounds vs async buffered rounds)."""
+"""`edgefl simulate`: an in-orbit federation on this machine (sync rounds vs async buffered rounds).
+
+The options are the fields of ``edgefl.sim.simulate.SimConfig`` (edgefl.cli.derive): the command line
+speaks hours and minutes where the settings hold seconds; only the run directory and the output options
+are written here.
+"""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import typer
 
-from edgefl.cli import options, validate
+from edgefl.cli import derive, options, validate
 from edgefl.cli.common import console, emit_json, table
 from edgefl.cli.staging import relocate, staged
 from edgefl.progress import progress_for
+from edgefl.runtime.codecs import CODECS
+from edgefl.runtime.strategies import STALENESS
+from edgefl.sim.simulate import MODES, SimConfig
+from edgefl.sim.workload import SENSOR_EFFECTS
 
 
-def _sensors():
-    from edgefl.sim.workload import SENSOR_EFFECTS
+# what SimConfig cannot say itself: flag names, the command line's units, ranges, registries, parsers
+FIELDS = {
+    "satellites": {"flag": "--clients", "low": 1, "high": 1000},
+    "planes": {"low": 1},
+    "altitude_km": {"low": 160, "high": 36000},
+    "inclination_deg": {"low": 0, "high": 180},
+    "stations": {"annotation": list[str], "option": lambda help, _: typer.Option(
+        None, "--station", parser=options.parser_of(validate.station), metavar="STATION",
+        help=f"{help} (repeatable; default {', '.join(SimConfig().stations)})")},
+    "schedule": {"annotation": Path, "option": lambda help, _: options.existing(None, "file", "--schedule",
+                                                                                 help=help)},
+    "duration_s": {"flag": "--hours", "scale": 3600.0, "unit": "hours", "low": 0, "high": 24 * 30,
+                   "low_open": True},
+    "speedup": {"low": 0, "low_open": True},
+    "modes": {"annotation": list[str], "option": lambda help, _: typer.Option(
+        None, "--mode", parser=options.parser_of(validate.choice, MODES, "mode"), metavar="MODE",
+        help=f"{help} (repeatable)")},
+    "features": {"option": lambda help, default: typer.Option(
+        default, "--features", parser=options.parser_of(validate.features), metavar="FEATURES", help=help)},
+    "alpha": {"low": 0, "low_open": True},
+    "max_per_satellite": {"low": 0},
+    "max_test": {"low": 0},
+    "init": {"names": ("zeros", "bundle"), "what": "init"},
+    "sensor": {"names": SENSOR_EFFECTS, "what": "sensor effect"},
+    "train": {"flag": "--train-option"},
+    "train_time_s": {"flag": "--train-min", "scale": 60.0, "unit": "minutes", "low": 0, "low_open": True},
+    "sync_deadline_s": {"flag": "--sync-deadline-h", "scale": 3600.0, "unit": "hours", "low": 0,
+                        "low_open": True},
+    "sync_quorum": {"flag": "--min-clients", "low": 0},
+    "buffer_size": {"low": 1},
+    "max_staleness": {"low": 0},
+    "staleness_weight": {"names": STALENESS, "what": "staleness weight"},
+    "codec": {"names": CODECS, "what": "codec"},
+    "broker_url": {"option": lambda help, _: options.broker(None, help=help)},
+    "target_accuracy": {"flag": "--target", "low": 0, "high": 1, "low_open": True},
+    "target_gain": {"low": 0, "high": 1, "low_open": True},
+    "seed": {"low": 0},
+}
+SKIP = ("startup_wall_s",)
 
-    return SENSOR_EFFECTS
 
-
-def _codecs():
-    from edgefl.runtime.codecs import CODECS
-
-    return CODECS
-
-
-def command(
-    out: Path = options.out(Path("runs/sim"), "Run directory (results in OUT/sim/, report OUT/report.html)."),
-    force: bool = options.force(),
-    clients: int = options.integer(6, "--clients", low=1, high=1000, help="Satellites (clients) in the "
-                                   "Walker constellation."),
-    planes: int = options.integer(3, "--planes", low=1, help="Orbital planes (divides --clients)."),
-    altitude_km: float = options.number(550.0, "--altitude-km", low=160, high=36000,
-                                        help="Circular orbit altitude."),
-    inclination_deg: float = options.number(97.6, "--inclination-deg", low=0, high=180,
-                                            help="Orbit inclination (97.6 = sun-synchronous at 550 km)."),
-    station: list[str] = typer.Option(None, "--station", parser=options.parser_of(validate.station),
-                                      metavar="STATION", help="Ground station: known name or "
-                                      "name:lat:lon[:min_el] (repeatable)."),
-    schedule: Path = options.existing(None, "file", "--schedule",
-                                      help="Contact schedule file (.json/.csv) instead of orbits."),
-    write_schedule: Path = typer.Option(None, "--write-schedule", parser=options.parser_of(
-        validate.writable_target), metavar="PATH",
-        help="Only compute the schedule, write it here (.json/.csv), and stop."),
-    hours: float = options.number(6.0, "--hours", low=0, high=24 * 30, low_open=True,
-                                  help="Simulated hours."),
-    speedup: float = options.number(600.0, "--speedup", low=0, low_open=True,
-                                    help="Simulated seconds per wall-clock second."),
-    mode: list[str] = typer.Option(None, "--mode",
-                                   parser=options.parser_of(validate.choice, ("sync", "async"), "mode"),
-                                   metavar="MODE", help="sync and/or async (default both)."),
-    features: str = typer.Option("pixels", "--features", parser=options.parser_of(validate.features),
-                                 metavar="FEATURES",
-                                 help="'pixels' or an exported bundle dir (its features)."),
-    init: str = options.choice("zeros", ("zeros", "bundle"), "init", "--init",
-                               help="Starting head (bundle: the exported head; needs --features BUNDLE)."),
-    sensor: str = options.choice("none", _sensors(), "sensor effect", "--sensor",
-                                 help="In-orbit camera effect on images."),
-    alpha: float = options.number(0.5, "--alpha", low=0, low_open=True,
-                                  help="Dirichlet α of the non-IID split."),
-    train_min: float = options.number(15.0, "--train-min", low=0, low_open=True,
-                                      help="On-board training time per update (simulated minutes)."),
-    sync_deadline_h: float = options.number(3.0, "--sync-deadline-h", low=0, low_open=True,
-                                            help="Sync round deadline (simulated hours)."),
-    min_clients: int = options.integer(0, "--min-clients", low=0, help="Sync quorum (0 = half the clients)."),
-    buffer_size: int = options.integer(3, "--buffer-size", low=1,
-                                       help="FedBuff K: updates per async version."),
-    max_staleness: int = options.integer(4, "--max-staleness", low=0,
-                                         help="Oldest accepted async base version (versions behind)."),
-    codec: str = options.choice("none", _codecs(), "codec", "--codec", help="Update codec."),
-    broker: str = options.broker(None, help="MQTT broker URL (default: the embedded broker)."),
-    target: float = options.number(0.85, "--target", low=0, high=1, low_open=True,
-                                   help="Target test accuracy for time-to-target."),
-    target_gain: float = options.number(None, "--target-gain", low=0, high=1, low_open=True,
-                                        help="Instead of --target: gain over the starting model (0.03)."),
-    seed: int = options.seed(),
-    report: bool = typer.Option(True, help="Write OUT/report.html."),
-    as_json: bool = options.as_json(),
-    quiet: bool = options.quiet(),
-):
+def command(**values):
     """Simulate a constellation federating a model through intermittent ground contacts."""
-    from edgefl.sim.simulate import SimConfig, simulate
+    from edgefl.sim.simulate import simulate
+    from edgefl.sim.summary import start_note
 
-    cfg = SimConfig(
-        satellites=clients,
-        planes=planes,
-        altitude_km=altitude_km,
-        inclination_deg=inclination_deg,
-        stations=list(station) if station else ["svalbard", "troll"],
-        schedule=str(schedule) if schedule else None,
-        duration_s=hours * 3600.0,
-        speedup=speedup,
-        modes=list(dict.fromkeys(mode)) if mode else ["sync", "async"],
-        features=features,
-        init=init,
-        sensor=sensor,
-        alpha=alpha,
-        train_time_s=train_min * 60.0,
-        sync_deadline_s=sync_deadline_h * 3600.0,
-        sync_quorum=min_clients,
-        buffer_size=buffer_size,
-        max_staleness=max_staleness,
-        codec=codec,
-        broker_url=broker,
-        target_accuracy=None if target_gain is not None else target,
-        target_gain=target_gain,
-        seed=seed,
-    ).check()
+    out, force, as_json = values["out"], values["force"], values["as_json"]
+    settings = derive.field_values(SimConfig, values, FIELDS)
+    settings["modes"] = list(dict.fromkeys(settings["modes"]))
+    settings["schedule"] = str(settings["schedule"]) if settings["schedule"] else None
+    if settings["target_gain"] is not None:
+        settings["target_accuracy"] = None  # the target is the start + the gain
+    cfg = SimConfig(**settings).check()
+    hours = cfg.duration_s / 3600.0
+    write_schedule = values["write_schedule"]
     if write_schedule:
         return _write_schedule(cfg, write_schedule, force, as_json)
-    with staged(out, force) as stage, progress_for(not quiet) as progress:
+    with staged(out, force) as stage, progress_for(not values["quiet"]) as progress:
         doc = simulate(cfg, stage, progress=progress)
         page = None
-        if report:
+        if values["report"]:
             from edgefl.report import render_report
 
             page = render_report(stage)
@@ -141,6 +112,9 @@ def command(
             ],
         )
     )
+    note = start_note(doc)
+    if note:
+        console.print(note)
     if page:
         console.print(f"report: {page}")
 
@@ -157,3 +131,21 @@ def _write_schedule(cfg, path: Path, force: bool, as_json: bool):
         emit_json(summary)
         return
     console.print(table("schedule", ["figure", "value"], summary.items()))
+
+
+def _param(name, annotation, option):
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
+
+
+derive.with_signature(command, [
+    _param("out", Path, options.out(Path("runs/sim"), "Run directory (results in OUT/sim/, report "
+                                    "OUT/report.html).")),
+    _param("force", bool, options.force()),
+    *derive.dataclass_options(SimConfig, FIELDS, skip=SKIP),
+    _param("write_schedule", Path, typer.Option(
+        None, "--write-schedule", parser=options.parser_of(validate.writable_target), metavar="PATH",
+        help="Only compute the schedule, write it here (.json/.csv), and stop.")),
+    _param("report", bool, typer.Option(True, help="Write OUT/report.html.")),
+    _param("as_json", bool, options.as_json()),
+    _param("quiet", bool, options.quiet()),
+])

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from edgefl.report import plots
 from edgefl.report.load import RunData
+from edgefl.sim.summary import percent, start_note
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:980px;color:#222}
@@ -17,7 +18,7 @@ table{border-collapse:collapse;margin:.6em 0;font-size:.9em} td,th{border:1px so
 th{background:#f5f5f5;text-align:left} td.num{text-align:right;font-variant-numeric:tabular-nums}
 figure{display:inline-block;vertical-align:top;width:49%;margin:.6em 0} figure.wide{width:100%}
 figure img{max-width:100%;border:1px solid #eee} figcaption{font-size:.85em;color:#555}
-.note{color:#777;font-size:.9em} .ok{color:#2a7} .bad{color:#c33}
+.note{color:#777;font-size:.9em} .ok{color:#2a7} .bad{color:#c33} .lead{max-width:46em}
 """
 
 
@@ -65,19 +66,31 @@ def figure(png: bytes, caption: str, key: str, wide: bool = False) -> str:
 # ------------------------------------------------------------------ sections
 
 
+def fact_rows(facts: dict) -> list[list]:
+    """(label, value) rows of a run's facts: accuracies, targets and agreements as percentages, the way the
+    step results and the notes print them."""
+    return [[k.replace("_", " "), f"{100 * v:.2f} %" if _is_fraction(k, v) else v] for k, v in facts.items()]
+
+
+def _is_fraction(key: str, value) -> bool:
+    named = any(word in key for word in ("accuracy", "target", "agreement"))
+    return named and isinstance(value, float) and 0.0 <= value <= 1.0
+
+
 def section_summary(run: RunData) -> str | None:
     if not run.run:
         return None
     parts = []
     summary = run.run.get("summary") or {}
     if summary:
-        parts.append(table(["figure", "value"], [[k, v] for k, v in summary.items()]))
+        parts.append(table(["figure", "value"], fact_rows(summary)))
     steps = run.run.get("steps") or []
     if steps:
+        total = [["total", run.run["wall_s"], ""]] if "wall_s" in run.run else []
         parts.append(
             table(
                 ["step", "wall time (s)", "result"],
-                [[s.get("name"), s.get("seconds"), s.get("detail", "")] for s in steps],
+                [[s.get("name"), s.get("seconds"), s.get("detail", "")] for s in steps] + total,
             )
         )
     return "".join(parts) or None
@@ -89,7 +102,9 @@ def section_federation(run: RunData) -> str | None:
         return None
     runs = sim["runs"]
     target = sim.get("target_accuracy")
-    parts = [
+    note = start_note(sim)
+    parts = [f'<p class="lead">{esc(note)}</p>'] if note else []
+    parts += [
         figure(
             plots.accuracy_curves(runs, "sim_time_s", "simulated time (h)", 3600.0, target),
             "Global-model accuracy against simulated time (sync rounds with deadlines vs async buffered)",
@@ -129,7 +144,7 @@ def section_federation(run: RunData) -> str | None:
                 "model versions",
                 "updates",
                 "final accuracy",
-                f"hours to {target}" if target else "hours to target",
+                f"hours to {percent(target)}" if target else "hours to target",
                 "bytes up",
                 "bytes down",
             ],
@@ -207,23 +222,19 @@ def section_compression(run: RunData) -> str | None:
         return None
     layers = comp["layers"]
     names = [layer["name"] for layer in layers]
+    bits, bops = [layer["w_bits"] for layer in layers], [layer["bops"] for layer in layers]
     parts = [
         figure(
-            plots.layer_bars(names, [layer["w_bits"] for layer in layers], "weight bits"),
-            f"Per-layer weight bits ({comp.get('method', '?')})",
-            "layer-bits",
-        ),
-        figure(
-            plots.layer_bars(
-                names, [max(1, layer["bops"]) for layer in layers], "BOPs", log=True, colour="#fd8d3c"
-            ),
-            "Per-layer BOPs (MACs × weight bits × activation bits)",
-            "layer-bops",
+            plots.layer_chart(names, bits, bops),
+            f"Per layer: weight bits ({comp.get('method', '?')}) and BOPs "
+            "(MACs × weight bits × activation bits)",
+            "layers",
+            wide=True,
         ),
     ]
     summary = comp.get("summary") or {}
     if summary:
-        parts.append(table(["figure", "value"], [[k, v] for k, v in summary.items()]))
+        parts.append(table(["figure", "value"], fact_rows(summary)))
     parts.append(
         table(
             ["layer", "kind", "MACs", "params", "w bits", "a bits", "BOPs"],

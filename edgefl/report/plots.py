@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 
 MODE_COLOURS = {"sync": "#d62728", "async": "#1f77b4"}
-FIGSIZE = (6.4, 3.4)
+FIGSIZE = (5.0, 3.0)  # inches at 96 dpi: 480 px, what half of the page (49 % of 980 px) shows at 1:1
+FONT = 9  # tick labels, legends and annotations (axis labels at matplotlib's 10)
 
 
 def _pyplot():
@@ -21,7 +22,7 @@ def png_from_figure(fig) -> bytes:
     plt = _pyplot()
     buf = io.BytesIO()
     fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=96)
+    fig.savefig(buf, format="png", dpi=96, bbox_inches="tight")  # legends below the axes included
     plt.close(fig)
     return buf.getvalue()
 
@@ -49,11 +50,12 @@ def accuracy_curves(
             drawstyle="steps-post" if x_key != "version" else "default",
         )
     if target is not None:
-        ax.axhline(100.0 * target, ls="--", lw=1, color="grey", label=f"target {100 * target:.0f}%")
+        ax.axhline(100.0 * target, ls="--", lw=1, color="grey", label=f"target {100 * target:.1f} %")
     ax.set_xlabel(x_label)
     ax.set_ylabel("test accuracy (%)")
+    ax.tick_params(labelsize=FONT)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(0, -0.2), fontsize=FONT, frameon=False)  # below the axes
     return png_from_figure(fig)
 
 
@@ -80,28 +82,38 @@ def contact_timeline(
             xs, ys = zip(*pts)
             ax.scatter(xs, ys, marker=marker, s=18, color=colour, label=f"model {kind}", zorder=3)
     ax.set_yticks(range(len(sats)))
-    ax.set_yticklabels(sats, fontsize=8)
+    ax.set_yticklabels(sats, fontsize=FONT)
+    ax.tick_params(axis="x", labelsize=FONT)
     ax.set_xlabel("simulated time (h)" if hours else "simulated time (s)")
     ax.set_ylim(-0.6, len(sats) - 0.4)
     ax.grid(axis="x", alpha=0.3)
     if events:
-        ax.legend(loc="upper right", fontsize=7, ncol=2)
+        ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), fontsize=FONT, ncol=2, frameon=False)  # above
     return png_from_figure(fig)
 
 
-def layer_bars(
-    names: list[str], values: list[float], ylabel: str, log: bool = False, colour: str = "#6baed6"
-) -> bytes:
-    """A bar per layer (compression bits, BOPs)."""
+def layer_chart(names: list[str], bits: list[float], bops: list[float]) -> bytes:
+    """One row per layer, its name on the y axis: weight bits (left) and BOPs on a log scale (right)."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(FIGSIZE[0], 3.0))
-    ax.bar(range(len(names)), values, color=colour)
-    ax.set_xticks(range(len(names)))
-    ax.set_xticklabels(names, rotation=60, ha="right", fontsize=7)
-    ax.set_ylabel(ylabel)
-    if log:
-        ax.set_yscale("log")
-    ax.grid(axis="y", alpha=0.3)
+    n = len(names)
+    fig, (left, right) = plt.subplots(
+        1, 2, sharey=True, figsize=(2 * FIGSIZE[0], max(2.4, 0.26 * n + 1.1)),
+        gridspec_kw={"width_ratios": [2, 3]})
+    rows = list(range(n))
+    left.barh(rows, bits, color="#6baed6")
+    for y, b in zip(rows, bits):
+        left.text(b, y, f" {b:g}", va="center", fontsize=FONT)
+    left.set_xlim(0, max([*bits, 8]) * 1.15)
+    left.set_xlabel("weight bits")
+    left.set_yticks(rows)
+    left.set_yticklabels(names, fontsize=FONT)
+    left.invert_yaxis()  # the first layer on top, in definition order
+    right.barh(rows, [max(1, v) for v in bops], color="#fd8d3c")
+    right.set_xscale("log")
+    right.set_xlabel("BOPs (MACs × weight bits × activation bits, log scale)")
+    for ax in (left, right):
+        ax.grid(axis="x", alpha=0.3)
+        ax.tick_params(axis="x", labelsize=FONT)
     return png_from_figure(fig)
 
 
@@ -118,5 +130,6 @@ def latency_histogram(samples_ms: list[float], label: str) -> bytes:
         ax.axvline(v, color="k", ls=ls, lw=1, label=f"p{q} {v:.3f} ms")
     ax.set_xlabel(f"latency (ms) — {label}")
     ax.set_ylabel("runs")
-    ax.legend(fontsize=8)
+    ax.tick_params(labelsize=FONT)
+    ax.legend(fontsize=FONT)
     return png_from_figure(fig)

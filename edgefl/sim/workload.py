@@ -21,11 +21,12 @@ from edgefl.errors import EdgeflError
 class Workload:
     train_x: np.ndarray
     train_y: np.ndarray
-    test_x: np.ndarray
+    test_x: np.ndarray  # features of the test images as the satellites' sensor sees them
     test_y: np.ndarray
     parts: list[np.ndarray]
     num_classes: int
     source: str
+    ground_test_x: np.ndarray | None = None  # the same images as on the ground (a sensor effect only)
 
     @property
     def feature_dim(self) -> int:
@@ -48,6 +49,11 @@ def box_blur(x: np.ndarray, k: int = 5) -> np.ndarray:
 SENSOR_EFFECTS = {
     "none": lambda x: x,
     "defocus": lambda x: box_blur(x, 5),  # optics out of focus after launch: 5×5 blur
+}
+# ... and how a report says so
+SENSOR_DESCRIPTIONS = {
+    "none": "the camera sees what it saw on the ground",
+    "defocus": "the camera is out of focus after launch (a 5×5 blur the model never saw in training)",
 }
 
 
@@ -85,7 +91,8 @@ def make_workload(
         max_per_satellite: cap each share (0 = no cap) to keep runs light.
         max_test: score global models on the first max_test test images (0 = all 2,000).
         sensor: what the satellites' camera does to images (SENSOR_EFFECTS); applied to their
-            local data and to the test images the global model is scored on.
+            local data and to the test images the global model is scored on (the workload then also
+            holds the test images' features without it, ``ground_test_x``).
     """
     from edgefl.data import load_mnist, partition_dirichlet, train_test_split
 
@@ -117,6 +124,7 @@ def make_workload(
         local_parts,
         int(train.y.max()) + 1,
         features,
+        None if sensor == "none" else fx(test.x[:n_test]),
     )
 
 

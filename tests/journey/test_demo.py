@@ -20,8 +20,11 @@ def test_demo_runs_every_step_and_writes_the_report(tmp_path):
     # simulated minutes).
     cfg = DemoConfig(train_examples=400, satellites=3, planes=3, hours=4.5, speedup=1200.0, latency_runs=30)
     doc = run_demo(cfg, tmp_path / "run")
-    assert [s["name"] for s in doc["steps"]] == [name for name, _ in STEPS] + ["report"]
+    assert [s["name"] for s in doc["steps"]] == [name for name, _ in STEPS]
     run = json.loads((tmp_path / "run" / "run.json").read_text())
+    page = str(tmp_path / "run" / "report.html")
+    assert doc == dict(run, report=page, report_seconds=doc["report_seconds"])
+    assert run["wall_s"] == round(sum(s["seconds"] for s in run["steps"]), 1)  # the one total shown
     facts = run["summary"]
     assert facts["opset"] == 13 and facts["export_precision"] == "int8/onnx"
     assert facts["mean_bits"] <= 4.0 + 1e-6 and facts["bops_ratio"] > 1
@@ -29,7 +32,7 @@ def test_demo_runs_every_step_and_writes_the_report(tmp_path):
     versions = {k: facts[k] for k in facts if "version" in k}
     assert facts["sync_versions"] >= 1 and facts["async_versions"] >= 1, versions
     page = (tmp_path / "run" / "report.html").read_text()
-    assert {"accuracy-vs-time", "contact-timeline", "layer-bits", "layer-bops", "latency"} <= set(
+    assert {"accuracy-vs-time", "contact-timeline", "layers", "latency"} <= set(
         re.findall(r'data-plot="([^"]+)"', page)
     )
 

@@ -18,8 +18,7 @@ EXPECTED_PLOTS = {
     "accuracy-vs-round",
     "accuracy-vs-bytes",
     "contact-timeline",
-    "layer-bits",
-    "layer-bops",
+    "layers",
     "latency",
 }
 # Runs in the page after load: reports every image's decode state into the DOM that --dump-dom prints.
