@@ -7,13 +7,13 @@ are written here.
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import typer
 
 from edgefl.cli import derive, options, validate
 from edgefl.cli.common import console, emit_json, mqtt_section, table
+from edgefl.cli.derive import param
 from edgefl.cli.staging import check_out
 from edgefl.errors import EdgeflError
 from edgefl.runtime import strategies
@@ -182,45 +182,41 @@ def command(**values):
     )
 
 
-def _param(name, annotation, option):
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
-
-
 derive.with_signature(command, [
-    _param("model", Path, options.existing(None, "any", "--model", help="Initial weights: checkpoint dir, "
+    param("model", Path, options.existing(None, "any", "--model", help="Initial weights: checkpoint dir, "
                                            "bundle dir (its head) or .safetensors.")),
-    _param("broker", str, options.broker("mqtt://127.0.0.1:1883", help="MQTT broker URL (mqtts:// = TLS).")),
-    _param("username", str, typer.Option("edgefl-aggregator", help="MQTT username (the embedded broker "
+    param("broker", str, options.broker("mqtt://127.0.0.1:1883", help="MQTT broker URL (mqtts:// = TLS).")),
+    param("username", str, typer.Option("edgefl-aggregator", help="MQTT username (the embedded broker "
                                          "needs one).")),
-    _param("password", str, typer.Option(None, help="MQTT password.")),
-    _param("tls_ca", Path, options.existing(None, "file", "--tls-ca",
+    param("password", str, typer.Option(None, help="MQTT password.")),
+    param("tls_ca", Path, options.existing(None, "file", "--tls-ca",
                                             help="CA certificate: connect with TLS.")),
     *derive.dataclass_options(AggregatorConfig, FIELDS),
-    _param("state", Path, typer.Option(None, "--state", parser=options.parser_of(validate.writable_target),
+    param("state", Path, typer.Option(None, "--state", parser=options.parser_of(validate.writable_target),
                                        help="State file: persisted after every accepted update; resumes.")),
-    _param("out", Path, typer.Option(None, "--out", "-o", parser=options.parser_of(validate.writable_target),
+    param("out", Path, typer.Option(None, "--out", "-o", parser=options.parser_of(validate.writable_target),
                                      help="Write the final global model here (.safetensors); new unless "
                                      "--force.")),
-    _param("force", bool, options.force()),
-    _param("max_payload", int, options.integer(1 << 20, "--max-payload", low=1024,
+    param("force", bool, options.force()),
+    param("max_payload", int, options.integer(1 << 20, "--max-payload", low=1024,
                                                help="Chunk MQTT payloads above this many bytes.")),
-    _param("timeout", float, options.number(None, "--timeout", low=0, low_open=True,
+    param("timeout", float, options.number(None, "--timeout", low=0, low_open=True,
                                             help="Stop after this many seconds (broker wait included).")),
-    _param("eval_data", Path, options.existing(
+    param("eval_data", Path, options.existing(
         None, "file", "--eval-data", help="Held-out .npz (x, y): score the global model after every round.")),
-    _param("eval_bundle", Path, options.existing(
+    param("eval_bundle", Path, options.existing(
         None, "dir", "--eval-bundle", help="Score with this bundle's graph in onnxruntime (default: --model, "
         "if a bundle).")),
-    _param("eval_checkpoint", Path, options.existing(
+    param("eval_checkpoint", Path, options.existing(
         None, "dir", "--eval-checkpoint",
         help="Score with this checkpoint's model in torch (default: --model, if a checkpoint).")),
-    _param("metrics", Path, typer.Option(
+    param("metrics", Path, typer.Option(
         None, "--metrics", parser=options.parser_of(validate.writable_target),
         help="Append one JSON line per round: time, bytes each way, accuracy, clients, rejections.")),
-    _param("config", Path, options.existing(None, "file", "--config", help="JSON config (python -m "
+    param("config", Path, options.existing(None, "file", "--config", help="JSON config (python -m "
                                             "edgefl.runtime format); replaces the flags.")),
-    _param("as_json", bool, options.as_json()),
-    _param("quiet", bool, options.quiet()),
-    _param("host", str, options.legacy_host()),
-    _param("port", int, options.legacy_port()),
+    param("as_json", bool, options.as_json()),
+    param("quiet", bool, options.quiet()),
+    param("host", str, options.legacy_host()),
+    param("port", int, options.legacy_port()),
 ])

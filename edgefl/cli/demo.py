@@ -6,11 +6,11 @@ the output options are written here.
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 from edgefl.cli import derive, options
 from edgefl.cli.common import console, emit_json, table
+from edgefl.cli.derive import param
 from edgefl.cli.staging import staged
 from edgefl.demo import DemoConfig
 from edgefl.models.registry import model_names
@@ -61,14 +61,10 @@ def command(**values):
     console.print(f"report: {doc['report']} (written in {doc['report_seconds']} s) — open it in a browser")
 
 
-def _param(name, annotation, option):
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
-
-
 derive.with_signature(command, [
-    _param("out", Path, options.out(Path("runs/demo"), "Run directory; report at OUT/report.html.")),
-    _param("force", bool, options.force()),
+    param("out", Path, options.out(Path("runs/demo"), "Run directory; report at OUT/report.html.")),
+    param("force", bool, options.force()),
     *derive.dataclass_options(DemoConfig, FIELDS),
-    _param("as_json", bool, options.as_json()),
-    _param("quiet", bool, options.quiet()),
+    param("as_json", bool, options.as_json()),
+    param("quiet", bool, options.quiet()),
 ])

@@ -111,6 +111,11 @@ def field_values(cls, values: dict, specs: dict | None = None) -> dict:
     return out
 
 
+def param(name: str, annotation, option) -> inspect.Parameter:
+    """A keyword-only parameter for ``with_signature``: an option written by hand beside the derived ones."""
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
+
+
 def with_signature(func, params: list):
     """``func`` (taking **kwargs) presented to typer with these parameters."""
     func.__signature__ = inspect.Signature(params)

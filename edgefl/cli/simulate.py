@@ -7,13 +7,13 @@ are written here.
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import typer
 
 from edgefl.cli import derive, options, validate
 from edgefl.cli.common import console, emit_json, table
+from edgefl.cli.derive import param
 from edgefl.cli.staging import relocate, staged
 from edgefl.progress import progress_for
 from edgefl.runtime.codecs import CODECS
@@ -133,19 +133,15 @@ def _write_schedule(cfg, path: Path, force: bool, as_json: bool):
     console.print(table("schedule", ["figure", "value"], summary.items()))
 
 
-def _param(name, annotation, option):
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
-
-
 derive.with_signature(command, [
-    _param("out", Path, options.out(Path("runs/sim"), "Run directory (results in OUT/sim/, report "
+    param("out", Path, options.out(Path("runs/sim"), "Run directory (results in OUT/sim/, report "
                                     "OUT/report.html).")),
-    _param("force", bool, options.force()),
+    param("force", bool, options.force()),
     *derive.dataclass_options(SimConfig, FIELDS, skip=SKIP),
-    _param("write_schedule", Path, typer.Option(
+    param("write_schedule", Path, typer.Option(
         None, "--write-schedule", parser=options.parser_of(validate.writable_target), metavar="PATH",
         help="Only compute the schedule, write it here (.json/.csv), and stop.")),
-    _param("report", bool, typer.Option(True, help="Write OUT/report.html.")),
-    _param("as_json", bool, options.as_json()),
-    _param("quiet", bool, options.quiet()),
+    param("report", bool, typer.Option(True, help="Write OUT/report.html.")),
+    param("as_json", bool, options.as_json()),
+    param("quiet", bool, options.quiet()),
 ])
