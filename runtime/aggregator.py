@@ -383,7 +383,10 @@ class AggregatorCore(RootHierarchy):
         c = self.cfg
         undos = self._fold_kept() if c.stations else []
         try:
-            delta = self.fold.mean if self.fold is not None else self._robust_delta().__getitem__
+            if self.fold is not None:  # block by block from the running sum
+                delta = self.fold.mean_blocks
+            else:
+                delta = _blocks_of(self._robust_delta())
             model = OrderedDict((n, _applied(v, delta(n), c.server_lr))
                                 for n, v in self.server_model.items())
             summary = self._round_summary()
@@ -502,6 +505,12 @@ class AggregatorCore(RootHierarchy):
 
         return state_bytes(self, external, models)
 
+    def to_chunks(self, external=None, models=None):
+        """``to_bytes`` as chunks to write one after the other (no state-sized copy)."""
+        from edgefl.runtime.aggregator_state import state_chunks
+
+        return state_chunks(self, external, models)
+
     @classmethod
     def from_bytes(cls, blob, config=None):
         """Restore a persisted state (``config`` overrides the stored one when given)."""
@@ -518,15 +527,22 @@ def _round_of(payload):
         return -1
 
 
-def _applied(model, delta, lr, block=1 << 16):
-    """float32(model + lr * delta), computed in float64 block by block (no model-sized float64
-    temporaries)."""
-    flat, d = np.asarray(model).reshape(-1), np.asarray(delta).reshape(-1)
+def _applied(model, blocks, lr):
+    """float32(model + lr * delta) from the delta's (start, end, values) ``blocks``, computed
+    in float64 block by block (no model-sized temporaries)."""
+    flat = np.asarray(model).reshape(-1)
     out = np.empty(flat.size, np.float32)
-    for s in range(0, flat.size, block):
-        e = min(flat.size, s + block)
-        out[s:e] = flat[s:e].astype(np.float64) + lr * d[s:e].astype(np.float64)
+    for s, e, d in blocks:
+        out[s:e] = flat[s:e].astype(np.float64) + lr * d.astype(np.float64)
     return out.reshape(np.shape(model))
+
+
+def _blocks_of(arrays, block=1 << 16):
+    """name -> the (start, end, values) blocks of ``arrays[name]`` (see ``_applied``)."""
+    def blocks(name):
+        d = np.asarray(arrays[name]).reshape(-1)
+        return ((s, min(d.size, s + block), d[s:s + block]) for s in range(0, d.size, block))
+    return blocks
 
 
 def _numbers(metrics):

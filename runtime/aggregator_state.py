@@ -20,9 +20,9 @@ import numpy as np
 
 from edgefl.runtime.errors import EdgeRuntimeError, WireError
 from edgefl.runtime.fold import Fold
-from edgefl.runtime.wire import decode_tensors, encode_tensors
+from edgefl.runtime.wire import decode_tensors, tensor_chunks
 
-__all__ = ["MODEL_PREFIXES", "model_tensors", "restore_core", "state_bytes"]
+__all__ = ["MODEL_PREFIXES", "model_tensors", "restore_core", "state_bytes", "state_chunks"]
 
 META = "edgefl.aggregator_state"
 MODEL_PREFIXES = ("global/", "server/", "delta/")
@@ -39,7 +39,13 @@ def model_tensors(core):
 
 
 def state_bytes(core, external=None, models=None):
-    """The state of ``core`` as bytes.
+    """The state of ``core`` as bytes (:func:`state_chunks` joined)."""
+    return b"".join(state_chunks(core, external, models))
+
+
+def state_chunks(core, external=None, models=None):
+    """The state of ``core`` as ``wire.tensor_chunks``: the running sum is written from its
+    arrays, never copied into one blob.
 
     Args:
         external: (client, version) -> file already holding that kept update.
@@ -69,7 +75,7 @@ def state_bytes(core, external=None, models=None):
              "merged": sorted([st, r, q] for st, r, q in core.merged),
              "models": models, "announcement_bytes": core.announce_bytes,
              "snapshot_bytes": core.snapshot_bytes}
-    return encode_tensors(tensors, {META: json.dumps(state)})
+    return tensor_chunks(tensors, {META: json.dumps(state)})
 
 
 def restore_core(cls, blob, config=None):

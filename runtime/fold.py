@@ -161,20 +161,30 @@ class Fold(object):
 
     def mean(self, name, out=None):
         """The weighted mean of tensor ``name`` as float32 (``sum / weight``)."""
+        size = int(np.prod(self.shapes[name]))
+        res = np.empty(size, np.float32) if out is None else out.reshape(-1)
+        for s, e, block in self.mean_blocks(name):
+            res[s:e] = block
+        return res.reshape(self.shapes[name])
+
+    def mean_blocks(self, name):
+        """The weighted mean of tensor ``name`` block by block: (start, end, float32 values),
+        each block valid until the next is taken — no tensor-sized temporary."""
         if not self.weight:
             raise ValueError("the fold holds no weight")
         flat = self.exact_sums()[name].reshape(-1)
-        res = np.empty(flat.size, np.float32) if out is None else out.reshape(-1)
         scale = 2.0 ** -self.grid[name][0]
         tmp = self._buffers()[0]
+        out = np.empty(min(_BLOCK, flat.size), np.float32)
         for s in range(0, flat.size, _BLOCK):
             e = min(flat.size, s + _BLOCK)
             t = tmp[:e - s]
             np.copyto(t, flat[s:e], casting="unsafe")
             np.multiply(t, scale, out=t)
             np.divide(t, float(self.weight), out=t)
-            res[s:e] = t
-        return res.reshape(self.shapes[name])
+            o = out[:e - s]
+            o[...] = t
+            yield s, e, o
 
     def error_bound(self):
         """Most any entry of the mean can be off real arithmetic (rounding of the grid)."""

@@ -9,14 +9,16 @@ import tempfile
 
 
 def atomic_write(path, data):
-    """Replace ``path`` with ``data`` (bytes) atomically."""
+    """Replace ``path`` with ``data`` atomically: bytes, or a list of bytes-like chunks written
+    one after the other (``wire.tensor_chunks``: no file-sized copy in memory)."""
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         os.makedirs(folder)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            for chunk in data if isinstance(data, list) else [data]:
+                f.write(chunk)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -17,7 +17,7 @@ import os
 from edgefl.runtime.aggregator import AggregatorCore
 from edgefl.runtime.aggregator_state import model_tensors
 from edgefl.runtime.persist import atomic_write, read_bytes
-from edgefl.runtime.wire import encode_tensors
+from edgefl.runtime.wire import tensor_chunks
 
 SUFFIX = ".safetensors"
 
@@ -44,14 +44,14 @@ class StateStore(object):
         for key, tensors in core.buffered.items():
             f = self.update_file(*key)
             if f not in self._written:
-                atomic_write(f, encode_tensors(tensors))
+                atomic_write(f, tensor_chunks(tensors))
                 self._written.add(f)
             refs[key] = f
         models = self.models_file(core)
         if models not in self._written:  # once per round (or after a restart)
-            atomic_write(models, encode_tensors(model_tensors(core)))
+            atomic_write(models, tensor_chunks(model_tensors(core)))
             self._written.add(models)
-        atomic_write(self.path, core.to_bytes(external=refs, models=models))
+        atomic_write(self.path, core.to_chunks(external=refs, models=models))
         self._clean(self.dir, core, set(refs.values()))
         self._clean(self.models_dir, core, {models})
 

@@ -27,6 +27,7 @@ __all__ = [
     "encode_message",
     "decode_message",
     "encode_tensors",
+    "tensor_chunks",
     "decode_tensors",
     "model_digest",
     "payload_digest",
@@ -91,6 +92,13 @@ def encode_tensors(tensors, metadata=None):
     Returns:
         bytes in the safetensors format.
     """
+    return b"".join(tensor_chunks(tensors, metadata))
+
+
+def tensor_chunks(tensors, metadata=None):
+    """``encode_tensors``'s bytes as a list of chunks: the length and header, then each tensor's
+    data as a view of its array where it is already contiguous little-endian (no copy), so a
+    file can be written chunk by chunk and a message joined with one copy."""
     header = OrderedDict()
     if metadata:
         for k, v in metadata.items():
@@ -102,14 +110,15 @@ def encode_tensors(tensors, metadata=None):
     for name in sorted(tensors):  # sorted: byte-identical output for the same content
         arr = np.asarray(tensors[name])
         code = _dtype_code(arr)
-        data = np.ascontiguousarray(arr, dtype=np.dtype(DTYPES[code])).tobytes()
+        flat = np.ascontiguousarray(arr, dtype=np.dtype(DTYPES[code])).reshape(-1)
+        data = memoryview(flat.view(np.uint8)) if flat.size else b""
         header[name] = OrderedDict([("dtype", code), ("shape", [int(s) for s in arr.shape]),
-                                    ("data_offsets", [offset, offset + len(data)])])
+                                    ("data_offsets", [offset, offset + flat.nbytes])])
         chunks.append(data)
-        offset += len(data)
+        offset += flat.nbytes
     raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
     raw += b" " * (-len(raw) % 8)  # align tensor data to 8 bytes, as safetensors does
-    return b"".join([struct.pack("<Q", len(raw)), raw] + chunks)
+    return [struct.pack("<Q", len(raw)) + raw] + chunks
 
 
 def _no_duplicates(pairs):

@@ -129,7 +129,7 @@ def test_an_unexpected_error_is_one_rejection_and_changes_nothing(kit, small_mod
     def broken(*args, **kwargs):
         raise ZeroDivisionError("float division by zero")
 
-    monkeypatch.setattr(Fold, "mean", broken)
+    monkeypatch.setattr(Fold, "mean_blocks", broken)
     # Execute
     actions = agg.on_message(topic, good, 2.0)
     # Assert: b is told "internal", nothing is persisted, the round, the running sum (b taken
