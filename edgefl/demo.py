@@ -295,10 +295,9 @@ def step_simulate(run: DemoRun) -> str:
         run.facts[f"{mode}_versions"] = r["versions"]
         start = 100 * (r["history"][0]["accuracy"] if r["history"] else 0)
         end = 100 * (r["final_accuracy"] or 0)
-        when = "—" if t is None else f"{t / 3600:.1f} h"
-        parts.append(
-            f"{mode}: {r['versions']} versions, {start:.1f} % → {end:.1f} %, target reached at {when}."
-        )
+        when = f"not reached in {cfg.hours:g} h" if t is None else f"reached at {t / 3600:.1f} h"
+        versions = f"{r['versions']} version" + ("" if r["versions"] == 1 else "s")
+        parts.append(f"{mode}: {versions}, {start:.1f} % → {end:.1f} %, target {when}.")
     run.facts["federation_target"] = target
     run.facts["deployed_accuracy_in_orbit"] = doc["start"]["accuracy"]
     run.facts["deployed_accuracy_on_ground"] = doc["start"].get("accuracy_on_ground")
@@ -345,6 +344,7 @@ def run_demo(cfg: DemoConfig, out: str | Path, progress=None) -> dict:
         overall.advance(1)
         doc = _write_run(run)
     t0 = time.perf_counter()
+    overall.update(step="report")
     page = render_report(out, title="edgefl demo: from MNIST to a constellation")
     overall.advance(1)
     return dict(doc, report=str(page), report_seconds=round(time.perf_counter() - t0, 1))

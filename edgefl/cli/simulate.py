@@ -66,7 +66,7 @@ SKIP = ("startup_wall_s",)
 def command(**values):
     """Simulate a constellation federating a model through intermittent ground contacts."""
     from edgefl.sim.simulate import simulate
-    from edgefl.sim.summary import start_note
+    from edgefl.sim.summary import percent, start_note
 
     out, force, as_json = values["out"], values["force"], values["as_json"]
     settings = derive.field_values(SimConfig, values, FIELDS)
@@ -102,11 +102,12 @@ def command(**values):
     console.print(
         table(
             f"in-orbit federation, {hours:g} simulated h ({doc['wall_s']} s wall)",
-            ["mode", "aggregation", "versions", "updates", "final acc", f"h to {doc['target_accuracy']:g}",
-             "bytes up"],
+            ["mode", "aggregation", "versions", "updates", "final accuracy",
+             f"hours to {percent(doc['target_accuracy'])}", "bytes up"],
             [
-                [m, r["label"], r["versions"], r["updates_sent"], r["final_accuracy"],
-                 "not reached" if r["time_to_target_s"] is None else r["time_to_target_s"] / 3600.0,
+                [m, r["label"], r["versions"], r["updates_sent"],
+                 "—" if r["final_accuracy"] is None else percent(r["final_accuracy"]),
+                 "not reached" if r["time_to_target_s"] is None else round(r["time_to_target_s"] / 3600.0, 2),
                  r["bytes_up"]]
                 for m, r in rows.items()
             ],

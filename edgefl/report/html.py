@@ -68,13 +68,22 @@ def figure(png: bytes, caption: str, key: str, wide: bool = False) -> str:
 
 def fact_rows(facts: dict) -> list[list]:
     """(label, value) rows of a run's facts: accuracies, targets and agreements as percentages, the way the
-    step results and the notes print them."""
-    return [[k.replace("_", " "), f"{100 * v:.2f} %" if _is_fraction(k, v) else v] for k, v in facts.items()]
+    step results and the notes print them; a target gain in points; a time to target never reached says
+    so."""
+    return [[k.replace("_", " "), fact_value(k, v)] for k, v in facts.items()]
 
 
-def _is_fraction(key: str, value) -> bool:
+def fact_value(key: str, value):
+    if value is None:
+        return "not reached" if "to_target" in key else "—"
+    if not isinstance(value, float):
+        return value
+    if key.endswith("_gain"):
+        return f"+{100 * value:g} points"
     named = any(word in key for word in ("accuracy", "target", "agreement"))
-    return named and isinstance(value, float) and 0.0 <= value <= 1.0
+    if named and "to_target" not in key and 0.0 <= value <= 1.0:
+        return f"{100 * value:.2f} %"
+    return value
 
 
 def section_summary(run: RunData) -> str | None:
@@ -130,7 +139,7 @@ def section_federation(run: RunData) -> str | None:
                 r.get("label", ""),
                 r.get("versions", len(r.get("history", []))),
                 r.get("updates_received"),
-                r.get("final_accuracy"),
+                None if r.get("final_accuracy") is None else percent(r["final_accuracy"]),
                 "not reached" if t is None else round(t / 3600.0, 2),
                 r.get("bytes_up"),
                 r.get("bytes_down"),
@@ -153,9 +162,8 @@ def section_federation(run: RunData) -> str | None:
     )
     cfg = sim.get("config") or {}
     if cfg:
-        parts.append(
-            table(["setting", "value"], [[k, v] for k, v in cfg.items() if not isinstance(v, (dict, list))])
-        )
+        scalars = {k: v for k, v in cfg.items() if not isinstance(v, (dict, list))}
+        parts.append(table(["setting", "value"], fact_rows(scalars)))
     return "".join(parts)
 
 

@@ -5,6 +5,7 @@ would have made it). It must end with exit code 0, leave the artefacts each line
 `git status` clean.
 """
 
+import html
 import json
 import os
 import re
@@ -14,6 +15,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
+from edgefl.sim.summary import start_note
 
 ROOT = Path(__file__).resolve().parents[2]
 MARKER = "<!-- journey:"
@@ -91,6 +94,10 @@ def test_the_readme_journey_runs_in_a_fresh_clone(tmp_path):
     # both host agents and the packed edge agent (client-002, python -m edgefl.runtime) in every round
     assert all(r["clients"] == 3 for r in rounds), rounds
     assert any(p.suffix == ".npy" for p in (runs / "detect").iterdir())
+    # the simulation's starting point and target: the same sentence in the terminal and in the report
+    note = start_note(json.loads((runs / "sim" / "sim" / "simulation.json").read_text()))
+    assert note and note in log.splitlines(), log[-6000:]
+    assert html.escape(note) in (runs / "sim" / "report.html").read_text()
 
     status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=clone,
                             capture_output=True, text=True, check=True).stdout

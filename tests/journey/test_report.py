@@ -116,3 +116,14 @@ def test_report_plots_decode_in_headless_chromium(report, tmp_path):
     assert set(images) == EXPECTED_PLOTS
     for key, img in images.items():
         assert img["complete"] and img["w"] > 100 and img["h"] > 100, key
+
+
+def test_facts_read_as_the_terminal_prints_them():
+    from edgefl.report.html import fact_rows
+
+    rows = fact_rows({"federation_target": 0.198, "target_gain": 0.1, "top1_agreement": 1.0,
+                      "sync_hours_to_target": None, "async_hours_to_target": 0.8, "schedule": None,
+                      "sync_versions": 1, "alpha": 0.5})
+    assert rows == [["federation target", "19.80 %"], ["target gain", "+10 points"],
+                    ["top1 agreement", "100.00 %"], ["sync hours to target", "not reached"],
+                    ["async hours to target", 0.8], ["schedule", "—"], ["sync versions", 1], ["alpha", 0.5]]
