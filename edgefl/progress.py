@@ -117,15 +117,45 @@ def progress_for(enabled: bool = True):
         yield PlainProgress()
         return
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
 
-    # descriptions hold user text (paths, names): printed literally, never as rich markup
-    columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}", markup=False))
-    with Progress(*columns, console=Console(stderr=True)) as p:
+    with fitting_bars(Console(stderr=True)) as p:
         try:
             yield RichProgress(p)
         except BaseException:
             p.live.transient = True  # a failed command ends with its one error line, not a stale bar
             raise
+
+
+def fitting_bars(console):
+    """A rich Progress whose lines fit ``console``'s width without cutting a count, a time or a word: the
+    bar takes the room the other columns leave (at least 4 cells); when even that does not fit, a short bar
+    and the description and info wrapped between words."""
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+    from rich.table import Column
+
+    class FittingProgress(Progress):
+        def make_tasks_table(self, tasks):
+            tasks = list(tasks)
+            if hasattr(self, "live"):  # rich renders once before it has a console
+                self.expand = self.others_width(tasks) + BAR_MIN <= self.console.width
+            bar.bar_width = None if self.expand else BAR_MIN
+            return super().make_tasks_table(tasks)
+
+        def others_width(self, tasks) -> int:
+            visible = [t for t in tasks if t.visible]
+            widths = [max((self.console.measure(column(t)).maximum for t in visible), default=0)
+                      for column in self.columns if column is not bar]
+            return sum(widths) + len(self.columns) - 1  # one space between columns
+
+    whole = {"table_column": Column(no_wrap=True)}  # counts and times are never cut
+    words = {"table_column": Column(overflow="fold")}  # descriptions and info wrap between words
+    bar = BarColumn(bar_width=None, table_column=Column(ratio=1, min_width=BAR_MIN, max_width=40))
+    # descriptions hold user text (paths, names): printed literally, never as rich markup
+    columns = (TextColumn("{task.description}", markup=False, **words), bar, MofNCompleteColumn(**whole),
+               TimeElapsedColumn(**whole), TimeRemainingColumn(**whole),
+               TextColumn("{task.fields[info]}", markup=False, **words))
+    return FittingProgress(*columns, console=console)
+
+
+BAR_MIN = 4  # cells of the narrowest bar

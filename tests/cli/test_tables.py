@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from edgefl.cli.tables import FitTable, Layout, choose_layout, fit_widths, plain_lines, wrapped_lines
-from edgefl.progress import PlainProgress
+from edgefl.progress import PlainProgress, fitting_bars
 
 EDGEFL = shutil.which("edgefl", path=os.path.dirname(sys.executable)) or "edgefl"
 
@@ -116,6 +116,22 @@ def test_plain_progress_writes_whole_lines_at_the_end_of_each_task():
     (line,) = stream.getvalue().splitlines()
     assert line.startswith("training resnet20 on a very long dataset path/with/parts: 3/3 in ")
     assert line.endswith("epoch 1  loss 0.25")
+
+
+@pytest.mark.parametrize("width", [120, 80, 60])
+def test_bars_on_a_terminal_cut_no_count_time_or_word(width):
+    buf = io.StringIO()
+    console = Console(file=buf, width=width, color_system=None)
+    bars = fitting_bars(console)
+    bars.add_task("in-orbit federation (sim min)", total=480, completed=240, info="sync 8.9%  async 8.9%")
+    bars.add_task("training", total=8, completed=3, info="epoch 1  loss 2.305")
+    console.print(bars.make_tasks_table(bars.tasks))
+    out = buf.getvalue()
+    words = "in-orbit federation (sim min) 240/480 sync 8.9% async training 3/8 epoch 1 loss 2.305".split()
+    assert whole_on_a_line(out, [*words, "0:00:00", "-:--:--"]) == [] and "…" not in out, out
+    assert max(len(line.rstrip()) for line in out.splitlines()) <= width
+    if width >= 80:  # room for every column: one line per task, the bar takes what is left
+        assert len(out.splitlines()) == 2, out
 
 
 # ------------------------------------------------------------------ through the console script, piped
