@@ -80,3 +80,37 @@ def mqtt_section(broker: str, username, password, tls_ca) -> dict:
     if tls_ca is not None:
         mqtt.update(tls=True, ca_certs=str(tls_ca))
     return mqtt
+
+
+TARGET_MISSED_EXIT = 3  # the command ran and wrote its checkpoint, but a --max-drop target was missed
+
+
+def target_options(target_bops, target_size, max_drop) -> dict:
+    """The settings fields of the --target-bops/--target-size/--max-drop options (checked by the method)."""
+    return {"target_bops": target_bops, "target_size": target_size, "max_drop": max_drop}
+
+
+def target_lines(result: dict) -> dict:
+    """Table lines for a result's ``target`` block (nothing without a target)."""
+    block = result.get("target") or {}
+    if not block.get("requested"):
+        return {}
+    asked = ", ".join(f"{k} {v:g}" for k, v in block["requested"].items())
+    tried = len(block.get("attempts") or []) or 1
+    verdict = "met" if block["met"] else "MISSED"
+    return {"target": f"{asked}: {verdict} ({tried} attempt{'s' if tried > 1 else ''})"}
+
+
+def exit_if_target_missed(result: dict) -> None:
+    """One line on stderr and exit TARGET_MISSED_EXIT when the result missed its target."""
+    block = result.get("target") or {}
+    if block.get("requested") and not block.get("met"):
+        missed = [k for k, ok in block["checks"].items() if not ok]
+        r = block["reached"]
+        err_console.print(
+            f"error: target missed ({', '.join(missed)}): {r['drop_points']:.2f} points lost at "
+            f"{r['bops_ratio']:.1f}x BOPs after {len(block['attempts']) or 1} attempt(s); the best "
+            f"attempt is in {result['checkpoint']} — allow a larger --max-drop or a smaller cost target",
+            style="bold red",
+        )
+        raise SystemExit(TARGET_MISSED_EXIT)

@@ -6,6 +6,7 @@ import typer
 
 from edgefl.cli import options
 from edgefl.cli.common import compression_totals, console, emit_json, key_value_table, left_as_is, table
+from edgefl.cli.common import exit_if_target_missed, target_lines, target_options
 from edgefl.cli.staging import relocate, staged
 from edgefl.ghost import GATE_MODES
 from edgefl.progress import progress_for
@@ -19,12 +20,27 @@ def command(
     data: str = options.data(None, "Dataset (default: the checkpoint's)"),
     out: Path = options.out(Path("runs/ghost"), "Compressed checkpoint directory to write."),
     force: bool = options.force(),
+    target_bops: float = options.number(
+        None, "--target-bops", low=1,
+        help="Reach at least this BOPs ratio to the float model (e.g. 40); chooses the HQ threshold.",
+    ),
+    target_size: str = typer.Option(
+        None, "--target-size", metavar="SIZE",
+        help="Reach at most this size: bytes (150000, 150kB, 146KiB) or a ratio to the float model (12x).",
+    ),
+    max_drop: float = options.number(
+        None, "--max-drop", low=0, high=100,
+        help="Lose at most this many accuracy points on the held-out split; when exceeded, up to two more "
+        "attempts (one more mean bit each, or longer training with a cost target), then exit 3 with the "
+        "best one written.",
+    ),
     tau: float = options.number(
         None, "--tau", low=0, low_open=True,
         help="HQ threshold on k-means MSE x 1e6 (official 0.1; ~120 for ResNet-20). Overrides --target-bits.",
     ),
-    target_bits: float = options.number(3.5, "--target-bits", low=1, high=8,
-                                        help="Pick tau so the mean weight bit width is at most this."),
+    target_bits: float = options.number(None, "--target-bits", low=1, high=8,
+                                        help="Pick tau so the mean weight bit width is at most this "
+                                        "(default: 3.5 without a BOPs/size target)."),
     min_bits: int = options.integer(2, "--min-bits", low=1, high=8, help="Smallest candidate bit width."),
     max_bits: int = options.integer(8, "--max-bits", low=1, high=8, help="Largest candidate bit width."),
     uniform_bits: int = options.integer(None, "--uniform-bits", low=1, high=8,
@@ -53,8 +69,12 @@ def command(
     from edgefl.ghost import GhostSettings
     from edgefl.methods import compress_checkpoint
 
+    steered = target_bops is not None or target_size is not None
+    if target_bits is None and tau is None and uniform_bits is None and not steered:
+        target_bits = 3.5
     config = GhostSettings(
-        tau=0.1 if tau is None else tau,
+        **target_options(target_bops, target_size, max_drop),
+        tau=tau,
         target_mean_bits=target_bits if tau is None else None,
         bit_range=(min_bits, max_bits),
         uniform_bits=uniform_bits,
@@ -74,6 +94,7 @@ def command(
     result = relocate(result, stage, out)
     if as_json:
         emit_json(result)
+        exit_if_target_missed(result)
         return
     rows = [[r.get(c) for c in LAYER_COLUMNS] for r in result["layers"]]
     console.print(table("GHOST per layer", LAYER_COLUMNS, rows))
@@ -90,4 +111,6 @@ def command(
         shown["gate open rate"] = f"{sum(last) / len(last):.2f} (last epoch, mean over {len(last)} layers)"
     shown["definitions"] = f"{t['size_definition']}; {t['bops_definition']}"
     shown.update(left_as_is(result))
+    shown.update(target_lines(result))
     console.print(key_value_table("GHOST totals", shown))
+    exit_if_target_missed(result)

@@ -6,6 +6,7 @@ import typer
 
 from edgefl.cli import options, validate
 from edgefl.cli.common import compression_totals, console, emit_json, key_value_table, left_as_is, table
+from edgefl.cli.common import exit_if_target_missed, target_lines, target_options
 from edgefl.cli.staging import relocate, staged
 from edgefl.progress import progress_for
 
@@ -25,13 +26,27 @@ def resolve_settings(paper: bool, chosen: dict, short: dict):
 def command(
     checkpoint: Path = options.existing_argument("dir", "Float checkpoint directory (from `edgefl train`).",
                                                  metavar="CHECKPOINT"),
-    flops_target: float = options.number(0.5, "--flops-target", low=0, high=1, low_open=True,
-                                         help="Fraction of FLOPs to keep (PIC-PQ prune_away = 1 - this)."),
+    target_bops: float = options.number(
+        None, "--target-bops", low=1,
+        help="Reach at least this BOPs ratio to the float model (e.g. 50); chooses --max-bits and "
+        "--flops-target.",
+    ),
+    target_size: str = typer.Option(
+        None, "--target-size", metavar="SIZE",
+        help="Reach at most this size: bytes (150000, 150kB, 146KiB) or a ratio to the float model (12x).",
+    ),
+    max_drop: float = options.number(
+        None, "--max-drop", low=0, high=100,
+        help="Lose at most this many accuracy points on the held-out split; when exceeded, up to two more "
+        "attempts (gentler, or longer training with a cost target), then exit 3 with the best one written.",
+    ),
+    flops_target: float = options.number(None, "--flops-target", low=0, high=1, low_open=True,
+                                         help="Fraction of FLOPs to keep (PIC-PQ prune_away = 1 - this; "
+                                         "default: 0.9, or the target's)."),
     max_bits: str = typer.Option(
         None, "--max-bits", parser=options.parser_of(validate.int_list, None, 1), metavar="B,B,...",
         help="Maximum bits: stem, then one per stage (32 = FP); stages are the output resolutions "
-        "(default: 32, then 8 down to 4 across the stages — 32,8,6,4 for a ResNet, the spec's setting). On "
-        "MNIST ResNet-20 bench/picpq.py uses 32,4,4,4 with --flops-target 0.8 (4 bits is lossless there).",
+        "(default: 32, then 4 for every stage, or the target's; the spec's ResNet setting is 32,8,6,4).",
     ),
     data: str = options.data(None, "Dataset (default: the checkpoint's)"),
     out: Path = options.out(Path("runs/picpq"), "Compressed checkpoint directory to write."),
@@ -79,6 +94,7 @@ def command(
         min_bits=min_bits,
         tie_break=tie_break,
         weight_quantizer=weight_quantizer,
+        **target_options(target_bops, target_size, max_drop),
     )
     short = dict(
         generations=generations,
@@ -96,6 +112,7 @@ def command(
     result = relocate(result, stage, out)
     if as_json:
         emit_json(result)
+        exit_if_target_missed(result)
         return
     rows = [[r.get(c) for c in LAYER_COLUMNS] for r in result["layers"]]
     console.print(table("PIC-PQ per layer", LAYER_COLUMNS, rows))
@@ -112,6 +129,8 @@ def command(
                 f"vs identity {result['search']['identity_loss']:.4f}",
                 "size definition": t["size_definition"],
                 **left_as_is(result),
+                **target_lines(result),
             },
         )
     )
+    exit_if_target_missed(result)

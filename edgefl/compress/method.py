@@ -19,6 +19,13 @@ Contract of a ``Method``:
   generic ``edgefl export`` pipeline handles (their compressed structure is rebuilt by
   ``edgefl.compress.restore_model`` from the checkpoint's ``compression`` state).
 
+Targets (``edgefl.compress.targets``): a method whose settings mix in ``TargetSettings`` can be steered
+by ``target_bops``/``target_size`` (its ``plan`` resolves them into its own knobs, reported as
+``plan["knobs"]``, and refuses an impossible one before any training) and ``max_drop`` (checked by
+``run`` after ``apply``; when exceeded, ``back_off`` gives gentler settings, up to
+``targets.MAX_ATTEMPTS`` attempts in all). The result's ``extra["target"]`` says what was asked and
+what was reached.
+
 ``data`` is what the method learns from: ``ClassifierData`` for the classifier methods, a list of
 ``edgefl.data.HSIScene`` for STAD. This module is the compression core (no method imports it back).
 """
@@ -74,8 +81,15 @@ class CompressionResult:
     parts: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        """JSON-ready summary: totals, layers and the method's extra facts."""
-        return {"totals": self.totals, "layers": self.layers, **self.extra}
+        """JSON-ready summary: the headline figures (BOPs and size ratios, accuracy before/after, where the
+        method reports them), totals, layers and the method's extra facts (``target`` among them)."""
+        head = ("bops_ratio", "size_ratio", "accuracy_before", "accuracy_after")
+        return {
+            **{k: self.totals[k] for k in head if k in self.totals},
+            "totals": self.totals,
+            "layers": self.layers,
+            **self.extra,
+        }
 
 
 @dataclass(frozen=True)
@@ -89,6 +103,10 @@ class Method:
         plan, apply: see the module contract.
         command: whether ``edgefl compress NAME`` exists (its options: ``edgefl/cli/compress_NAME.py``).
         export, claims: the method's own bundle exporter and the test for checkpoints it handles.
+        back_off: ``(settings, plan, attempt, target) -> (settings, plan | None) | None``: the settings
+            of the next attempt when ``max_drop`` was exceeded, with the plan to apply (None: run
+            ``plan`` again; a plan: apply it as is, e.g. to train longer), or None when nothing
+            gentler is left.
     """
 
     name: str
@@ -99,6 +117,7 @@ class Method:
     command: bool = True
     export: Callable | None = None
     claims: Callable | None = None
+    back_off: Callable | None = None
 
 
 def run(method: Method, model, data, settings=None, progress=None) -> CompressionResult:
@@ -111,8 +130,35 @@ def run(method: Method, model, data, settings=None, progress=None) -> Compressio
         settings: an instance of ``method.settings`` (default: its defaults).
         progress: an ``edgefl.progress`` object (None = silent).
     Returns:
-        the method's CompressionResult.
+        the method's CompressionResult; for methods with targets, ``extra["target"]`` (see
+        ``targets.report``) — with ``max_drop``, the attempt with the smallest drop is returned (the
+        first that meets it) and ``extra["target"]["attempts"]`` lists every attempt.
     """
+    from edgefl.compress import targets
+
     settings = (settings if settings is not None else method.settings()).check()
-    plan = method.plan(model, data, settings, progress)
-    return method.apply(model, data, plan, settings, progress)
+    target = targets.target_from(settings)
+    tries = targets.MAX_ATTEMPTS if target is not None and target.max_drop is not None else 1
+    attempts, best, plan = [], None, None
+    for attempt in range(tries):
+        if attempt:
+            step = method.back_off(settings, plan, attempt, target) if method.back_off else None
+            if step is None:
+                break
+            settings, plan = step[0].check(), step[1]
+        if plan is None:
+            plan = method.plan(model, data, settings, progress)
+        result = method.apply(model, data, plan, settings, progress)
+        knobs = plan.get("knobs", {}) if isinstance(plan, dict) else {}
+        if tries == 1:
+            best = (result, knobs)
+            break
+        attempts.append(targets.attempt_summary(knobs, result.totals))
+        if best is None or result.totals["accuracy_drop_points"] < best[0].totals["accuracy_drop_points"]:
+            best = (result, knobs)
+        if targets.drop_met(target, result.totals):
+            break
+    result, knobs = best
+    if isinstance(settings, targets.TargetSettings):
+        result.extra["target"] = targets.report(target, result.totals, knobs, attempts)
+    return result

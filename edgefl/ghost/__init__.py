@@ -19,8 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edgefl.compress.method import ClassifierData, CompressionResult, Method
+from edgefl.compress.targets import TargetSettings, target_from
 from edgefl.errors import EdgeflError
 from edgefl.ghost.bits import DEFAULT_BIT_RANGE
+from edgefl.ghost.targets import back_off
 
 GATE_MODES = ("scm", "open", "closed")  # the switch control machine learned, every gate open, every gate shut
 
@@ -28,11 +30,14 @@ ACT_RULE = "input"  # a conv's activation bits are those of the quantizer on its
 
 
 @dataclass(frozen=True)
-class GhostSettings:
+class GhostSettings(TargetSettings):
     """Settings of one GHOST run (defaults: official code where it makes sense on a CPU budget).
 
     Attributes:
-        tau: HQ distortion threshold (mean squared k-means distance × 1e6); official default 0.1.
+        target_bops, target_size, max_drop: a target (``edgefl.compress.targets``); a BOPs/size target
+            chooses tau itself (``edgefl.ghost.targets``), so it excludes ``tau``, ``target_mean_bits``
+            and ``uniform_bits``.
+        tau: HQ distortion threshold (mean squared k-means distance × 1e6); None = the official 0.1.
         target_mean_bits: choose tau so the parameter-weighted mean bit width is at most this
             (overrides ``tau``); None = use ``tau``.
         bit_range: (min, max) candidate bit widths.
@@ -51,7 +56,7 @@ class GhostSettings:
         seed: seeds the k-means, the initialisation of the SCM, the shuffling and the Gumbel noise.
     """
 
-    tau: float = 0.1
+    tau: float | None = None
     target_mean_bits: float | None = None
     bit_range: tuple[int, int] = DEFAULT_BIT_RANGE
     uniform_bits: int | None = None
@@ -72,10 +77,17 @@ class GhostSettings:
     def check(self) -> GhostSettings:
         """Return self after checking the settings, or raise EdgeflError naming the bad one."""
         lo, hi = self.bit_range
+        target = target_from(self)
+        fixed = [k for k in ("tau", "target_mean_bits", "uniform_bits") if getattr(self, k) is not None]
+        if target is not None and target.has_cost and fixed:
+            raise EdgeflError(
+                "a BOPs/size target chooses the bits itself — "
+                f"give the target or {', '.join(fixed)}, not both"
+            )
         checks = [
             (1 <= lo <= hi <= 8, f"bit range {self.bit_range} — use 1 <= min <= max <= 8, e.g. 2 8"),
             (self.uniform_bits is None or 1 <= self.uniform_bits <= 8, "uniform bits — use 1..8"),
-            (self.tau > 0, f"tau {self.tau} — use a positive threshold such as 0.1"),
+            (self.tau is None or self.tau > 0, f"tau {self.tau} — use a positive threshold such as 0.1"),
             (self.epochs >= 1, f"epochs {self.epochs} — use at least 1"),
             (self.batch_size >= 2, f"batch size {self.batch_size} — use at least 2 (the SCM uses BatchNorm)"),
             (
@@ -91,26 +103,46 @@ class GhostSettings:
 
 
 def plan(teacher, data: ClassifierData, settings: GhostSettings, progress=None) -> dict:
-    """HQ bits of every conv and the distilled layers.
+    """HQ bits of every conv (for a BOPs/size target: at the threshold that meets it) and the distilled
+    layers.
 
     Returns:
         {"bits": {conv: bits} in definition order, "tau": the threshold used (None for uniform bits),
         "feature_layers": [module names], "inputs": {conv: [producer conv or None, signed]}
-        (``student.conv_inputs``), "left_float": {layer: why it is not quantized}}.
+        (``student.conv_inputs``), "left_float": {layer: why it is not quantized}, "knobs": tau, mean
+        bits, epochs (what a target resolved to), "epochs"}.
+    Raises:
+        EdgeflError: a BOPs/size target that no bit widths in the range can meet (before the k-means).
     """
     import torch
 
     from edgefl.compress.graph import layers_left_float
     from edgefl.compress.qat import tensors
-    from edgefl.ghost.student import conv_inputs, hybrid_bits, resolve_feature_layers
+    from edgefl.ghost.bits import mean_bits
+    from edgefl.ghost.student import conv_inputs, conv_params, hybrid_bits, resolve_feature_layers
+    from edgefl.ghost.targets import resolve_bits
 
     torch.manual_seed(settings.seed)
     names = resolve_feature_layers(teacher, settings.feature_layers, data.shape)
     left_float = layers_left_float(teacher, data.shape)
-    bits, tau = hybrid_bits(teacher, settings, skip=left_float)
     x = tensors(data.train, data.preprocessing)[0][:256]
-    inputs = conv_inputs(teacher, bits, x)
-    return {"bits": bits, "tau": tau, "feature_layers": names, "inputs": inputs, "left_float": left_float}
+    target, knobs = target_from(settings), {}
+    if target is not None and target.has_cost:
+        bits, tau, inputs, knobs = resolve_bits(teacher, data.shape, settings, target, left_float, x)
+    else:
+        bits, tau = hybrid_bits(teacher, settings, skip=left_float)
+        inputs = conv_inputs(teacher, bits, x)
+    mean = mean_bits(bits, conv_params(teacher))
+    knobs = {**knobs, "tau": tau, "mean_bits": mean, "epochs": settings.epochs}
+    return {
+        "bits": bits,
+        "tau": tau,
+        "feature_layers": names,
+        "inputs": inputs,
+        "left_float": left_float,
+        "knobs": knobs,
+        "epochs": settings.epochs,
+    }
 
 
 def apply(
@@ -162,4 +194,6 @@ def apply(
     )
 
 
-METHOD = Method(name="ghost", label="GHOST", settings=GhostSettings, plan=plan, apply=apply)
+METHOD = Method(
+    name="ghost", label="GHOST", settings=GhostSettings, plan=plan, apply=apply, back_off=back_off
+)

@@ -8,9 +8,12 @@ One function per registry entry, mirroring ``edgefl compress NAME``::
     data = ClassifierData(train, test, preprocessing)        # edgefl.data.ArrayData splits
     result = methods.ghost(model, data, epochs=1)             # -> CompressionResult
     result = methods.picpq(model, data, flops_target=0.7)
+    result = methods.ghost(model, data, target_bops=40, max_drop=1.0)   # a target picks the knobs
     result.totals["bops_ratio"], result.layers[0], result.model
 
-Keyword options are the fields of the method's settings dataclass (``METHODS[name].settings``); pass
+Keyword options are the fields of the method's settings dataclass (``METHODS[name].settings``; PIC-PQ's
+and GHOST's include the targets ``target_bops``, ``target_size``, ``max_drop`` of
+``edgefl.compress.targets``; ``result.extra["target"]`` reports them); pass
 ``settings=`` to give a ready instance instead. ``compress_checkpoint(name, checkpoint, out)`` is the
 checkpoint-to-checkpoint call behind the CLI.
 """

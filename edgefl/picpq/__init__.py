@@ -22,6 +22,11 @@ Documented deviations from the official code (defaults; see the spec):
   higher fine-tuning learning rate right after pruning (``PicpqSettings.paper()`` has the paper's sizes);
   filters of equal mean rank are ordered by their weight L1 norm (``tie_break="none"``: by index, as the
   official code) — on small maps every filter is full rank, so without it the criterion cannot choose.
+
+Defaults (no target): B_max 4 for every stage (``criterion.default_max_bits``) and 90 % of FLOPs kept
+(``targets.DEFAULT_FLOPS_TARGET``) — 4-bit QAT is lossless on MNIST ResNet-20, and light pruning lets the bit
+rule take pruned layers to 3 bits. A target (``target_bops``, ``target_size``, ``max_drop``; see
+``edgefl.compress.targets``) chooses B_max and the FLOPs kept instead (``edgefl.picpq.targets``).
 """
 
 from __future__ import annotations
@@ -32,16 +37,18 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from edgefl.compress.method import ClassifierData, CompressionResult, Method
+from edgefl.compress.targets import TargetSettings, target_from
 from edgefl.errors import EdgeflError
+from edgefl.picpq.targets import STEM_BITS, back_off
 from edgefl.progress import NullProgress
 
 ACT_RULE = "own"  # a layer's activation bits are its own (the quantizer on its input runs at them)
 
 
 @dataclass(frozen=True)
-class PicpqSettings:
-    flops_target: float = 0.5  # keep this fraction of FLOPs (paper: 1 - prune_away/100)
-    max_bits: tuple | None = None  # stem, then one per stage; None: criterion.default_max_bits
+class PicpqSettings(TargetSettings):
+    flops_target: float | None = None  # FLOPs fraction kept (paper: 1 - prune_away/100); None: default
+    max_bits: tuple | None = None  # stem, then one per stage; None: default_max_bits or the target's
     lam: float = 1 / 6
     min_bits: int = 3  # the paper's 2-bit layers need its 800 QAT epochs; paper() uses 2
     safeguard: float = 0.1
@@ -68,9 +75,12 @@ class PicpqSettings:
 
     @classmethod
     def paper(cls, **overrides) -> "PicpqSettings":
-        """The official ResNet-56/CIFAR-10 sizes (hours on a GPU)."""
+        """The official ResNet-56/CIFAR-10 sizes (hours on a GPU); with a cost target, B_max and the
+        FLOPs kept are the target's."""
+        steered = any(overrides.get(k) is not None for k in ("target_bops", "target_size"))
+        knobs = {} if steered else {"flops_target": 0.45, "max_bits": (32, 8, 6, 4)}
         base = cls(
-            flops_target=0.45,
+            **knobs,
             rank_images=768,
             population=64,
             sample=16,
@@ -89,7 +99,12 @@ class PicpqSettings:
         return replace(base, **overrides)
 
     def check(self) -> "PicpqSettings":
-        if not 0 < self.flops_target <= 1:
+        target = target_from(self)
+        if target is not None and target.has_cost and (self.max_bits, self.flops_target) != (None, None):
+            raise EdgeflError(
+                "a BOPs/size target chooses --max-bits and --flops-target itself — give the target or those"
+            )
+        if self.flops_target is not None and not 0 < self.flops_target <= 1:
             raise EdgeflError(
                 f"--flops-target {self.flops_target} must be in (0, 1] (fraction of FLOPs kept)"
             )
@@ -112,7 +127,10 @@ def plan(fp_model, data: ClassifierData, settings: PicpqSettings, progress=None)
     Returns:
         {"prune": pruning plan, "bits": {conv: bits}, "flops_kept": fraction, "s_l1": {conv: L1-mass
         ratio}, "rank_mean": {conv: mean filter rank}, "search": SearchResult, "names": conv names,
-        "not_pruned": {space: why its channels stay}, "left_float": {layer: why it is not quantized}}.
+        "not_pruned": {space: why its channels stay}, "left_float": {layer: why it is not quantized},
+        "knobs": B_max, FLOPs kept and epochs as used (resolved from the target, if any), "epochs"}.
+    Raises:
+        EdgeflError: a BOPs/size target no plan can meet (before any training).
     """
     from edgefl.compress.graph import layers_left_float
     from edgefl.compress.prune import apply_plan, flops_counter, l1_filter_scores, layer_l1_ratio
@@ -125,11 +143,16 @@ def plan(fp_model, data: ClassifierData, settings: PicpqSettings, progress=None)
         stage_max_bits,
     )
     from edgefl.picpq.search import evolve, mean_loss, sgd_steps
+    from edgefl.picpq.targets import check_reachable, searched_keep, steer
     from edgefl.train import seed_everything
 
     s = settings
     seed_everything(s.seed)
     fp_model = copy.deepcopy(fp_model).eval()
+    target = target_from(s)
+    budget = None
+    if target is not None and target.has_cost:  # a hopeless target is refused before the data is read
+        budget = check_reachable(fp_model, data.shape, target, STEM_BITS, s.min_bits, s.safeguard)
     layout, flops_fn = flops_counter(fp_model, data.shape)
     names = [c.name for c in layout.convs]
     if not names:
@@ -141,10 +164,13 @@ def plan(fp_model, data: ClassifierData, settings: PicpqSettings, progress=None)
     if s.tie_break == "l1":
         fp = break_rank_ties(fp, l1_filter_scores(fp_model, layout), len(rank_x))
     fp_std = np.array([fp[n].std() for n in names])
+    max_bits, keep, costs, knobs = steer(fp_model, layout, flops_fn, data.shape, s, fp, budget, target)
+
+    def scores_for(a, b):
+        return {n: importance(fp[n], a[i], b[i]) for i, n in enumerate(names)}
 
     def plan_for(a, b):
-        scores = {n: importance(fp[n], a[i], b[i]) for i, n in enumerate(names)}
-        return global_prune_plan(layout, scores, flops_fn, s.flops_target, s.safeguard, s.check_every)
+        return global_prune_plan(layout, scores_for(a, b), flops_fn, keep, s.safeguard, s.check_every)
 
     def fitness(a, b):
         pruned = apply_plan(copy.deepcopy(fp_model), plan_for(a, b)[0])
@@ -162,18 +188,22 @@ def plan(fp_model, data: ClassifierData, settings: PicpqSettings, progress=None)
         s.seed,
         progress or NullProgress(),
     )
-    prune, flops = plan_for(search.best.a, search.best.b)
+    scores, keep = searched_keep(costs, scores_for(search.best.a, search.best.b), fp, keep, max_bits, budget)
+    prune, flops = global_prune_plan(layout, scores, flops_fn, keep, s.safeguard, s.check_every)
     ratios = layer_l1_ratio(fp_model, apply_plan(copy.deepcopy(fp_model), prune), names)
+    flops_kept = flops / flops_fn({sp: np.ones(n, bool) for sp, n in layout.spaces.items()})
     return {
         "prune": prune,
-        "bits": assign_bits(ratios, stage_max_bits(layout, s.max_bits), s.lam, s.min_bits),
-        "flops_kept": flops / flops_fn({sp: np.ones(n, bool) for sp, n in layout.spaces.items()}),
+        "bits": assign_bits(ratios, stage_max_bits(layout, max_bits), s.lam, s.min_bits),
+        "flops_kept": flops_kept,
         "s_l1": ratios,
         "rank_mean": {n: float(fp[n].mean()) for n in names},
         "search": search,
         "names": names,
         "not_pruned": dict(layout.fixed),
         "left_float": layers_left_float(fp_model, data.shape),
+        "knobs": {**knobs, "flops_target": keep, "flops_kept": flops_kept},
+        "epochs": (s.ft_epochs, s.qat_epochs),
     }
 
 
@@ -223,6 +253,7 @@ def apply(
         plan["prune"],
         model_quant_specs(model),
         settings=_jsonable(asdict(s)),
+        knobs=plan.get("knobs"),
         deformation=search.best.to_dict(names),
     )
     per_layer = {
@@ -265,4 +296,6 @@ def _jsonable(d: dict) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
-METHOD = Method(name="picpq", label="PIC-PQ", settings=PicpqSettings, plan=plan, apply=apply)
+METHOD = Method(
+    name="picpq", label="PIC-PQ", settings=PicpqSettings, plan=plan, apply=apply, back_off=back_off
+)

@@ -20,7 +20,7 @@ def run_script(*argv, cwd=None, timeout=120):
     return done.returncode, done.stdout, done.stderr
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def edgefl():
     """`edgefl(*argv, cwd=None)` → (exit code, stdout, stderr) through the console script."""
     return run_script
