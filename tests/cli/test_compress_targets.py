@@ -9,7 +9,8 @@ import pytest
 
 from edgefl.data import load_mnist
 
-pytestmark = pytest.mark.slow
+HANG_S = 1800  # bounds a hang, not a slow machine: under load 30 one compression here takes > 10 min
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3 * HANG_S)]
 
 FAST_PICPQ = "--generations 0 --population 1 --tau-hat 0 --ft-epochs 0 --qat-epochs 1"
 HEADLINE = ("bops_ratio", "size_ratio", "accuracy_before", "accuracy_after", "target")
@@ -22,14 +23,14 @@ def checkpoint(tmp_path_factory, edgefl):
     np.savez(work / "small.npz", x=mnist.x[:300], y=mnist.y[:300])
     options = "--model resnet20 --epochs 1 --seed 0 --json".split()
     data, out = work / "small.npz", work / "ck"
-    code, out, err = edgefl("train", "--data", data, "--out", out, *options, timeout=900)
+    code, out, err = edgefl("train", "--data", data, "--out", out, *options, timeout=HANG_S)
     assert code == 0, err
     return work / "ck"
 
 
 def compress(edgefl, method, checkpoint, out, options: str):
     """(exit code, stdout, stderr) of `edgefl compress METHOD CK --out OUT --json OPTIONS...`."""
-    return edgefl("compress", method, checkpoint, "--out", out, "--json", *options.split(), timeout=600)
+    return edgefl("compress", method, checkpoint, "--out", out, "--json", *options.split(), timeout=HANG_S)
 
 
 def _json(code, out, err):
