@@ -163,9 +163,9 @@ def test_stage_max_bits(resnet):
         and mb["layer2.0.conv1"] == 6
         and mb["layer3.1.conv1"] == 4
     )
-    with pytest.raises(EdgeflError, match="4 stages .*32,8,6,4"):
+    with pytest.raises(EdgeflError, match="4 stages .*32,4,4,4"):
         stage_max_bits(layout, [8, 6, 4])
-    assert stage_max_bits(layout) == mb  # the default is the spec's ResNet setting
+    assert stage_max_bits(layout) == {n: 32 if n == "conv1" else 4 for n in mb}  # default: 4 bits per stage
 
 
 def _bops_after(model, layout, flops, fp, keep, lam):

@@ -31,7 +31,7 @@ def resnet():
 def costs(resnet):
     from edgefl.compress.prune import flops_counter
 
-    layout, flops_fn = flops_counter(resnet, SHAPE, 10)
+    layout, flops_fn = flops_counter(resnet, SHAPE)
     return pt.CostModel(resnet, layout, flops_fn, SHAPE, PicpqSettings())
 
 
@@ -96,6 +96,10 @@ def test_picpq_back_off_trains_longer_with_a_cost_target_and_relaxes_without():
     assert pt.back_off(s, top, 1, Target(max_drop=0.5)) is None
 
 
+def _convs(model):
+    return [n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
+
+
 def test_ghost_cost_counts_inputs_at_the_previous_conv_bits():
     layers = [
         LayerCost("c1", "conv", 100, 10, 0),
@@ -105,6 +109,20 @@ def test_ghost_cost_counts_inputs_at_the_previous_conv_bits():
     bops, size = gt.ghost_cost(layers, 0, {"c1": 4, "c2": 2})
     assert bops == 100 * 4 * 32 + 200 * 2 * 4 + 10 * 32 * 32
     assert size == (10 * 4 + 20 * 2 + 10 * 32 + 10 * 32) / 8
+    traced = {"c1": [None, False], "c2": [None, False]}  # c2 reads a float layer's output: 32-bit input
+    assert gt.ghost_cost(layers, 0, {"c1": 4, "c2": 2}, traced)[0] == 100 * 4 * 32 + 200 * 2 * 32 + 10 * 1024
+
+
+def test_ghost_predicted_cost_is_what_the_report_counts(resnet):
+    from edgefl.compress.report import totals
+    from edgefl.ghost.student import quantized_twin
+
+    settings = GhostSettings(target_bops=40, target_size="6x")
+    x = torch.randn(16, *SHAPE)
+    bits, tau, inputs, knobs = gt.resolve_bits(resnet, SHAPE, settings, Target(40, None, 6.0), (), x)
+    t = totals(resnet, quantized_twin(resnet, bits, inputs), SHAPE, 1.0, 1.0, "input")
+    assert (t["bops"], t["size_bytes"]) == (knobs["predicted_bops"], knobs["predicted_size_bytes"])
+    assert t["bops_ratio"] >= 40 and t["size_ratio"] >= 6 and knobs["tau"] == tau
 
 
 def test_ghost_tau_is_the_smallest_threshold_that_fits():
@@ -123,10 +141,10 @@ def test_ghost_tau_is_the_smallest_threshold_that_fits():
 
 def test_ghost_refuses_below_one_bit_and_beyond_the_smallest_width(resnet):
     with pytest.raises(EdgeflError, match="bits per conv weight"):
-        gt.check_reachable(resnet, SHAPE, Target(size_bytes=1000), (2, 8))
+        gt.check_reachable(resnet, SHAPE, Target(size_bytes=1000), (2, 8), _convs(resnet))
     with pytest.raises(EdgeflError, match=r"--target-bops 500 is out of reach: even every conv at 2 bits"):
-        gt.check_reachable(resnet, SHAPE, Target(bops_ratio=500), (2, 8))
-    budget, layers, other = gt.check_reachable(resnet, SHAPE, Target(bops_ratio=40), (2, 8))
+        gt.check_reachable(resnet, SHAPE, Target(bops_ratio=500), (2, 8), _convs(resnet))
+    budget, layers, other = gt.check_reachable(resnet, SHAPE, Target(bops_ratio=40), (2, 8), _convs(resnet))
     assert layers == layer_costs(resnet, SHAPE)[0] and np.isinf(budget.size_bytes)
 
 
