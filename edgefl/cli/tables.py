@@ -3,12 +3,14 @@
 A table is laid out when it is printed, for the width it gets: boxed when every column fits, else without
 box lines (two spaces between columns); else the same with cells wrapped between words (never narrower
 than their longest word, at most MAX_CELL_LINES lines a cell); else as plain lines, one per row
-(``first: header value, ...``), that are never wrapped by us. ``--json`` stays the machine interface;
+(``first: header value, ...``), wrapped between words with a two-space indent (a word longer than the
+width, such as a path, stays whole on its own line). ``--json`` stays the machine interface;
 this is for people reading a terminal or a CI log.
 """
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 
 from rich import box
@@ -102,6 +104,16 @@ def plain_lines(title: str, columns: list[str], rows: list[list[str]]) -> list[s
     return lines
 
 
+def wrap_line(line: str, width: int) -> list[str]:
+    """``line`` in pieces of at most ``width`` characters, cut only between words, the continuations
+    indented by two spaces; a word longer than the width is never cut."""
+    pieces = []
+    for paragraph in line.split("\n"):
+        pieces += textwrap.wrap(paragraph, max(width, 8), subsequent_indent="  ", break_long_words=False,
+                                break_on_hyphens=False) or [""]
+    return pieces
+
+
 class FitTable:
     """A rich renderable: the table laid out for the width it is printed at (see the module docstring)."""
 
@@ -115,7 +127,8 @@ class FitTable:
         layout = self.layout(options.max_width)
         if layout.name == "lines":
             for line in plain_lines(self.title, self.columns, self.rows):
-                yield Text(line, no_wrap=True, overflow="ignore")
+                for piece in wrap_line(line, options.max_width):
+                    yield Text(piece, no_wrap=True, overflow="ignore")
             return
         style = next(s for s in LAYOUTS if s[0] == layout.name)
         boxed = style[1] is not None
