@@ -44,7 +44,7 @@ from edgefl.runtime.fold import Fold, grid_for
 from edgefl.runtime.hierarchy import HIERARCHY_PROBLEMS, RootHierarchy
 from edgefl.runtime.partial import fold_params
 from edgefl.runtime.schema import lean_params, update_metrics
-from edgefl.runtime.transport import Topics
+from edgefl.runtime.transport import Topics, share_group_problem
 from edgefl.runtime.validate import Expectation, validate_update
 from edgefl.runtime.wire import Message, decode_message, encode_message, \
     model_digest, payload_digest
@@ -84,6 +84,9 @@ class AggregatorConfig:
         seed: client-sampling seed.
         stations: ground stations whose regional aggregators send partial sums (hierarchical
             FedAvg, sync rounds), e.g. gs-a,gs-b.
+        share_group: take updates through the shared subscription ``$share/GROUP/.../update/+``,
+            as one of several workers splitting the stream on a clustered broker (the others
+            are regional aggregators listed in ``stations``; see README "Clustered brokers").
     """
 
     federation: str
@@ -111,6 +114,7 @@ class AggregatorConfig:
     client_max_examples: dict = field(default_factory=dict)  # client -> its declared count
     seed: int = 0
     stations: List[str] = field(default_factory=list)  # hierarchical: regional aggregators
+    share_group: str = ""  # take updates through $share/GROUP/... (workers split the stream)
 
     def check(self):
         """Raise EdgeRuntimeError on an unusable option; returns self."""
@@ -132,6 +136,7 @@ class AggregatorConfig:
             (not isinstance(self.client_max_examples, dict)
              or not all(_positive_int(v) for v in self.client_max_examples.values()),
              "client_max_examples must map client ids to positive integers"),
+            (share_group_problem(self.share_group) is not None, share_group_problem(self.share_group)),
         ] + HIERARCHY_PROBLEMS(self)
         for bad, why in problems:
             if bad:

@@ -11,6 +11,7 @@ from edgefl.runtime.errors import EdgeRuntimeError, fault_location
 from edgefl.runtime.persist import atomic_write, read_bytes
 from edgefl.runtime.quarantine import Quarantine
 from edgefl.runtime.state_store import StateStore
+from edgefl.runtime.transport import shared
 
 
 CONNECT_TIMEOUT_S = 30.0
@@ -139,7 +140,7 @@ def serve_aggregator(core, transport, state_path=None, stop=None, timeout=None,
     store = StateStore(state_path) if state_path else None
     quarantine = _open_quarantine(core, state_path, log) if state_path else None
     transport.connect()
-    transport.subscribe(core.topics.updates, 1)
+    transport.subscribe(shared(core.topics.updates, core.cfg.share_group), 1)
     if core.cfg.stations:  # hierarchical: regional aggregators' partials and forwarded resends
         transport.subscribe(core.topics.partials, 1)
         transport.subscribe(core.topics.forwards, 1)

@@ -39,7 +39,7 @@ from edgefl.runtime.fold import Fold
 from edgefl.runtime.partial import partial_message, read_fold_params
 from edgefl.runtime.schema import params_problem
 from edgefl.runtime import strategies
-from edgefl.runtime.transport import Topics
+from edgefl.runtime.transport import Topics, shared
 from edgefl.runtime.validate import Expectation, validate_update
 from edgefl.runtime.wire import Message, decode_message, decode_tensors, encode_message, \
     encode_tensors
@@ -61,6 +61,9 @@ class RegionalConfig:
         partial_interval_s: ... or this long after the first update not yet sent.
         resend_s: send an unanswered partial again after this long.
         announce_key: the root's Ed25519 public key (hex); "" accepts unsigned announcements.
+        share_group: take client updates through the shared subscription
+            ``$share/GROUP/.../update/+`` (several workers on one clustered broker split the
+            stream; see README "Clustered brokers"); "" subscribes plainly.
     """
 
     federation: str
@@ -72,6 +75,7 @@ class RegionalConfig:
     partial_interval_s: float = 2.0
     resend_s: float = 30.0
     announce_key: str = ""
+    share_group: str = ""
 
 
 class _Round(object):
@@ -120,7 +124,7 @@ class RegionalCore(object):
         return self.current is not None and self.current.final
 
     def subscriptions(self):
-        return [self.topics.round, self.topics.updates,
+        return [self.topics.round, shared(self.topics.updates, self.cfg.share_group),
                 self.topics.partial_status(self.cfg.station)]
 
     # --- events ------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ Network callbacks only enqueue; the owner's loop calls :meth:`Transport.poll`.
 
 from collections import namedtuple
 
-__all__ = ["Event", "Transport", "topic_matches", "Topics"]
+__all__ = ["Event", "Transport", "shared", "share_group_problem", "topic_matches", "Topics"]
 
 # kind: "message" | "connected" | "disconnected"
 Event = namedtuple("Event", "kind topic payload retain")
@@ -48,6 +48,20 @@ class Transport(object):
 
     def close(self):
         raise NotImplementedError
+
+
+def shared(topic_filter, group):
+    """``topic_filter`` as an MQTT 5 shared subscription of ``group`` (``$share/GROUP/filter``:
+    the broker hands each matching message to one subscriber of the group), or as it is when
+    ``group`` is empty. Mosquitto >= 1.6 honours it for MQTT 3.1.1 clients too."""
+    return "$share/{}/{}".format(group, topic_filter) if group else topic_filter
+
+
+def share_group_problem(group):
+    """Why ``group`` cannot name a shared subscription's group, or None."""
+    if not isinstance(group, str) or len(group) > 128 or any(ch in group for ch in "/+#\x00"):
+        return "share_group must be a short string without '/', '+', '#'"
+    return None
 
 
 def topic_matches(topic_filter, topic):
