@@ -153,7 +153,7 @@ def main(argv=None) -> dict:
         batch_size=args.batch_size,
         seed=args.seed,
         gate_margin=args.gate_margin,
-        tau=args.tau,
+        tau=None if args.target_bits is not None else args.tau,  # --target-bits picks tau itself
         target_mean_bits=args.target_bits,
         bit_range=(args.min_bits, 8),
     )

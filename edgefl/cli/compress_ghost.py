@@ -8,10 +8,11 @@ from edgefl.cli import options
 from edgefl.cli.common import compression_totals, console, emit_json, key_value_table, left_as_is, table
 from edgefl.cli.common import exit_if_target_missed, target_lines, target_options
 from edgefl.cli.staging import relocate, staged
-from edgefl.ghost import GATE_MODES
+from edgefl.ghost import DEFAULT_MEAN_BITS, GATE_MODES, GhostSettings
 from edgefl.progress import progress_for
 
 LAYER_COLUMNS = ["layer", "kind", "w_bits", "a_bits", "params", "macs", "bops"]
+_D = GhostSettings()  # every default below is the library's
 
 
 def command(
@@ -36,46 +37,47 @@ def command(
     ),
     tau: float = options.number(
         None, "--tau", low=0, low_open=True,
-        help="HQ threshold on k-means MSE x 1e6 (official 0.1; ~120 for ResNet-20). Overrides --target-bits.",
+        help="HQ threshold on k-means MSE x 1e6 (official 0.1; ~120 for ResNet-20); excludes --target-bits.",
     ),
-    target_bits: float = options.number(None, "--target-bits", low=1, high=8,
+    target_bits: float = options.number(_D.target_mean_bits, "--target-bits", low=1, high=8,
                                         help="Pick tau so the mean weight bit width is at most this "
-                                        "(default: 3.5 without a BOPs/size target)."),
-    min_bits: int = options.integer(2, "--min-bits", low=1, high=8, help="Smallest candidate bit width."),
-    max_bits: int = options.integer(8, "--max-bits", low=1, high=8, help="Largest candidate bit width."),
-    uniform_bits: int = options.integer(None, "--uniform-bits", low=1, high=8,
+                                        f"(default: {DEFAULT_MEAN_BITS} without --tau, --uniform-bits or a "
+                                        "BOPs/size target)."),
+    min_bits: int = options.integer(_D.bit_range[0], "--min-bits", low=1, high=8,
+                                    help="Smallest candidate bit width."),
+    max_bits: int = options.integer(_D.bit_range[1], "--max-bits", low=1, high=8,
+                                    help="Largest candidate bit width."),
+    uniform_bits: int = options.integer(_D.uniform_bits, "--uniform-bits", low=1, high=8,
                                         help="Skip HQ: every conv at this width (baseline)."),
     epochs: int = options.integer(
-        3, "--epochs", low=1, help="QAT epochs (3: within 1 point on ResNet-20/MNIST, see bench/ghost.py)."
+        _D.epochs, "--epochs", low=1,
+        help=f"QAT epochs ({_D.epochs}: within 1 point on ResNet-20/MNIST, see bench/ghost.py).",
     ),
-    lr: float = options.number(0.02, "--lr", low=0, low_open=True,
+    lr: float = options.number(_D.lr, "--lr", low=0, low_open=True,
                                help="QAT learning rate (one-cycle peak)."),
-    batch_size: int = options.integer(64, "--batch-size", low=2),
-    kd_weight: float = options.number(400.0, "--kd-weight", low=0,
+    batch_size: int = options.integer(_D.batch_size, "--batch-size", low=2),
+    kd_weight: float = options.number(_D.kd_weight, "--kd-weight", low=0,
                                       help="Weight of the OST distillation loss."),
-    task_weight: float = options.number(2.0, "--task-weight", low=0, low_open=True,
+    task_weight: float = options.number(_D.task_weight, "--task-weight", low=0, low_open=True,
                                         help="Weight of the task loss (1 + det_weight)."),
-    distill: bool = typer.Option(True, help="Self-distil from the FP twin (--no-distill = plain QAT)."),
-    gates: str = options.choice("scm", GATE_MODES, "gate mode", "--gates",
+    distill: bool = typer.Option(_D.distill, help="Self-distil from the FP twin (--no-distill = plain QAT)."),
+    gates: str = options.choice(_D.gate_mode, GATE_MODES, "gate mode", "--gates",
                                 help="Gate mode: scm (learned switch), open (all on), closed."),
-    train_gates: bool = typer.Option(True, help="Learn the SCM projections (--no-train-gates = official)."),
-    gate_margin: float = options.number(1.0, "--gate-margin", low=0, low_open=True,
+    train_gates: bool = typer.Option(_D.trainable_gates,
+                                     help="Learn the SCM projections (--no-train-gates = official)."),
+    gate_margin: float = options.number(_D.gate_margin, "--gate-margin", low=0, low_open=True,
                                         help="Gates open below this multiple of the mean mismatch."),
     seed: int = options.seed(),
     as_json: bool = options.as_json(),
     quiet: bool = options.quiet(),
 ):
     """Per-layer bits by k-means (HQ), then QAT of the quantized twin distilled from the FP model."""
-    from edgefl.ghost import GhostSettings
     from edgefl.methods import compress_checkpoint
 
-    steered = target_bops is not None or target_size is not None
-    if target_bits is None and tau is None and uniform_bits is None and not steered:
-        target_bits = 3.5
     config = GhostSettings(
         **target_options(target_bops, target_size, max_drop),
         tau=tau,
-        target_mean_bits=target_bits if tau is None else None,
+        target_mean_bits=target_bits,
         bit_range=(min_bits, max_bits),
         uniform_bits=uniform_bits,
         epochs=epochs,

@@ -26,6 +26,8 @@ from edgefl.ghost.targets import back_off
 
 GATE_MODES = ("scm", "open", "closed")  # the switch control machine learned, every gate open, every gate shut
 
+DEFAULT_MEAN_BITS = 3.5  # the HQ rule when nothing else decides the bits (see GhostSettings.hq_rule)
+
 ACT_RULE = "input"  # a conv's activation bits are those of the quantizer on its input (the previous conv's)
 
 
@@ -37,9 +39,11 @@ class GhostSettings(TargetSettings):
         target_bops, target_size, max_drop: a target (``edgefl.compress.targets``); a BOPs/size target
             chooses tau itself (``edgefl.ghost.targets``), so it excludes ``tau``, ``target_mean_bits``
             and ``uniform_bits``.
-        tau: HQ distortion threshold (mean squared k-means distance × 1e6); None = the official 0.1.
-        target_mean_bits: choose tau so the parameter-weighted mean bit width is at most this
-            (overrides ``tau``); None = use ``tau``.
+        tau: HQ distortion threshold (mean squared k-means distance × 1e6; the official 0.1 puts every
+            ResNet-20 conv at 8 bits, ~120 gives 5/4/3 bits per stage); excludes ``target_mean_bits``.
+        target_mean_bits: choose tau so the parameter-weighted mean bit width is at most this.
+            Neither given (and no uniform bits or BOPs/size target): ``DEFAULT_MEAN_BITS`` (3.5), the
+            one default of the library and of ``edgefl compress ghost`` (``hq_rule``).
         bit_range: (min, max) candidate bit widths.
         uniform_bits: skip HQ and give every conv this width (the uniform-QAT baseline).
         distill: add the OST loss (False = plain QAT of the same student).
@@ -74,11 +78,22 @@ class GhostSettings(TargetSettings):
     feature_layers: tuple[str, ...] | None = None
     seed: int = 0
 
+    def hq_rule(self) -> tuple[float | None, float | None]:
+        """(tau, target mean bits) the HQ search uses: the given tau, else the given target mean bits,
+        else ``DEFAULT_MEAN_BITS`` (uniform bits and BOPs/size targets bypass this rule)."""
+        if self.tau is not None:
+            return self.tau, None
+        return None, DEFAULT_MEAN_BITS if self.target_mean_bits is None else self.target_mean_bits
+
     def check(self) -> GhostSettings:
         """Return self after checking the settings, or raise EdgeflError naming the bad one."""
         lo, hi = self.bit_range
         target = target_from(self)
         fixed = [k for k in ("tau", "target_mean_bits", "uniform_bits") if getattr(self, k) is not None]
+        if self.tau is not None and self.target_mean_bits is not None:
+            raise EdgeflError(
+                "tau and target_mean_bits (--tau, --target-bits) both choose the HQ threshold — give one"
+            )
         if target is not None and target.has_cost and fixed:
             raise EdgeflError(
                 "a BOPs/size target chooses the bits itself — "

@@ -21,7 +21,7 @@ from torch import nn
 
 from edgefl.compress.restore import compression_state
 from edgefl.errors import EdgeflError
-from edgefl.ghost.bits import DEFAULT_TAU, conv_weights_from_model, search_bits
+from edgefl.ghost.bits import conv_weights_from_model, search_bits
 
 
 def conv_layer_names(model: nn.Module) -> list[str]:
@@ -58,10 +58,11 @@ def hybrid_bits(model: nn.Module, config, skip=()) -> tuple[dict[str, int], floa
         raise EdgeflError("the model has no Conv2d layer — GHOST quantizes convolutions; pick a conv model")
     if config.uniform_bits is not None:
         return {name: int(config.uniform_bits) for name in weights}, None
+    tau, mean = config.hq_rule()
     bits, tau, _ = search_bits(
         weights,
-        tau=DEFAULT_TAU if config.tau is None else config.tau,
-        target_mean_bits=config.target_mean_bits,
+        tau=tau,
+        target_mean_bits=mean,
         bit_range=tuple(config.bit_range),
         seed=config.seed,
     )
