@@ -36,10 +36,16 @@ def table(title: str, columns, rows) -> FitTable:
 
 
 def _cell(v) -> str:
+    """How a value reads in a table: yes/no, floats to 4 significant digits, a mapping as ``key value, ...``
+    and a list as ``a, b`` (not Python's repr)."""
     if isinstance(v, bool):
         return "yes" if v else "no"
     if isinstance(v, float):
         return f"{v:.4g}"
+    if isinstance(v, dict):
+        return ", ".join(f"{k} {_cell(x)}" for k, x in v.items())
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_cell(x) for x in v)
     return "" if v is None else str(v)
 
 

@@ -208,3 +208,11 @@ def test_export_bench_and_the_federation_tables_piped(tmp_path, checkpoint):
 
     out = piped(f"simulate --clients 4 --planes 2 --hours 2 --write-schedule {tmp_path}/s.json")
     assert whole_on_a_line(out, ["contacts", f"{tmp_path}/s.json"]) == [], out
+
+
+def test_cells_read_as_words_not_python_reprs():
+    from edgefl.cli.common import _cell
+
+    assert _cell({"round": 16760, "snapshot": 0, "status": 304}) == "round 16760, snapshot 0, status 304"
+    assert _cell(["a", 1.23456789, None]) == "a, 1.235, " and _cell(True) == "yes"
+    assert _cell({"numpy": "1.19.5", "ok": False}) == "numpy 1.19.5, ok no"
