@@ -401,6 +401,8 @@ class AggregatorCore(RootHierarchy):
             raise
         self.server_model = model
         self.history.append(summary)
+        if self.fold is not None:  # its sums are in the model now: freed before the announcement
+            self.fold.reset()
         if c.rounds and self.round >= c.rounds:
             self.done = True
             self.round += 1
