@@ -177,8 +177,8 @@ async def _rounds(clients, templates, rounds, announced, regional_states):
             nxt = await announced.get()
         rnd, digest, final, t0 = nxt
         # Clients here learn the round at the central broker; a real one learns it from its
-        # station, where the regional aggregator has it too. An update that overtakes the
-        # announcement on its way to the station would be refused (base-digest): wait for it.
+        # station, where the regional aggregator has it too: wait for that, as they would (an
+        # update that overtakes it is held until it comes, up to max_early_bytes).
         end = time.monotonic() + 120
         while any(_regional_round(p) < r for p in regional_states):
             if time.monotonic() > end:

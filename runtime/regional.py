@@ -24,6 +24,9 @@ station, so partials never overlap.
 
 When a new round is announced, updates folded for the old one and not yet sent are rejected
 locally (``stale-round``): the root closed that round without them.
+An update for the next round that overtakes its announcement on the way to the station is held
+(``max_early_bytes``, in memory: unanswered, its client resends if the station restarts) and
+handled when the announcement comes.
 """
 
 import json
@@ -61,6 +64,9 @@ class RegionalConfig:
         partial_interval_s: ... or this long after the first update not yet sent.
         resend_s: send an unanswered partial again after this long.
         announce_key: the root's Ed25519 public key (hex); "" accepts unsigned announcements.
+        max_early_bytes: updates for a round this station has not been announced yet (they
+            overtook the announcement on its way here) are held, up to this many bytes, and
+            handled when it comes; beyond, they are refused as before (the client resends).
         share_group: take client updates through the shared subscription
             ``$share/GROUP/.../update/+`` (several workers on one clustered broker split the
             stream; see README "Clustered brokers"); "" subscribes plainly.
@@ -76,6 +82,7 @@ class RegionalConfig:
     resend_s: float = 30.0
     announce_key: str = ""
     share_group: str = ""
+    max_early_bytes: int = 64 * 1024 * 1024
 
 
 class _Round(object):
@@ -116,6 +123,7 @@ class RegionalCore(object):
         self.outstanding = None  # [round, seq, payload, sent_at]: the partial in flight
         self.sent = []  # (round, seq, contributors) of every partial sent, for reports
         self.rejected = 0
+        self.early = OrderedDict()  # (client, round) -> (topic, payload): ahead of ``current``
         self.log = []
 
     @property
@@ -133,7 +141,7 @@ class RegionalCore(object):
         if not payload:
             return []
         if topic == self.topics.round:
-            return self._on_announcement(payload)
+            return self._on_announcement(payload, now)
         if topic == self.topics.partial_status(self.cfg.station):
             return self._on_partial_status(payload, now)
         client = self.topics.client_from_update_topic(topic)
@@ -153,7 +161,7 @@ class RegionalCore(object):
             return self._send(now)
         return []
 
-    def _on_announcement(self, payload):
+    def _on_announcement(self, payload, now):
         try:
             msg = decode_message(payload)
         except WireError as exc:
@@ -186,7 +194,24 @@ class RegionalCore(object):
         self.current = _Round(msg, fold or (OrderedDict(), OrderedDict(), None, None))
         self.folded = set()
         self.fold = None if final else Fold(self.current.shapes, self.current.grid)
-        return actions + [Persist()]
+        return actions + self._replay_early(msg.round, now) + [Persist()]
+
+    def _replay_early(self, round_, now):
+        """Handle the held updates of ``round_`` and older (those are refused as stale)."""
+        actions = []
+        for key in [k for k in self.early if k[1] <= round_]:
+            topic, payload = self.early.pop(key)
+            actions += self._on_update(key[0], topic, payload, now)
+        return actions
+
+    def _hold_early(self, client, head, topic, payload):
+        """Keep an update for a round after ``current`` (see ``max_early_bytes``); False when
+        it does not fit."""
+        held = sum(len(p) for _, p in self.early.values())
+        if held + len(payload) > self.cfg.max_early_bytes:
+            return False
+        self.early[(client, head.round)] = (topic, payload)
+        return True
 
     def _drop_unsent(self, reason):
         actions = [self._status(cid, v, False, reason) for (cid, v) in self.pending]
@@ -212,12 +237,18 @@ class RegionalCore(object):
 
     def _on_update(self, client, topic, payload, now):
         cur = self.current
-        if cur is None or cur.final:
-            return []  # nothing to fold for yet: the client resends
+        if cur is not None and cur.final:
+            return []  # the federation is over
         try:
             head = decode_message(payload)
         except WireError:
             head = None  # validation says what is wrong with it
+        ahead = head is not None and head.client_id == client and \
+            (cur is None or head.round == cur.round + 1)  # only the next round can overtake
+        if ahead and self._hold_early(client, head, topic, payload):
+            return []  # it overtook its round's announcement: handled when that comes
+        if cur is None:
+            return []  # nothing to fold for yet: the client resends
         if head is not None and head.params.get("resend") is True:
             if (client, head.round) in self.folded:
                 return []  # its first copy is in this station's sums
