@@ -84,9 +84,9 @@ class AggregatorConfig:
         seed: client-sampling seed.
         stations: ground stations whose regional aggregators send partial sums (hierarchical
             FedAvg, sync rounds), e.g. gs-a,gs-b.
-        share_group: take updates through the shared subscription ``$share/GROUP/.../update/+``,
-            as one of several workers splitting the stream on a clustered broker (the others
-            are regional aggregators listed in ``stations``; see README "Clustered brokers").
+        share_group: take updates through the shared subscription $share/GROUP/.../update/+, as
+            one of several workers splitting the stream on a clustered broker (the others are
+            regional aggregators listed in stations; see README "Clustered brokers"), e.g. aggs.
     """
 
     federation: str
