@@ -21,9 +21,16 @@ Resumable: one JSON per seed and row under bench/results/fmnist/seedS/ROW.json; 
 is skipped (``--redo`` to run it again). Commands go through the installed console script; the two
 baselines without a command (magnitude, uniform) use the Python API. Not a test: it times things.
 
-    nice python bench/fmnist_methods.py --seeds 0 1 2                # train what is missing, then rows
-    nice python bench/fmnist_methods.py --seeds 0 --rows picpq ghost --latency
-    python bench/fmnist_summary.py                                  # mean ± std, McNemar -> README table
+    nice python bench/fmnist_methods.py --seeds 0 1 2 --latency      # train what is missing, then rows
+    python bench/fmnist_summary.py --readme                         # mean ± std, McNemar -> README table
+
+Estimated at more than 5 hours of CPU on two shared cores for three seeds. ``--smoke N`` checks the
+pipeline in minutes and is NOT the study: the first N training and N/5 test images of Fashion-MNIST as
+an idx folder, one float epoch, one epoch per row, a minimal PIC-PQ search; work and results under
+runs/fmnist-smoke/ unless given, each row marked ``"smoke": N``:
+
+    nice python bench/fmnist_methods.py --smoke 600 --seeds 0 --latency
+    python bench/fmnist_summary.py --results runs/fmnist-smoke/results --out runs/fmnist-smoke/summary.json
 """
 
 from __future__ import annotations
@@ -32,39 +39,52 @@ import argparse
 import json
 import math
 import os
-import subprocess
+import shutil
+import struct
 import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bundle_latency, next to this file
+
+from bundle_latency import bundle_latency, edgefl_json  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results" / "fmnist"
 WORK = Path(__file__).resolve().parents[1] / "runs" / "fmnist"
-EDGEFL = str(Path(sys.executable).with_name("edgefl"))
+SMOKE = WORK.with_name("fmnist-smoke")
 ROWS = ("fp32", "picpq", "magnitude", "ghost", "hq", "uniform8", "uniform4")
 PICPQ_TARGET, GHOST_TARGET = 50, 30
+SMOKE_PICPQ = ["--generations", "0", "--population", "1", "--tau-hat", "0"]  # --smoke: no search to speak of
 
 
-def edgefl(*argv, json_out=True) -> dict | None:
-    """Run the console script; its JSON (stdout) or None. Progress stays on stderr (shown)."""
-    cmd = [EDGEFL, *map(str, argv)]
-    print("$", " ".join(["edgefl", *map(str, argv)]), file=sys.stderr, flush=True)
-    done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"edgefl {argv[0]} failed with exit {done.returncode}")
-    return json.loads(done.stdout) if json_out else None
+def smoke_data(work: Path, n: int) -> Path:
+    """The first ``n`` training and ``n // 5`` test images of Fashion-MNIST as a folder of idx files."""
+    from edgefl.data import load_fashion_mnist
+
+    folder = work / f"fashion-mnist-{n}"
+    if folder.exists():
+        return folder
+    folder.mkdir(parents=True)
+    train, test = load_fashion_mnist()
+    for part, data, k in (("train", train, n), ("t10k", test, max(1, n // 5))):
+        images = (data.x[:k, 0] * 255).round().astype("uint8")
+        labels = data.y[:k].astype("uint8")
+        header = struct.pack(">IIII", 2051, *images.shape)
+        (folder / f"{part}-images-idx3-ubyte").write_bytes(header + images.tobytes())
+        (folder / f"{part}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 2049, k) + labels.tobytes())
+    return folder
 
 
-def float_checkpoint(seed: int, work: Path) -> Path:
+def float_checkpoint(seed: int, work: Path, smoke: int | None = None) -> Path:
     ck = work / f"fp-seed{seed}"
+    data = ["--data", smoke_data(work, smoke), "--epochs", 1] if smoke else ["--data", "fashion-mnist"]
     if not (ck / "config.json").exists():
-        edgefl(
-            "train", "--model", "resnet20", "--data", "fashion-mnist", "--seed", seed, "--out", ck, "--json"
-        )
+        edgefl_json("train", "--model", "resnet20", *data, "--seed", seed, "--out", ck, "--json")
     return ck
 
 
-def predictions(checkpoint: Path) -> tuple[str, float]:
-    """The checkpoint's test predictions as a string of digits, and its accuracy."""
+def predictions(checkpoint: Path) -> tuple[str, float, str]:
+    """The checkpoint's test predictions as a string of digits, its accuracy, the labels as digits."""
     import numpy as np
     import torch
 
@@ -80,11 +100,12 @@ def predictions(checkpoint: Path) -> tuple[str, float]:
         pred = np.concatenate(
             [model(torch.from_numpy(x[i : i + 500])).argmax(1).numpy() for i in range(0, len(x), 500)]
         )
-    return "".join(map(str, pred.tolist())), float((pred == test.y).mean())
+    digits = "".join(map(str, pred.tolist())), "".join(map(str, test.y.tolist()))
+    return digits[0], float((pred == test.y).mean()), digits[1]
 
 
 def _cli_row(name, method, fp, out, args):
-    doc = edgefl("compress", method, fp, "--out", out, "--json", *args)
+    doc = edgefl_json("compress", method, fp, "--out", out, "--json", *args)
     return {"command": " ".join(["edgefl", "compress", method, "FP", *map(str, args)]), "result": doc}
 
 
@@ -111,8 +132,11 @@ def _api_row(name, fp, out, seed, epochs, picpq_row=None):
     return {"command": f"edgefl.methods ({what})", "result": {"checkpoint": path, **result.to_dict()}}
 
 
-def run_row(name: str, seed: int, fp: Path, work: Path, epochs: int, results: Path) -> dict:
+def run_row(name: str, seed: int, fp: Path, work: Path, epochs: int, results: Path, smoke=None) -> dict:
     out = work / f"seed{seed}" / name
+    for stale in (out, out.with_name(f"{name}-bundle")):  # --redo: this bench's output of an earlier run
+        if stale.exists():
+            shutil.rmtree(stale)
     half = str(max(1, epochs // 2))
     started = time.perf_counter()
     if name == "fp32":
@@ -134,7 +158,8 @@ def run_row(name: str, seed: int, fp: Path, work: Path, epochs: int, results: Pa
             "picpq",
             fp,
             out,
-            ["--seed", seed, "--target-bops", PICPQ_TARGET, "--ft-epochs", half, "--qat-epochs", half],
+            ["--seed", seed, "--target-bops", PICPQ_TARGET, "--ft-epochs", half, "--qat-epochs", half]
+            + (SMOKE_PICPQ if smoke else []),
         )
     elif name in ("ghost", "hq"):
         extra = ["--no-distill"] if name == "hq" else []
@@ -149,8 +174,8 @@ def run_row(name: str, seed: int, fp: Path, work: Path, epochs: int, results: Pa
         picpq = (
             json.loads((results / f"seed{seed}" / "picpq.json").read_text()) if name == "magnitude" else None
         )
-        row = _api_row(name, fp, out, seed, epochs, picpq and picpq["result"])
-    pred, acc = predictions(Path(row["result"]["checkpoint"]))
+        row = _api_row(name, fp, out, seed, epochs, picpq)  # the stored picpq row: its totals and layers
+    pred, acc, labels = predictions(Path(row["result"]["checkpoint"]))
     res = row["result"]
     return {
         "row": name,
@@ -167,59 +192,16 @@ def run_row(name: str, seed: int, fp: Path, work: Path, epochs: int, results: Pa
         "checkpoint": res["checkpoint"],
         "epochs": epochs if name != "fp32" else 0,
         "load_average_1m": os.getloadavg()[0],
+        "smoke": smoke,  # None for the study; N for a --smoke run on N training images (not the study)
         "predictions": pred,
+        "labels": labels,  # the test images' labels, in the order of the predictions
     }
 
 
 def latency(row: dict, work: Path) -> dict:
     """Export the row's checkpoint (fp32 for the float model, int8 Q/DQ otherwise) and time it."""
     bundle = work / f"seed{row['seed']}" / f"{row['row']}-bundle"
-    precision = "fp32" if row["row"] == "fp32" else "int8"
-    if not (bundle / "manifest.json").exists():
-        edgefl(
-            "export",
-            row["checkpoint"],
-            "--profile",
-            "jetson-tx2",
-            "--precision",
-            precision,
-            "--out",
-            bundle,
-            "--dynamic-batch",
-            "--batch",
-            "32",
-            "--json",
-        )
-    timing = {}
-    for batch, iterations in ((1, 300), (32, 40)):
-        r = edgefl(
-            "bench",
-            bundle,
-            "--backend",
-            "onnxruntime",
-            "--batch",
-            batch,
-            "--threads",
-            "1",
-            "--iterations",
-            iterations,
-            "--warmup",
-            20,
-            "--json",
-        )
-        timing[f"b{batch}_p50_ms"] = r["p50_ms"]
-        timing[f"b{batch}_mean_ms"] = r["mean_ms"]
-    size = sum(f.stat().st_size for f in bundle.rglob("*") if f.is_file())
-    onnx_size = sum(f.stat().st_size for f in bundle.glob("*.onnx"))
-    return {
-        "bundle": str(bundle),
-        "precision": precision,
-        "bundle_bytes": size,
-        "onnx_bytes": onnx_size,
-        "threads": 1,
-        "load_average_1m": os.getloadavg()[0],
-        **timing,
-    }
+    return bundle_latency(Path(row["checkpoint"]), bundle, "fp32" if row["row"] == "fp32" else "int8")
 
 
 def main(argv=None):
@@ -229,15 +211,23 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=2, help="Training passes of every compressed row.")
     ap.add_argument("--latency", action="store_true", help="Also export and time each row's bundle.")
     ap.add_argument("--redo", action="store_true", help="Run rows again even when their JSON exists.")
-    ap.add_argument("--work", type=Path, default=WORK)
-    ap.add_argument("--results", type=Path, default=RESULTS)
+    ap.add_argument("--work", type=Path, default=None,
+                    help="Default: runs/fmnist (--smoke: runs/fmnist-smoke).")
+    ap.add_argument("--results", type=Path, default=None,
+                    help="Default: bench/results/fmnist (--smoke: runs/fmnist-smoke/results).")
+    ap.add_argument("--smoke", type=int, default=None, metavar="N",
+                    help="Pipeline check, not the study: N training images, one epoch everywhere.")
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.epochs = 1
+    args.work = args.work or (SMOKE if args.smoke else WORK)
+    args.results = args.results or (SMOKE / "results" if args.smoke else RESULTS)
     for seed in args.seeds:
-        fp = float_checkpoint(seed, args.work)
+        fp = float_checkpoint(seed, args.work, args.smoke)
         for name in args.rows:
             path = args.results / f"seed{seed}" / f"{name}.json"
             if args.redo or not path.exists():
-                row = run_row(name, seed, fp, args.work, args.epochs, args.results)
+                row = run_row(name, seed, fp, args.work, args.epochs, args.results, args.smoke)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps(row, indent=1))
                 print(

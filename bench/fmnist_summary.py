@@ -58,6 +58,18 @@ def mean_std(values) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def test_labels(rows: dict) -> list:
+    """The test labels the rows were scored on: recorded in the rows (digits), else Fashion-MNIST's."""
+    recorded = {r["labels"] for by_seed in rows.values() for r in by_seed.values() if r.get("labels")}
+    if len(recorded) > 1:
+        raise SystemExit("the rows were scored on different test sets — summarise one study at a time")
+    if recorded:
+        return [int(c) for c in recorded.pop()]
+    from edgefl.data import load_split
+
+    return load_split("fashion-mnist").test.y.tolist()
+
+
 def summarise(rows: dict, labels) -> dict:
     from edgefl.compress.paired import compare
 
@@ -144,10 +156,12 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--readme", action="store_true", help="Rewrite the README's fmnist-table block.")
     args = ap.parse_args(argv)
-    from edgefl.data import load_split
-
-    labels = load_split("fashion-mnist").test.y.tolist()
-    summary = summarise(load_rows(args.results), labels)
+    rows = load_rows(args.results)
+    smoke = sorted({r["smoke"] for by_seed in rows.values() for r in by_seed.values() if r.get("smoke")})
+    if smoke and args.readme:
+        raise SystemExit(f"{args.results} holds --smoke rows ({smoke} training images): not the study, "
+                         "not for the README — run bench/fmnist_methods.py without --smoke")
+    summary = summarise(rows, test_labels(rows))
     text = markdown(summary)
     args.out.write_text(json.dumps({**summary, "markdown": text}, indent=1))
     print(text)

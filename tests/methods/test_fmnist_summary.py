@@ -74,3 +74,21 @@ def test_rows_claims_and_bar_by_hand(summary, tmp_path):
     text = summary.markdown(out)
     assert "| PIC-PQ (--target-bops 50) | 2 | 85.00 ± 7.07 | 15.00 ± 7.07 | 61.0 ± 1.4x |" in text
     assert "| picpq vs fp32 | 2 | -15.00 | 0 / 3 | 0.25 | no |" in text
+
+
+def test_labels_come_from_the_rows_and_smoke_rows_never_reach_the_readme(summary, tmp_path):
+    marks = {"labels": "0123456789", "smoke": 600}
+    labelled = {**_row("fp32", 0, LABELS), **marks}
+    _write(tmp_path, [labelled, {**_row("picpq", 0, LABELS, bops=60.0), **marks}])
+    rows = summary.load_rows(tmp_path)
+    assert summary.test_labels(rows) == LABELS
+    readme = summary.ROOT / "README.md"
+    before = readme.read_text()
+    with pytest.raises(SystemExit, match="--smoke rows .*not the study"):
+        summary.main(["--results", str(tmp_path), "--out", str(tmp_path / "s.json"), "--readme"])
+    assert readme.read_text() == before and not (tmp_path / "s.json").exists()
+    summary.main(["--results", str(tmp_path), "--out", str(tmp_path / "s.json")])  # without --readme: fine
+    assert json.loads((tmp_path / "s.json").read_text())["rows"]["picpq"]["accuracy"][0] == 100.0
+    _write(tmp_path, [{**labelled, "row": "ghost", "labels": "9876543210"}])
+    with pytest.raises(SystemExit, match="different test sets"):
+        summary.test_labels(summary.load_rows(tmp_path))
