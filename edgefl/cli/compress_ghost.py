@@ -25,10 +25,7 @@ def command(
         None, "--target-bops", low=1,
         help="Reach at least this BOPs ratio to the float model (e.g. 40); chooses the HQ threshold.",
     ),
-    target_size: str = typer.Option(
-        None, "--target-size", metavar="SIZE",
-        help="Reach at most this size: bytes (150000, 150kB, 146KiB) or a ratio to the float model (12x).",
-    ),
+    target_size: str = options.target_size(),
     max_drop: float = options.number(
         None, "--max-drop", low=0, high=100,
         help="Lose at most this many accuracy points on the held-out split; when exceeded, up to two more "

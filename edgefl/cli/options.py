@@ -98,6 +98,14 @@ def out(default, help: str, **kw):
                         help=f"{help} New, or an empty directory; --force replaces it.", **kw)
 
 
+def target_size():
+    """--target-size of the compression methods: a byte count or a ratio, parsed by the method's settings."""
+    return typer.Option(
+        None, "--target-size", metavar="SIZE",
+        help="Reach at most this size: bytes (150000, 150kB, 146KiB) or a ratio to the float model (12x).",
+    )
+
+
 def force():
     return typer.Option(False, "--force", "-f", help="Replace what is at --out.")
 
