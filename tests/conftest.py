@@ -192,22 +192,34 @@ def python36():
     return require(path if os.path.exists(path) else None, "Python 3.6 edge venv (bash .ci/setup)")
 
 
+def load_file_module(name, *parts):
+    """The module at REPO/parts..., loaded by file path under ``name`` (scripts and fixtures that are not
+    packages: bench/*.py, tests/fixtures/models/*.py)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, *parts))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="session")
 def fixture_model():
     """``fixture_model(name, **args)``: the model ``build(**args)`` of tests/fixtures/models/NAME.py
     makes (seeded), loaded by file path as ``--model FILE.py:build`` would (models not in the zoo)."""
-    import importlib.util
-
     import torch
 
     def build(name, **args):
-        path = os.path.join(REPO, "tests", "fixtures", "models", name + ".py")
-        spec = importlib.util.spec_from_file_location("fixture_" + name, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        module = load_file_module("fixture_" + name, "tests", "fixtures", "models", name + ".py")
         torch.manual_seed(0)
         return module.build(**args)
     return build
+
+
+@pytest.fixture(scope="session")
+def bench_script():
+    """``bench_script(name)``: bench/NAME.py loaded as a module (its pure functions, worked by hand)."""
+    return lambda name: load_file_module(name, "bench", name + ".py")
 
 
 @pytest.fixture(scope="session")

@@ -1,21 +1,15 @@
 """bench/fmnist_summary.py: mean ± std over seeds, drops against the same seed's float model, McNemar per
 claim on the stored predictions, the bar, and the README block — worked by hand on tiny rows."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "fmnist_summary.py"
 
 
 @pytest.fixture(scope="module")
-def summary():
-    spec = importlib.util.spec_from_file_location("fmnist_summary", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def summary(bench_script):
+    return bench_script("fmnist_summary")
 
 
 LABELS = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]

@@ -1,20 +1,14 @@
 """bench/picpq_summary.py: the mean over seeds and the bar on it, worked by hand."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "picpq_summary.py"
 
 
 @pytest.fixture(scope="module")
-def summary():
-    spec = importlib.util.spec_from_file_location("picpq_summary", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def summary(bench_script):
+    return bench_script("picpq_summary")
 
 
 def _run(seed, picpq_acc, mag_acc, mag_bits, ratio=60.0):
