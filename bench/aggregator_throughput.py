@@ -8,7 +8,10 @@ handled per second against bytes copied per second by memcpy (best of several pa
 interleaved, so both see the same machine).
 
     OMP_NUM_THREADS=1 python bench/aggregator_throughput.py [--updates 100] [--codec none]
-Writes bench/results/aggregator_throughput.json.
+        [--kernel auto|compiled|numpy]
+The fold runs compiled where a C compiler is present (``edgefl.runtime.fold_kernel``), else on
+numpy; ``--kernel numpy`` measures the fallback. Writes bench/results/aggregator_throughput.json
+(``aggregator_throughput_numpy.json`` for the fallback).
 """
 
 import os
@@ -65,12 +68,18 @@ def main(argv=None):
     p.add_argument("--codec", default="none")
     p.add_argument("--state", type=Path, default=None, help="persist after each update (StateStore) here")
     p.add_argument("--passes", type=int, default=5, help="rounds timed; the best counts")
-    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--kernel", choices=["auto", "compiled", "numpy"], default="auto",
+                   help="the fold's inner loop (EDGEFL_FOLD_KERNEL)")
+    p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
+    os.environ["EDGEFL_FOLD_KERNEL"] = args.kernel
+    out = args.out or (RESULTS if args.kernel != "numpy"
+                       else RESULTS.with_name("aggregator_throughput_numpy.json"))
     from rich.console import Console
     from rich.table import Table
 
     from edgefl.runtime.agent import AgentConfig, AgentCore, TrainResult
+    from edgefl.runtime import fold_kernel
     from edgefl.runtime.aggregator import AggregatorConfig, AggregatorCore
 
     rng = np.random.RandomState(0)
@@ -122,6 +131,7 @@ def main(argv=None):
         "codec": args.codec,
         "persisted_after_each_update": args.state is not None,
         "threads": 1,
+        "fold_kernel": fold_kernel.describe(),
         "passes": args.passes,
         "total_s": total,
         "per_update_ms": 1e3 * folds / (args.updates - 1),
@@ -134,10 +144,11 @@ def main(argv=None):
         "fraction_of_memcpy": fold_bytes / folds / bandwidth,
         "fold_error_bound": core.history[0]["fold_error_bound"],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
     t = Table(
-        title=f"aggregator: {args.updates} updates × {result['parameters']:,} params ({args.codec}), one core"
+        title=f"aggregator: {args.updates} updates × {result['parameters']:,} params ({args.codec}), "
+        f"one core, fold {result['fold_kernel']}"
     )
     t.add_column("measure")
     t.add_column("value")
@@ -151,7 +162,7 @@ def main(argv=None):
     ]:
         t.add_row(k, v)
     Console(width=150).print(t)
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -30,15 +30,21 @@ number" trick: ``x * c + 1.5 * 2**52`` holds ``rint(x * c)`` in its low mantissa
 int64 view is that integer plus a constant; the sum keeps a count of the constants added
 (``offsets``) and removes them when read. Larger entries take ``np.rint`` and a cast. Both give
 the same integer. The work runs in cache-sized blocks: one pass over each update's bytes checks
-finiteness and range, scales, rounds and adds.
+finiteness and range, scales, rounds and adds; a block out of range takes the blocks before it
+out again, so a refused update leaves the sum as it was. Where a C compiler is present the
+same arithmetic runs compiled (``edgefl.runtime.fold_kernel``: two passes over the update, the
+same integers); numpy is the reference and the fallback.
 
-Pure numpy, Python 3.6; nothing here touches the network, the disk or the clock.
+Python 3.6 and numpy; nothing here touches the network or the clock (the compiled kernel is
+built once into a cache folder).
 """
 
 import math
 from collections import OrderedDict
 
 import numpy as np
+
+from edgefl.runtime import fold_kernel
 
 __all__ = ["HEADROOM_BITS", "Fold", "grid_for"]
 
@@ -224,36 +230,49 @@ def _flat(array):
 
 
 def _fold_tensor(acc, x, coef, grid, sign, name, scratch):
-    """``acc += sign * rint(x * coef * 2**bits)`` block by block (+ one magic constant per
-    entry, fast path or not); a reason string when a block is not finite or out of range."""
+    """``acc += sign * rint(x * coef * 2**bits)`` (+ one magic constant per entry, fast path
+    or not); a reason string, with ``acc`` as it was, when an entry is not finite or out of
+    range. The compiled kernel (``fold_kernel``) when it is built, else numpy block by block."""
     bits, rng = grid
     if x.size != acc.size:
         raise ValueError("{}: {} entries, the fold holds {}".format(name, x.size, acc.size))
     c = float(coef) * 2.0 ** bits
     limit = 2.0 ** rng
-    tmp, ints = scratch
-    magic_bits = _wrap(_MAGIC_BITS)
+    fn = fold_kernel.kernel()
+    if fn is not None and fold_kernel.usable(acc, x, limit):
+        if fold_kernel.fold_f32(fn, acc, x, c, limit, sign):
+            return None
+        return _value_problem(x, name, rng)
     for s in range(0, x.size, _BLOCK):
-        e = min(x.size, s + _BLOCK)
-        xb, t, a = x[s:e], tmp[:e - s], acc[s:e]
-        lo, hi = xb.min(), xb.max()
-        if not (lo >= -limit and hi <= limit):  # NaN fails both comparisons
+        if not _fold_block(acc, x, s, min(x.size, s + _BLOCK), c, limit, sign, scratch):
+            for t in range(0, s, _BLOCK):  # exact: the blocks folded so far come out again
+                _fold_block(acc, x, t, min(x.size, t + _BLOCK), c, limit, -sign, scratch)
             return _value_problem(x, name, rng)
-        np.copyto(t, xb)  # float32 -> float64, then the product in float64
-        np.multiply(t, c, out=t)
-        if max(-float(lo), float(hi)) * abs(c) < _FAST:
-            np.add(t, _MAGIC, out=t)
-            vals = t.view(np.int64)
-        else:  # rare: a large weight on a large entry
-            np.rint(t, out=t)
-            vals = ints[:e - s]
-            np.copyto(vals, t, casting="unsafe")
-            np.add(vals, magic_bits, out=vals)  # keep one constant per entry on both paths
-        if sign > 0:
-            np.add(a, vals, out=a)
-        else:
-            np.subtract(a, vals, out=a)
     return None
+
+
+def _fold_block(acc, x, s, e, c, limit, sign, scratch):
+    """One block of :func:`_fold_tensor` in numpy: False (nothing added) when it is out of range."""
+    tmp, ints = scratch
+    xb, t, a = x[s:e], tmp[:e - s], acc[s:e]
+    lo, hi = xb.min(), xb.max()
+    if not (lo >= -limit and hi <= limit):  # NaN fails both comparisons
+        return False
+    np.copyto(t, xb)  # float32 -> float64, then the product in float64
+    np.multiply(t, c, out=t)
+    if max(-float(lo), float(hi)) * abs(c) < _FAST:
+        np.add(t, _MAGIC, out=t)
+        vals = t.view(np.int64)
+    else:  # rare: a large weight on a large entry
+        np.rint(t, out=t)
+        vals = ints[:e - s]
+        np.copyto(vals, t, casting="unsafe")
+        np.add(vals, _wrap(_MAGIC_BITS), out=vals)  # keep one constant per entry on both paths
+    if sign > 0:
+        np.add(a, vals, out=a)
+    else:
+        np.subtract(a, vals, out=a)
+    return True
 
 
 def _value_problem(x, name, rng):
