@@ -179,8 +179,12 @@ def _load():
 
 
 def kernel():
-    """The compiled function, or None (numpy fold) — built at most once per process."""
-    wanted = mode()
+    """The compiled function, or None (numpy fold) — built at most once per process. An unknown
+    EDGEFL_FOLD_KERNEL folds on numpy (``prepare`` refuses it where a service starts)."""
+    try:
+        wanted = mode()
+    except ValueError:
+        return None
     if wanted == "numpy":
         return None
     if not _state["tried"]:
@@ -198,13 +202,28 @@ def kernel():
 def describe():
     """``compiled`` or ``numpy (why)``: what folds in this process."""
     try:
+        wanted = mode()
         fn = kernel()
-    except RuntimeError as exc:
+    except (ValueError, RuntimeError) as exc:
         return "numpy ({})".format(exc)
     if fn is not None:
         return "compiled"
-    return "numpy ({})".format("EDGEFL_FOLD_KERNEL=numpy" if mode() == "numpy"
+    return "numpy ({})".format("EDGEFL_FOLD_KERNEL=numpy" if wanted == "numpy"
                                else _state["error"] or "no kernel")
+
+
+def prepare():
+    """Build (or load) the kernel before the first update, and say what will fold: the line an
+    aggregator logs at start. A bad ``EDGEFL_FOLD_KERNEL``, or ``compiled`` without a compiler,
+    is an EdgeRuntimeError (one line, what to do)."""
+    from edgefl.runtime.errors import EdgeRuntimeError
+
+    try:
+        mode()
+        kernel()
+    except (ValueError, RuntimeError) as exc:
+        raise EdgeRuntimeError(str(exc))
+    return describe()
 
 
 def fold_f32(fn, acc, x, c, limit, sign):

@@ -60,6 +60,15 @@ def head_trainer_from_config(cfg):
                                     int(cfg.get("seed", 0)))
 
 
+def _fold_line(log):
+    """Build the compiled fold before the first update arrives, and log what folds."""
+    from edgefl.runtime import fold_kernel
+
+    line = "fold: " + fold_kernel.prepare()
+    if log:
+        log("info", line)
+
+
 def run_aggregator_from_config(cfg, log=stderr_log, on_round=None, evaluator=None):
     """Serve a federation until its last round; returns a summary dict.
 
@@ -79,6 +88,7 @@ def run_aggregator_from_config(cfg, log=stderr_log, on_round=None, evaluator=Non
     if "model" not in cfg:
         raise EdgeRuntimeError("aggregate config needs \"model\" (initial weights)")
     core = open_aggregator(acfg, load_model_tensors(cfg["model"]), cfg.get("state_path"))
+    _fold_line(log)
     signing = cfg.get("signing") or {}
     if signing.get("keyring"):  # {"signing": {"keyring": "keyring.json"}}: only HMAC-signed updates
         from edgefl.runtime.signing import Keyring
@@ -126,6 +136,7 @@ def run_regional_from_config(cfg, log=stderr_log):
     except ValueError as exc:
         raise EdgeRuntimeError(str(exc))
     core = RegionalCore(rcfg, keyring, key)
+    _fold_line(log)
     transport = make_transport(cfg.get("client_id", "regional-" + rcfg.station), cfg.get("mqtt"),
                                cfg.get("max_payload", 1024 * 1024),
                                max_message=rcfg.max_update_bytes,

@@ -36,3 +36,25 @@ def test_public_names_exist(name):
     mod = importlib.import_module("edgefl.runtime." + name)
     for attr in getattr(mod, "__all__", []):
         assert hasattr(mod, attr), "{}.{}".format(name, attr)
+
+
+def test_a_bad_fold_kernel_setting_stops_the_aggregator_in_one_line(tmp_path):
+    import os
+
+    import numpy as np
+
+    from edgefl.runtime.config import save_model_tensors
+
+    save_model_tensors(str(tmp_path / "m.safetensors"), {"w": np.zeros(4, np.float32)}, {})
+    cfg = tmp_path / "agg.json"
+    cfg.write_text(json.dumps({"aggregator": {"federation": "f"},
+                               "model": str(tmp_path / "m.safetensors"),
+                               "mqtt": {"url": "mqtt://127.0.0.1:9"}}))
+    env = dict(os.environ, EDGEFL_FOLD_KERNEL="fastest")
+    proc = subprocess.Popen([sys.executable, "-m", "edgefl.runtime", "aggregate", "--config",
+                             str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=str(tmp_path), env=env)
+    out, err = proc.communicate(timeout=60)
+    err = err.decode()
+    assert proc.returncode == 2, err
+    assert err.count("\n") == 1 and "EDGEFL_FOLD_KERNEL='fastest': use one of" in err, err
