@@ -78,8 +78,12 @@ def prepare(folder, params, codec, updates):
 
 def aggregate(folder, commit_every):
     """The aggregator's side, in its own process: what it holds is all that is measured."""
+    from edgefl.runtime import fold_kernel
+    from edgefl.runtime.heap import return_freed_memory
     from edgefl.runtime.wire import decode_tensors
 
+    return_freed_memory()  # as `aggregate` does at start (runtime.service)
+    kernel = fold_kernel.prepare()
     constant = rss()[1]  # interpreter, numpy, the runtime: before the model exists
     job = json.loads((folder / "job.json").read_text())
     model, _ = decode_tensors((folder / "model.safetensors").read_bytes())
@@ -105,7 +109,7 @@ def aggregate(folder, commit_every):
     wall = time.perf_counter() - t0
     assert core.round == 2 and core.history[0]["clients"] == ids, core.history[-1:]
     return {"constant_bytes": constant, "peak_rss_bytes": rss()[1], "rss_after_updates": samples,
-            "wall_s": wall}
+            "wall_s": wall, "fold_kernel": kernel}
 
 
 def main(argv=None):

@@ -388,18 +388,21 @@ class AggregatorCore(RootHierarchy):
         c = self.cfg
         undos = self._fold_kept() if c.stations else []
         try:
-            if self.fold is not None:  # block by block from the running sum
-                delta = self.fold.mean_blocks
+            if self.fold is not None:  # block by block from the running sum, given back as read
+                fold = self.fold
+                delta = lambda name: fold.mean_blocks(name, release=True)  # noqa: E731
+                if not fold.weight:
+                    raise ValueError("the round's fold holds no weight")
             else:
                 delta = _blocks_of(self._robust_delta())
-            model = OrderedDict((n, _applied(v, delta(n), c.server_lr))
-                                for n, v in self.server_model.items())
             summary = self._round_summary()
         except Exception:
             for undo in undos:
                 undo()
             raise
-        self.server_model = model
+        # the commit: arithmetic only, into the server model's own arrays (no second model)
+        self.server_model = OrderedDict((n, _applied(v, delta(n), c.server_lr))
+                                        for n, v in self.server_model.items())
         self.history.append(summary)
         if self.fold is not None:  # its sums are in the model now: freed before the announcement
             self.fold.reset()
@@ -536,9 +539,13 @@ def _round_of(payload):
 
 def _applied(model, blocks, lr):
     """float32(model + lr * delta) from the delta's (start, end, values) ``blocks``, computed
-    in float64 block by block (no model-sized temporaries)."""
+    in float64 block by block (no model-sized temporaries), written over ``model`` itself when
+    it is a writable contiguous float32 array (the server model the aggregator owns), else
+    into a new one (a model restored read-only from bytes)."""
     flat = np.asarray(model).reshape(-1)
-    out = np.empty(flat.size, np.float32)
+    own = (isinstance(model, np.ndarray) and model.dtype == np.float32
+           and model.flags["C_CONTIGUOUS"] and model.flags["WRITEABLE"])
+    out = flat if own else np.empty(flat.size, np.float32)
     for s, e, d in blocks:
         out[s:e] = flat[s:e].astype(np.float64) + lr * d.astype(np.float64)
     return out.reshape(np.shape(model))

@@ -20,9 +20,11 @@ import numpy as np
 
 from edgefl.runtime.errors import EdgeRuntimeError, WireError
 from edgefl.runtime.fold import Fold
+from edgefl.runtime.persist import mapped_tensors
 from edgefl.runtime.wire import decode_tensors, tensor_chunks
 
-__all__ = ["MODEL_PREFIXES", "model_tensors", "restore_core", "state_bytes", "state_chunks"]
+__all__ = ["MODEL_PREFIXES", "map_models", "model_tensors", "restore_core", "state_bytes",
+           "state_chunks"]
 
 META = "edgefl.aggregator_state"
 MODEL_PREFIXES = ("global/", "server/", "delta/")
@@ -36,6 +38,31 @@ def model_tensors(core):
     if core.delta is not None:
         tensors.update(("delta/" + n, v) for n, v in core.delta[0].items())
     return tensors
+
+
+def map_models(core, path):
+    """Hold the core's global and server models as copy-on-write maps of ``path`` (a models
+    file just written from them by ``model_tensors``) instead of in memory: between closes the
+    aggregator then keeps no model of its own; the close reads it block by block and writes
+    the new model over its private copy (``aggregator._applied``). A tensor the file holds in
+    another shape or dtype stays as it is (never read to compare: that would map every page).
+    Returns how many tensors are mapped."""
+    mapped = mapped_tensors(path, ("global/", "server/"))
+    count = [0]
+
+    def swap(prefix, model):
+        out = OrderedDict()
+        for n, v in model.items():
+            m = mapped.get(prefix + n)
+            same = m is not None and np.shape(v) == m.shape and np.asarray(v).dtype == m.dtype
+            out[n] = m if same else v
+            count[0] += 1 if same else 0
+        return out
+
+    shared = core.server_model is core.global_model
+    core.global_model = swap("global/", core.global_model)
+    core.server_model = core.global_model if shared else swap("server/", core.server_model)
+    return count[0]
 
 
 def state_bytes(core, external=None, models=None):

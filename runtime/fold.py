@@ -44,7 +44,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from edgefl.runtime import fold_kernel
+from edgefl.runtime import fold_kernel, heap
 
 __all__ = ["HEADROOM_BITS", "Fold", "grid_for"]
 
@@ -53,7 +53,9 @@ _SUM_BITS = 62  # every partial sum stays below 2**62 in magnitude
 _MAGIC = np.float64(1.5 * 2 ** 52)
 _MAGIC_BITS = 0x4338000000000000  # the int64 view of _MAGIC
 _FAST = 2.0 ** 50  # below this, x * c + _MAGIC rounds x * c to an integer in the low bits
-_BLOCK = 1 << 16  # entries per block: the float64 scratch stays in L2
+_BLOCK = 1 << 15  # entries per block: the float64 scratch stays in L2
+_CLOSE_BLOCK = 1 << 13  # entries per block of the mean: small temporaries at the close
+_RELEASE_EVERY = 1 << 17  # entries of the sum (1 MiB) given back at a time at the close
 
 
 def _wrap(value):
@@ -74,7 +76,7 @@ def grid_for(model, weight_bound, headroom=HEADROOM_BITS):
     out = OrderedDict()
     for name in sorted(model):
         a = np.asarray(model[name])
-        top = float(np.max(np.abs(a))) if a.size else 0.0
+        top = max(-float(a.min()), float(a.max())) if a.size else 0.0  # no |a| temporary
         top = top if np.isfinite(top) else 1.0
         rng = max(0, int(math.ceil(math.log(max(top, 1.0), 2)))) + int(headroom)
         out[name] = [_SUM_BITS - rng - wbits, rng]
@@ -106,7 +108,7 @@ class Fold(object):
     # --- adding and taking out --------------------------------------------------------------
     def _arrays(self):
         if self.sums is None:  # zero pages: memory is only touched as updates are folded
-            self.sums = OrderedDict((n, np.zeros(int(np.prod(s)), np.int64))
+            self.sums = OrderedDict((n, heap.anonymous_array(int(np.prod(s)), np.int64))
                                     for n, s in self.shapes.items())
         return self.sums
 
@@ -173,24 +175,32 @@ class Fold(object):
             res[s:e] = block
         return res.reshape(self.shapes[name])
 
-    def mean_blocks(self, name):
+    def mean_blocks(self, name, release=False):
         """The weighted mean of tensor ``name`` block by block: (start, end, float32 values),
-        each block valid until the next is taken — no tensor-sized temporary."""
+        each block valid until the next is taken — no tensor-sized temporary. ``release``: give
+        each consumed range of the sum back to the system as it goes (the round's close: the
+        sum is not read again; ``heap.release``)."""
         if not self.weight:
             raise ValueError("the fold holds no weight")
-        flat = self.exact_sums()[name].reshape(-1)
+        sums = self.exact_sums()[name].reshape(-1)
         scale = 2.0 ** -self.grid[name][0]
-        tmp = self._buffers()[0]
-        out = np.empty(min(_BLOCK, flat.size), np.float32)
-        for s in range(0, flat.size, _BLOCK):
-            e = min(flat.size, s + _BLOCK)
+        size = min(_CLOSE_BLOCK, sums.size)
+        tmp, out = np.empty(size, np.float64), np.empty(size, np.float32)
+        given = 0
+        for s in range(0, sums.size, _CLOSE_BLOCK):
+            e = min(sums.size, s + _CLOSE_BLOCK)
             t = tmp[:e - s]
-            np.copyto(t, flat[s:e], casting="unsafe")
+            np.copyto(t, sums[s:e], casting="unsafe")
             np.multiply(t, scale, out=t)
             np.divide(t, float(self.weight), out=t)
             o = out[:e - s]
             o[...] = t
+            if release and e - given >= _RELEASE_EVERY:
+                heap.release(self.sums[name], given, e)
+                given = e
             yield s, e, o
+        if release:
+            heap.release(self.sums[name], given, sums.size)
 
     def error_bound(self):
         """Most any entry of the mean can be off real arithmetic (rounding of the grid)."""
@@ -219,8 +229,9 @@ class Fold(object):
         fold = cls(OrderedDict((n, s) for n, s in info["shapes"]),
                    OrderedDict((n, g) for n, g in info["grid"]))
         if tensors:
-            fold.sums = OrderedDict((n, np.array(tensors[n], np.int64).reshape(-1))
-                                    for n in fold.shapes)
+            fold.sums = fold._arrays()
+            for n in fold.shapes:
+                np.copyto(fold.sums[n], np.asarray(tensors[n], np.int64).reshape(-1))
         fold.offsets, fold.weight, fold.count = info["offsets"], info["weight"], info["count"]
         return fold
 

@@ -43,3 +43,36 @@ def read_bytes(path):
             return f.read()
     except (IOError, OSError):
         return None
+
+
+def mapped_tensors(path, prefixes):
+    """The float32 tensors of safetensors file ``path`` whose names start with one of
+    ``prefixes``, as copy-on-write maps of the file: nothing is read until used, pages read are
+    the page cache's, and a write changes this process's copy only. Tensors of another dtype,
+    empty ones and a file that does not parse are left out (the caller keeps its arrays)."""
+    import json
+    import mmap
+    import struct
+
+    import numpy as np
+
+    out = {}
+    try:
+        with open(path, "rb") as f:
+            size = struct.unpack("<Q", f.read(8))[0]
+            header = json.loads(f.read(size).decode("utf-8"))
+            whole = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    except (IOError, OSError, ValueError, struct.error):
+        return out
+    base = 8 + size
+    for name, entry in header.items():
+        if name == "__metadata__" or not name.startswith(tuple(prefixes)):
+            continue
+        start, end = entry["data_offsets"]
+        shape = tuple(int(d) for d in entry["shape"])
+        count = int(np.prod(shape)) if shape else 1
+        if entry["dtype"] != "F32" or count == 0 or end - start != 4 * count or base % 4:
+            continue
+        out[name] = np.frombuffer(whole, np.dtype("<f4"), count=count,
+                                  offset=base + start).reshape(shape)
+    return out

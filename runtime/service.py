@@ -61,9 +61,12 @@ def head_trainer_from_config(cfg):
 
 
 def _fold_line(log):
-    """Build the compiled fold before the first update arrives, and log what folds."""
+    """Build the compiled fold before the first update arrives, log what folds, and have freed
+    model-sized buffers go back to the system (``heap``)."""
     from edgefl.runtime import fold_kernel
+    from edgefl.runtime.heap import return_freed_memory
 
+    return_freed_memory()
     line = "fold: " + fold_kernel.prepare()
     if log:
         log("info", line)
@@ -87,8 +90,8 @@ def run_aggregator_from_config(cfg, log=stderr_log, on_round=None, evaluator=Non
     acfg = build_dataclass(AggregatorConfig, cfg.get("aggregator"), "aggregator").check()
     if "model" not in cfg:
         raise EdgeRuntimeError("aggregate config needs \"model\" (initial weights)")
-    core = open_aggregator(acfg, load_model_tensors(cfg["model"]), cfg.get("state_path"))
     _fold_line(log)
+    core = open_aggregator(acfg, load_model_tensors(cfg["model"]), cfg.get("state_path"))
     signing = cfg.get("signing") or {}
     if signing.get("keyring"):  # {"signing": {"keyring": "keyring.json"}}: only HMAC-signed updates
         from edgefl.runtime.signing import Keyring
@@ -127,6 +130,7 @@ def run_regional_from_config(cfg, log=stderr_log):
 
     check_keys(cfg, REGIONAL_KEYS, "regional")
     rcfg = build_dataclass(RegionalConfig, cfg.get("regional"), "regional")
+    _fold_line(log)
     signing = cfg.get("signing") or {}
     if signing.get("aggregator_public_key"):
         rcfg.announce_key = signing["aggregator_public_key"]
@@ -136,7 +140,6 @@ def run_regional_from_config(cfg, log=stderr_log):
     except ValueError as exc:
         raise EdgeRuntimeError(str(exc))
     core = RegionalCore(rcfg, keyring, key)
-    _fold_line(log)
     transport = make_transport(cfg.get("client_id", "regional-" + rcfg.station), cfg.get("mqtt"),
                                cfg.get("max_payload", 1024 * 1024),
                                max_message=rcfg.max_update_bytes,

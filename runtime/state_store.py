@@ -3,7 +3,9 @@
 ``path`` holds the round state and the running sum of the round (``edgefl.runtime.fold``): that
 is what is rewritten after every accepted update, and its size does not grow with the number of
 clients. The models (global, server, delta) change once per round: they go to
-``path.models/<round>-<digest>.safetensors`` when they change and the state names that file.
+``path.models/<round>-<digest>.safetensors`` when they change and the state names that file;
+the core then reads its models from that file (``aggregator_state.map_models``) and holds
+none in memory between closes.
 Strategies that keep every update (median, trimmed mean) keep each one once in
 ``path.updates/`` (written when it is accepted, never rewritten). Order of writes: the model or
 update file, then the state file that names it (both atomic), so a crash at any point leaves a
@@ -15,7 +17,7 @@ import hashlib
 import os
 
 from edgefl.runtime.aggregator import AggregatorCore
-from edgefl.runtime.aggregator_state import model_tensors
+from edgefl.runtime.aggregator_state import map_models, model_tensors
 from edgefl.runtime.persist import atomic_write, read_bytes
 from edgefl.runtime.wire import tensor_chunks
 
@@ -51,6 +53,7 @@ class StateStore(object):
         if models not in self._written:  # once per round (or after a restart)
             atomic_write(models, tensor_chunks(model_tensors(core)))
             self._written.add(models)
+            map_models(core, models)  # the round's models are read from the file from now on
         atomic_write(self.path, core.to_chunks(external=refs, models=models))
         self._clean(self.dir, core, set(refs.values()))
         self._clean(self.models_dir, core, {models})

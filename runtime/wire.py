@@ -230,7 +230,8 @@ def model_digest(tensors):
         arr = np.asarray(tensors[name])
         code = _dtype_code(arr)
         h.update(json.dumps([name, code, [int(s) for s in arr.shape]]).encode("utf-8"))
-        h.update(np.ascontiguousarray(arr, dtype=np.dtype(DTYPES[code])).tobytes())
+        # the array's own buffer, as bytes: no model-sized copy
+        h.update(np.ascontiguousarray(arr, dtype=np.dtype(DTYPES[code])).reshape(-1).view(np.uint8))
     return h.hexdigest()
 
 
