@@ -78,26 +78,78 @@ def encode_positions(pos):
 
 def decode_positions(count, k, unary, rem, limit):
     """Inverse of :func:`encode_positions`; positions must be < ``limit``."""
+    parts = [pos for _, pos in iter_positions(count, k, unary, rem, limit)]
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
+def iter_positions(count, k, unary, rem, limit, chunk=1 << 14):
+    """:func:`decode_positions` a chunk at a time: (index of the chunk's first position, its
+    int64 positions), at most about ``chunk`` positions each, so a decoder's temporaries do not
+    grow with the number of positions. The same checks, raised when the chunk that breaks one
+    is reached."""
     if count == 0:
         if unary:
             raise CodecError("bit-stream", "unary stream for zero positions")
-        return np.zeros(0, np.int64)
-    zeros = np.flatnonzero(np.unpackbits(np.frombuffer(unary, np.uint8)) == 0)
-    if zeros.size < count or zeros[count - 1] // 8 != len(unary) - 1:
-        raise CodecError("bit-stream", "unary stream does not hold {} gaps".format(count))
-    q = np.diff(np.concatenate([[-1], zeros[:count]])) - 1
-    gaps = (q << k) + unpack_uint(rem, count, k).astype(np.int64)
-    pos = np.cumsum(gaps + 1) - 1
-    if pos[-1] >= limit:
-        raise CodecError("bit-stream", "position {} beyond size {}".format(int(pos[-1]), limit))
-    return pos
+        return
+    if len(rem) != (count * k + 7) // 8:
+        raise CodecError("bit-stream", "length {} for {}x{} bits".format(len(rem), count, k))
+    raw = np.frombuffer(unary, np.uint8)
+    done, last_zero, last_pos = 0, -1, -1
+    step = max(1, chunk // 8)  # unary bytes per chunk: at most 8 zeros (positions) each
+    for b0 in range(0, raw.size, step):
+        zeros = np.flatnonzero(np.unpackbits(raw[b0:b0 + step]) == 0)[:count - done]
+        if zeros.size == 0:
+            continue
+        zeros += 8 * b0
+        q = np.empty(zeros.size, np.int64)
+        q[0] = zeros[0] - last_zero - 1
+        np.subtract(zeros[1:], zeros[:-1], out=q[1:])
+        q[1:] -= 1
+        q <<= k
+        q += unpack_uint_range(rem, done, zeros.size, k)
+        q += 1
+        np.cumsum(q, out=q)
+        q += last_pos
+        if q[-1] >= limit:
+            raise CodecError("bit-stream", "position {} beyond size {}".format(int(q[-1]), limit))
+        yield done, q
+        done += zeros.size
+        last_zero, last_pos = int(zeros[-1]), int(q[-1])
+        if done == count:
+            if last_zero // 8 != raw.size - 1:
+                break
+            return
+    raise CodecError("bit-stream", "unary stream does not hold {} gaps".format(count))
+
+
+def unpack_uint_range(buf, start, count, nbits):
+    """Values ``start .. start + count`` of what :func:`pack_uint` packed into ``buf`` (MSB
+    first), without unpacking the rest."""
+    if nbits == 0 or count == 0:
+        return np.zeros(count, np.uint32)
+    first = start * nbits
+    lo, hi = first // 8, (first + count * nbits + 7) // 8
+    if hi > len(buf):
+        raise CodecError("bit-stream", "length {} for {}x{} bits from {}".format(
+            len(buf), count, nbits, start))
+    raw = np.frombuffer(buf, np.uint8, count=hi - lo, offset=lo)
+    if nbits == 8:
+        return raw.astype(np.uint32)
+    skip = first - 8 * lo
+    bits = np.unpackbits(raw)[skip:skip + count * nbits].reshape(count, nbits)
+    vals = np.zeros(count, np.uint32)
+    for j in range(nbits):
+        vals <<= np.uint32(1)
+        vals |= bits[:, j]
+    return vals
 
 
 class ByteReader(object):
     """Bounds-checked reads from a bytes-like object."""
 
     def __init__(self, buf):
-        self.buf = bytes(buf)
+        # a view: take() hands out views of the caller's bytes (read, never written), no copies
+        self.buf = memoryview(buf).cast("B") if not isinstance(buf, bytes) else memoryview(buf)
         self.pos = 0
 
     def take(self, n):

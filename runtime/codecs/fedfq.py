@@ -56,8 +56,8 @@ from collections import OrderedDict
 import numpy as np
 
 from edgefl.runtime.codecs.base import Codec, expect_array, expect_keys, residual_add, size_of
-from edgefl.runtime.codecs.bits import (ByteReader, decode_positions, encode_positions,
-                                        pack_uint, position_bits, unpack_uint)
+from edgefl.runtime.codecs.bits import (ByteReader, encode_positions, iter_positions, pack_uint,
+                                        position_bits, unpack_uint_range)
 from edgefl.runtime.errors import CodecError
 
 WIDTHS = (2, 4, 6, 8)
@@ -306,23 +306,27 @@ class FedFQCodec(Codec):
 
     @staticmethod
     def _decode_tensor(blob, d):
-        rd = ByteReader(blob.tobytes())
+        rd = ByteReader(np.ascontiguousarray(blob))
         groups = [rd.unpack(_GROUP.format) for _ in WIDTHS]
-        flat = np.zeros(d, np.float32)
-        seen = np.zeros(d, bool)
+        flat = np.full(d, np.nan, np.float32)  # NaN: not sent yet (a sent value is finite)
         for w, (n, k, scale, ulen) in zip(WIDTHS, groups):
             if n > d or k > 24 or not np.isfinite(scale) or scale < 0:
                 raise CodecError("fedfq-header", "group {}: n={} k={} scale={}".format(
                     w, n, k, scale))
-            pos = decode_positions(n, k, rd.take(ulen), rd.take((n * k + 7) // 8), d)
-            codes = unpack_uint(rd.take((n * w + 7) // 8), n, w)
-            if n and int(codes.max()) > 2 * ((1 << (w - 1)) - 1):
-                raise CodecError("fedfq-code", "code out of range for width {}".format(w))
-            if seen[pos].any():
-                raise CodecError("fedfq-positions", "a position appears in two groups")
-            seen[pos] = True
-            flat[pos] = _dequantize(codes, w, np.float32(scale))
+            unary, rem, packed = (rd.take(ulen), rd.take((n * k + 7) // 8),
+                                  rd.take((n * w + 7) // 8))
+            # chunk by chunk: the decoder's temporaries stay small whatever the update's size
+            for first, pos in iter_positions(n, k, unary, rem, d):
+                codes = unpack_uint_range(packed, first, pos.size, w)
+                if int(codes.max()) > 2 * ((1 << (w - 1)) - 1):
+                    raise CodecError("fedfq-code", "code out of range for width {}".format(w))
+                if not np.isnan(flat[pos]).all():
+                    raise CodecError("fedfq-positions", "a position appears in two groups")
+                flat[pos] = _dequantize(codes, w, np.float32(scale))
         rd.done()
+        for s in range(0, d, 1 << 16):  # what no group sent is 0 (no tensor-sized mask)
+            block = flat[s:s + (1 << 16)]
+            block[np.isnan(block)] = 0.0
         return flat
 
     def decode(self, tensors, params, shapes):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from edgefl.runtime.codecs import CODECS, make_codec
-from edgefl.runtime.codecs.bits import decode_positions, encode_positions, pack_uint, unpack_uint
+from edgefl.runtime.codecs.bits import (decode_positions, encode_positions, iter_positions,
+                                        pack_uint, unpack_uint, unpack_uint_range)
 from edgefl.runtime.codecs.fedfq import (cgsa_refine, objective, spec_init_bits, waterfill_bits)
 from edgefl.runtime.errors import CodecError, EdgeRuntimeError, WireError
 from edgefl.runtime.wire import decode_tensors, encode_tensors
@@ -134,6 +135,25 @@ def test_bit_packing_and_positions_round_trip():
         decode_positions(777, k, unary, rem, int(pos[-1]))
     with pytest.raises(CodecError):
         decode_positions(778, k, unary, rem, 100000)
+
+
+@pytest.mark.parametrize("chunk", [1, 8, 100, 1 << 14])
+def test_positions_and_values_decode_the_same_a_chunk_at_a_time(chunk):
+    # the chunked decoder (what FedFQ uses: small temporaries) against the whole-stream one
+    rng = np.random.RandomState(1)
+    pos = np.sort(rng.choice(50000, 3001, replace=False))
+    k, unary, rem = encode_positions(pos)
+    parts = list(iter_positions(3001, k, unary, rem, 50000, chunk=chunk))
+    assert [first for first, _ in parts] == list(np.cumsum([0] + [p.size for _, p in parts])[:-1])
+    np.testing.assert_array_equal(np.concatenate([p for _, p in parts]), pos)
+    for nbits in (1, 3, 8, 13):
+        v = rng.randint(0, 2 ** nbits, 3001)
+        packed = pack_uint(v, nbits)
+        got = np.concatenate([unpack_uint_range(packed, first, p.size, nbits) for first, p in parts])
+        np.testing.assert_array_equal(got, v)
+    # a stream with a byte after the last gap is refused, as a whole and a chunk at a time
+    with pytest.raises(CodecError, match="does not hold"):
+        list(iter_positions(3001, k, unary + b"\xff", rem, 50000, chunk=chunk))
 
 
 @pytest.mark.parametrize("name,options", [(n, {}) for n in sorted(CODECS)] + [
