@@ -82,7 +82,7 @@ def decode_positions(count, k, unary, rem, limit):
     return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
-def iter_positions(count, k, unary, rem, limit, chunk=1 << 14):
+def iter_positions(count, k, unary, rem, limit, chunk=1 << 13):
     """:func:`decode_positions` a chunk at a time: (index of the chunk's first position, its
     int64 positions), at most about ``chunk`` positions each, so a decoder's temporaries do not
     grow with the number of positions. The same checks, raised when the chunk that breaks one
