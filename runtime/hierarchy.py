@@ -151,11 +151,14 @@ class RootHierarchy(object):
         self.bytes_in += len(payload)
         actions = [self._status(cid, part.round, True, "") for cid, _ in part.contributors]
         actions.append(self._partial_status(part.station, part.round, part.seq, True, ""))
+        fold, closed = self.fold, len(self.history)
         try:
             actions += self._close_round(now) if self._ready(now) else [self._persist()]
         except Exception:
-            self.fold.merge(OrderedDict((n, -a) for n, a in part.sums.items()), -part.weight,
-                            -part.count)
+            if len(self.history) != closed:  # the round was committed with this partial in it:
+                raise  # nothing to take out (and self.fold may be the next round's)
+            fold.merge(OrderedDict((n, -a) for n, a in part.sums.items()), -part.weight,
+                       -part.count)
             for k in added:
                 del self.accepted[k]
             self.buffered.update(kept)

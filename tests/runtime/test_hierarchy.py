@@ -287,3 +287,29 @@ def test_an_update_that_overtakes_its_announcement_at_a_station_is_held_and_coun
     assert [h["clients"] for h in net.root.history] == [CLIENTS, CLIENTS]
     by_round = sorted(net.updates, key=lambda u: decode_message(u[1]).round)
     assert _bitwise_flat(net.root, small_model, by_round, rounds=2)
+
+
+def test_a_failure_after_the_close_committed_takes_nothing_out_of_the_next_round(small_model,
+                                                                                 monkeypatch):
+    # Prepare: the root's announcement of round 2 fails once, after round 1 (closed by a
+    # merged partial) was committed.
+    net = _network(small_model)
+    real, calls = AggregatorCore._announcements, []
+
+    def failing(core, final=False):
+        if core is net.root and core.round == 2 and not calls:
+            calls.append(core.round)
+            raise RuntimeError("the announcement failed once")
+        return real(core, final)
+
+    monkeypatch.setattr(AggregatorCore, "_announcements", failing)
+    # Execute
+    for cid in CLIENTS:
+        net.send(HOME[cid], net.train(cid, 0.1))
+    net.tick(10.0)
+    # Assert: round 1 is committed with every client; the partial that closed it was not taken
+    # out of round 2's fold (which would start round 2 from minus that partial).
+    root = net.root
+    assert calls == [2] and [h["clients"] for h in root.history] == [CLIENTS]
+    assert root.round == 2 and (root.fold.count, root.fold.weight) == (0, 0)
+    assert root.fold.sums is None or not any(np.any(a) for a in root.fold.sums.values())
