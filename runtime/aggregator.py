@@ -384,7 +384,9 @@ class AggregatorCore(RootHierarchy):
         return most * c.max_examples
 
     def _close_round(self, now):
-        """Aggregate, then commit: nothing changes when aggregation or the summary raises."""
+        """Aggregate, then commit: nothing changes when aggregation or the summary raises. The
+        commit is arithmetic only: the new model is written over the server model's own arrays
+        block by block while the running sum is given back (no second model in memory)."""
         c = self.cfg
         undos = self._fold_kept() if c.stations else []
         try:
