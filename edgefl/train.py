@@ -86,7 +86,7 @@ def train_classifier(model, train: ArrayData, test: ArrayData = None, *, epochs:
     sched = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.25)
              if steps >= MIN_ONE_CYCLE_STEPS else torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0))
     task = progress.task("training", steps)
-    history, start = [], time.perf_counter()
+    history, start, scored = [], time.perf_counter(), None
     for epoch in range(epochs):
         model.train()
         run_loss, seen = 0.0, 0
@@ -105,14 +105,13 @@ def train_classifier(model, train: ArrayData, test: ArrayData = None, *, epochs:
             task.advance(1, epoch=epoch + 1, loss=run_loss / seen)
         row = {"epoch": epoch + 1, "train_loss": run_loss / seen}
         if test is not None:
-            row.update({f"test_{k}": v for k, v in evaluate(model, test, preprocessing).items()
-                        if k != "examples"})
+            scored = evaluate(model, test, preprocessing)
+            row.update({f"test_{k}": v for k, v in scored.items() if k != "examples"})
         history.append(row)
         task.update(**{k: v for k, v in row.items() if k.startswith("test_acc")})
     task.close()
     metrics = {"epochs": epochs, "train_seconds": round(time.perf_counter() - start, 2), "history": history}
-    if test is not None:
-        final = evaluate(model, test, preprocessing)
-        metrics.update({"test_accuracy": final["accuracy"], "test_loss": final["loss"],
-                        "test_examples": final["examples"]})
+    if scored is not None:  # the last epoch's score is the final model's: no second pass over the test set
+        metrics.update({"test_accuracy": scored["accuracy"], "test_loss": scored["loss"],
+                        "test_examples": scored["examples"]})
     return metrics
