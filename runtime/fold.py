@@ -32,7 +32,7 @@ int64 view is that integer plus a constant; the sum keeps a count of the constan
 the same integer. The work runs in cache-sized blocks: one pass over each update's bytes checks
 finiteness and range, scales, rounds and adds; a block out of range takes the blocks before it
 out again, so a refused update leaves the sum as it was. Where a C compiler is present the
-same arithmetic runs compiled (``edgefl.runtime.fold_kernel``: two passes over the update, the
+same arithmetic runs compiled (``edgefl.runtime.fold_kernel``: two passes over each block, the
 same integers); numpy is the reference and the fallback.
 
 Python 3.6 and numpy; nothing here touches the network or the clock (the compiled kernel is
