@@ -157,8 +157,9 @@ def _build(path):
             if run.returncode == 0:
                 break
         if run.returncode != 0:
-            raise OSError("{} failed: {}".format(cc, run.stderr.decode("utf-8", "replace")
-                                                 .strip().splitlines()[-1:]))
+            lines = run.stderr.decode("utf-8", "replace").strip().splitlines()
+            raise OSError("{} failed ({})".format(cc, lines[-1] if lines else
+                                                  "exit {}".format(run.returncode)))
         os.replace(out, path)
     finally:
         for leftover in (src, out):

@@ -176,6 +176,12 @@ def mosquitto_factory():
 
 
 @pytest.fixture
+def required():
+    """``required(thing, why)``: ``thing``; missing (falsy), skipped locally, failed in CI (``require``)."""
+    return require
+
+
+@pytest.fixture
 def tool():
     """``tool(name, why)``: the path of an executable beside the running interpreter (its venv), else on
     PATH; missing, the test is skipped locally and fails in CI (see ``require``)."""
