@@ -73,6 +73,29 @@ def _deadline_once_in(agg, clock, clients, wall_end, leaving=()):
         time.sleep(0.02)
 
 
+class Watcher(object):
+    """The highest round the broker has delivered on the round and snapshot topics: a round the
+    aggregator opened in memory is not yet what a connecting agent gets from the broker."""
+
+    def __init__(self, mqtt):
+        from edgefl.runtime.transport import Topics
+        from edgefl.runtime.wire import decode_message
+
+        self.decode, self.topics = decode_message, Topics("dl")
+        self.seen = {self.topics.round: 0, self.topics.snapshot: 0}
+        self.transport = make_transport("watcher", mqtt)
+        self.transport.connect()
+        for topic in self.seen:
+            self.transport.subscribe(topic)
+
+    def wait_for(self, round_, wall_end):
+        while min(self.seen.values()) < round_:
+            assert time.time() < wall_end, "the broker never held round {}: {}".format(round_, self.seen)
+            for e in self.transport.poll(0.05):
+                if getattr(e, "topic", None) in self.seen and e.payload:
+                    self.seen[e.topic] = max(self.seen[e.topic], self.decode(e.payload).round)
+
+
 def test_every_agent_follows_the_servers_model_through_mosquitto(mosquitto, tmp_path,
                                                                 random_delta):
     model = random_delta(3, 1.0)
@@ -107,6 +130,7 @@ def test_every_agent_follows_the_servers_model_through_mosquitto(mosquitto, tmp_
     # its deadline when the test moves the clock, once the clients it must hold are in (a wall
     # clock deadline closed round 1 before slow agents had joined it, under load)
     clock, wall_end = [0.0], time.time() + 300  # the wall bound only ends a hang
+    watcher = Watcher(mqtt)
     transport = make_transport("agg", mqtt)
     server = threading.Thread(target=serve_aggregator, args=(agg, transport), kwargs=dict(
         clock=lambda: clock[0], stop=lambda: time.time() > wall_end, poll_s=0.05))
@@ -114,6 +138,8 @@ def test_every_agent_follows_the_servers_model_through_mosquitto(mosquitto, tmp_
     _deadline_once_in(agg, clock, {"a", "b", "m-queue", "m-snapshot"}, wall_end,
                       leaving=threads[2:])  # the two who leave are gone before round 2 opens
     _deadline_once_in(agg, clock, {"a", "b"}, wall_end)  # round 2 goes on without them
+    watcher.wait_for(3, wall_end)  # what the two returning agents get is round 3's
+    watcher.transport.close()
     agent("m-queue", 2, state_path=str(tmp_path / "m-queue"))  # its session kept the deltas
     agent("m-snapshot", 2, clean=True, state_path=str(tmp_path / "m-snapshot"))  # no session
     agent("late", 1, preload=False)  # no model, no state; rounds 3-5 wait for all five
