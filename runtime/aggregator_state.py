@@ -45,24 +45,19 @@ def map_models(core, path):
     file just written from them by ``model_tensors``) instead of in memory: between closes the
     aggregator then keeps no model of its own; the close reads it block by block and writes
     the new model over its private copy (``aggregator._applied``). A tensor the file holds in
-    another shape or dtype stays as it is (never read to compare: that would map every page).
-    Returns how many tensors are mapped."""
+    another shape or dtype stays as it is (never read to compare: that would map every page)."""
     mapped = mapped_tensors(path, ("global/", "server/"))
-    count = [0]
 
     def swap(prefix, model):
-        out = OrderedDict()
-        for n, v in model.items():
+        def pick(n, v):
             m = mapped.get(prefix + n)
             same = m is not None and np.shape(v) == m.shape and np.asarray(v).dtype == m.dtype
-            out[n] = m if same else v
-            count[0] += 1 if same else 0
-        return out
+            return m if same else v
+        return OrderedDict((n, pick(n, v)) for n, v in model.items())
 
     shared = core.server_model is core.global_model
     core.global_model = swap("global/", core.global_model)
     core.server_model = core.global_model if shared else swap("server/", core.server_model)
-    return count[0]
 
 
 def state_bytes(core, external=None, models=None):

@@ -23,17 +23,27 @@ __all__ = ["anonymous_array", "release", "return_freed_memory"]
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _MADV_DONTNEED = 4  # Linux
+_LIBC = {}  # name -> C library function (or None)
+
+
+def _libc_function(name, argtypes):
+    """``name`` from the C library with its argument types, or None where it has none."""
+    if name not in _LIBC:
+        try:
+            fn = getattr(ctypes.CDLL(None), name)
+            fn.argtypes, fn.restype = argtypes, ctypes.c_int
+        except (OSError, AttributeError):
+            fn = None
+        _LIBC[name] = fn  # looked up once: release() runs a few times at every close
+    return _LIBC[name]
 
 
 def return_freed_memory(threshold=1 << 20):
     """Allocations of ``threshold`` bytes or more are mmapped (and unmapped when freed), and
     the heap is trimmed past ``threshold`` of free space. True when the C library took it."""
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
+    mallopt = _libc_function("mallopt", [ctypes.c_int, ctypes.c_int])
+    if mallopt is None:
         return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
     return bool(mallopt(_M_MMAP_THRESHOLD, int(threshold))) and \
         bool(mallopt(_M_TRIM_THRESHOLD, int(threshold)))
 
@@ -67,10 +77,7 @@ def release(array, start, end):
     lo, hi = -(-first // page) * page, last // page * page
     if hi <= lo:
         return False
-    try:
-        madvise = ctypes.CDLL(None).madvise
-    except (OSError, AttributeError):
+    madvise = _libc_function("madvise", [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int])
+    if madvise is None:
         return False
-    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    madvise.restype = ctypes.c_int
     return madvise(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), _MADV_DONTNEED) == 0
