@@ -105,10 +105,19 @@ def summarise(rows: dict, labels) -> dict:
     for name, (ratio, drop) in BARS.items():
         if name in table:
             e = table[name]
+            per_seed = [
+                (rows[name][s]["bops_ratio"], 100 * (fp[s]["accuracy"] - rows[name][s]["accuracy"]))
+                for s in e["seeds"]
+                if s in fp
+            ]
             bars[name] = {
                 "bops_ratio_at_least": ratio,
                 "drop_at_most": drop,
                 "met": e["bops_ratio"][0] >= ratio and e["drop_points"][0] <= drop,
+                "met_every_seed": all(r >= ratio and d <= drop for r, d in per_seed),
+                "worst_over_seeds": [min(r for r, _ in per_seed), max(d for _, d in per_seed)]
+                if per_seed
+                else None,
             }
     return {"rows": table, "claims": claims, "bars": bars}
 
@@ -147,6 +156,22 @@ def markdown(summary: dict) -> str:
             f"| {claim} | {len(c['seeds'])} | {c['accuracy_difference_points']:+.2f} | {c['b']} / {c['c']} "
             f"| {c['p']:.3g} | {verdict} |"
         )
+    lines.append("")
+    for name, bar in summary["bars"].items():
+        e = summary["rows"][name]
+        worst = bar["worst_over_seeds"]
+        lines.append(
+            f"- Bar, {LABELS[name]}: ≥ {bar['bops_ratio_at_least']}× BOPs at ≤ {bar['drop_at_most']} points "
+            f"lost — {e['bops_ratio'][0]:.1f}× at {e['drop_points'][0]:.2f} points over {len(e['seeds'])} "
+            f"seeds: **{'met' if bar['met'] else 'not met'}**"
+            + (
+                f"; {'every seed meets it' if bar['met_every_seed'] else 'not every seed meets it'} "
+                f"(worst over seeds: {worst[0]:.1f}×, {worst[1]:.2f} points)"
+                if worst
+                else ""
+            )
+            + "."
+        )
     return "\n".join(lines)
 
 
@@ -159,8 +184,10 @@ def main(argv=None):
     rows = load_rows(args.results)
     smoke = sorted({r["smoke"] for by_seed in rows.values() for r in by_seed.values() if r.get("smoke")})
     if smoke and args.readme:
-        raise SystemExit(f"{args.results} holds --smoke rows ({smoke} training images): not the study, "
-                         "not for the README — run bench/fmnist_methods.py without --smoke")
+        raise SystemExit(
+            f"{args.results} holds --smoke rows ({smoke} training images): not the study, "
+            "not for the README — run bench/fmnist_methods.py without --smoke"
+        )
     summary = summarise(rows, test_labels(rows))
     text = markdown(summary)
     args.out.write_text(json.dumps({**summary, "markdown": text}, indent=1))

@@ -6,7 +6,6 @@ import json
 import pytest
 
 
-
 @pytest.fixture(scope="module")
 def summary(bench_script):
     return bench_script("fmnist_summary")
@@ -64,8 +63,18 @@ def test_rows_claims_and_bar_by_hand(summary, tmp_path):
     vs_fp = out["claims"]["picpq vs fp32"]
     assert (vs_fp["b"], vs_fp["c"]) == (0, 3) and vs_fp["p"] == pytest.approx(0.25)
     assert not vs_fp["significant"] and vs_fp["accuracy_difference_points"] == pytest.approx(-15.0)
-    assert out["bars"]["picpq"] == {"bops_ratio_at_least": 50, "drop_at_most": 1.0, "met": False}
+    assert out["bars"]["picpq"] == {
+        "bops_ratio_at_least": 50,
+        "drop_at_most": 1.0,
+        "met": False,
+        "met_every_seed": False,
+        "worst_over_seeds": [60.0, pytest.approx(20.0)],
+    }
     text = summary.markdown(out)
+    assert (
+        "- Bar, PIC-PQ (--target-bops 50): ≥ 50× BOPs at ≤ 1.0 points lost — 61.0× at 15.00 points over "
+        "2 seeds: **not met**; not every seed meets it (worst over seeds: 60.0×, 20.00 points)." in text
+    )
     assert "| PIC-PQ (--target-bops 50) | 2 | 85.00 ± 7.07 | 15.00 ± 7.07 | 61.0 ± 1.4x |" in text
     assert "| picpq vs fp32 | 2 | -15.00 | 0 / 3 | 0.25 | no |" in text
 
