@@ -129,6 +129,13 @@ CASES = [
     ("agent --client-id a --backend cuda", "unknown backend"),
     ("agent --client-id a", "exactly one of --checkpoint"),
     ("agent --client-id a --bundle {f}/empty --checkpoint {f}/empty", "exactly one of --checkpoint"),
+    ("agent --bundle {f}/empty", "--client-id is required — or pass --config"),
+    ("agent --config {f}/agent.json --client-id b --bundle {f}/empty", "--client-id b disagrees"),
+    ("agent --config {f}/agent.json --tls-ca {f}/file.txt --bundle {f}/empty", "the config holds the broker"),
+    ("agent --config {f}/typo.json --bundle {f}/empty", "key(s) aggregator, model, mqt are not read here"),
+    ("agent --config {f}/file.txt --bundle {f}/empty", "is not valid JSON"),
+    ("agent --config {f}/badname.json --bundle {f}/empty", "client_id 'a/#' is not a safe MQTT topic level"),
+    ("agent --config {f}/badsigning.json --bundle {f}/empty", "signing must be a JSON object"),
     # broker
     ("broker --timeout -1", "--timeout"),
     ("broker --duration -1", "--timeout"),
@@ -189,6 +196,10 @@ def _prepare(root):
     (root / "garbage.mat").write_bytes(b"MATLAB 5.0 garbage" * 20)
     (root / "pickle.safetensors").write_bytes(b"\x80\x04\x95" + bytes(200))
     (root / "model.safetensors").write_bytes(encode_tensors({"w": np.zeros((2, 2), np.float32)}, {}))
+    agent = {"federation": "f", "client_id": "a", "mqtt": {"host": "127.0.0.1", "port": 1}}
+    (root / "agent.json").write_text(json.dumps(agent))
+    (root / "badname.json").write_text(json.dumps({**agent, "client_id": "a/#"}))
+    (root / "badsigning.json").write_text(json.dumps({**agent, "signing": "key"}))
     (root / "typo.json").write_text(json.dumps({"aggregator": {"federation": "f"}, "mqt": {}, "model": "m"}))
     (root / "badrun" / "sim").mkdir(parents=True)
     (root / "badrun" / "sim" / "simulation.json").write_text("{not json")
