@@ -18,8 +18,9 @@ Fashion-MNIST's official split (60,000 train / 10,000 test; Debian's dataset-fas
   onnxruntime thread at batch 1 and 32; the bundle's size on disk is recorded.
 
 Resumable: one JSON per seed and row under bench/results/fmnist/seedS/ROW.json; a row whose file exists
-is skipped (``--redo`` to run it again). Commands go through the installed console script; the two
-baselines without a command (magnitude, uniform) use the Python API. Not a test: it times things.
+is skipped (``--redo`` to run it again; ``--retime`` times every bundle again, in one sitting). Commands
+go through the installed console script; the two baselines without a command (magnitude, uniform) use the
+Python API. Not a test: it times things.
 
     nice python bench/fmnist_methods.py --seeds 0 1 2 --latency      # train what is missing, then rows
     python bench/fmnist_summary.py --readme                         # mean ± std, McNemar -> README table
@@ -211,6 +212,9 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=2, help="Training passes of every compressed row.")
     ap.add_argument("--latency", action="store_true", help="Also export and time each row's bundle.")
     ap.add_argument("--redo", action="store_true", help="Run rows again even when their JSON exists.")
+    ap.add_argument("--retime", action="store_true",
+                    help="Time every row's bundle again (implies --latency; bundles are kept): all the "
+                    "latencies from one sitting, on a machine left alone.")
     ap.add_argument("--work", type=Path, default=None,
                     help="Default: runs/fmnist (--smoke: runs/fmnist-smoke).")
     ap.add_argument("--results", type=Path, default=None,
@@ -220,6 +224,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.smoke:
         args.epochs = 1
+    args.latency = args.latency or args.retime
     args.work = args.work or (SMOKE if args.smoke else WORK)
     args.results = args.results or (SMOKE / "results" if args.smoke else RESULTS)
     for seed in args.seeds:
@@ -236,7 +241,7 @@ def main(argv=None):
                     flush=True,
                 )
             row = json.loads(path.read_text())
-            if args.latency and "latency" not in row:
+            if args.latency and ("latency" not in row or args.retime):
                 row["latency"] = latency(row, args.work)
                 path.write_text(json.dumps(row, indent=1))
 
