@@ -1,24 +1,28 @@
-"""Why edgefl's int8 bundles are slower than fp32 in onnxruntime on CPU, and what int8 costs laid out for it.
+"""Why edgefl's int8 checkpoint bundles are slower than fp32 in onnxruntime on CPU, and the route that is not.
 
-Issue 14's study (bench/fmnist_methods.py --latency) found every int8 Q/DQ bundle 2-2.6x slower than the
-fp32 bundle in onnxruntime on this x86, although the CPU has VNNI. This bench shows the reason and the
-counterfactual on one seed's bundles (Fashion-MNIST ResNet-20, bench/fmnist_methods.py's work folder):
+Issue 14's study (bench/fmnist_methods.py --latency) found every int8 Q/DQ bundle made from a checkpoint
+about 2x slower than the fp32 bundle in onnxruntime on this x86, although the CPU has VNNI. This bench shows
+the reason and measures the alternatives on one seed's Fashion-MNIST ResNet-20 models (the work folder of
+bench/fmnist_methods.py), every bundle made by the console script:
 
-- ``bundle-int8``: edgefl's int8 bundle as exported (`--precision int8`): a QuantizeLinear/
-  DequantizeLinear pair on each quantized conv's input and weight, the conv's output float. That is
-  TensorRT's explicit-precision layout (TensorRT fuses it into int8 kernels); onnxruntime's CPU provider
-  only runs an int8 kernel (QLinearConv) for a "DQ -> Conv -> Q" unit, so here every conv runs in float
-  with the Q/DQ work on top — the weights are even dequantized at every run;
-- ``ort-qdq``: the fp32 bundle's graph quantized by onnxruntime's own `quantize_static` (QDQ format,
-  uint8 activations, int8 per-tensor weights, calibrated on 256 Fashion-MNIST training images), which
-  onnxruntime turns into QLinearConv/QLinearAdd;
-- ``bundle-fp32``: the float bundle.
+- ``float-fp32``: the float model's bundle (`edgefl export FP --precision fp32`);
+- ``ROW-int8``: the compressed checkpoint's int8 bundle (`edgefl export CK --precision int8`): a
+  QuantizeLinear/DequantizeLinear pair on each quantized conv's input and weight, the conv's output float.
+  That is TensorRT's explicit-precision layout (TensorRT fuses it into int8 kernels); onnxruntime's CPU
+  provider only runs an int8 kernel (QLinearConv) for a "DQ -> Conv -> Q" unit, so each conv runs in float
+  with the Q/DQ work on top — the weights are dequantized at every run;
+- ``float-ort-int8``: the float bundle's model.onnx through edgefl's ONNX-file route, `edgefl export
+  fp32-bundle/model.onnx --precision int8 --samples x.npy` (onnxruntime's static Q/DQ quantization,
+  calibrated on 256 of the 512 training images given; the other 256 check parity), which onnxruntime runs
+  as QLinearConv. A compressed checkpoint has no such route today: `edgefl export CK --precision fp32`
+  refuses a quantized checkpoint, and the ONNX-file route would quantize its int8 bundle's graph again.
 
-For each: the op types of onnxruntime's optimised graph (what actually runs), p50 latency at batch 1
-and 32 with one thread, and test accuracy on the 10,000 Fashion-MNIST test images. Prints a table,
-writes bench/results/ort_int8_layout.json. Not a test: it times things.
+For each: the op types of onnxruntime's optimised graph (what actually runs), p50 latency at batch 1 and
+32 with one thread (the same loop for all), test accuracy on the 10,000 Fashion-MNIST test images and
+the bundle's size on disk. Prints a table, writes bench/results/ort_int8_layout.json. Not a test: it
+times things.
 
-    python bench/ort_int8_layout.py [--seed 0] [--row uniform8]
+    python bench/ort_int8_layout.py [--seed 0] [--row picpq]
 """
 
 from __future__ import annotations
@@ -27,11 +31,16 @@ import argparse
 import collections
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bundle_latency, next to this file
+
+from bundle_latency import edgefl_json, vnni  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "runs" / "fmnist"
@@ -84,85 +93,84 @@ def accuracy(sess, images: np.ndarray, labels: np.ndarray) -> float:
     return 100 * right / len(images)
 
 
-def ort_qdq(fp32_onnx: Path, calibration: np.ndarray, out: Path) -> Path:
-    """The float graph quantized by onnxruntime's quantize_static (QDQ, u8 activations, s8 weights)."""
-    import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.batches = iter(np.split(calibration, len(calibration) // 32))
-
-        def get_next(self):
-            batch = next(self.batches, None)
-            return None if batch is None else {"input": batch}
-
-    inferred = out.with_name("inferred.onnx")
-    onnx.save(onnx.shape_inference.infer_shapes(onnx.load(str(fp32_onnx))), str(inferred))
-    quantize_static(
-        str(inferred),
-        str(out),
-        Reader(),
-        quant_format=QuantFormat.QDQ,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-    )
+def export(source: Path, out: Path, precision: str, samples: Path | None = None) -> Path:
+    """``edgefl export SOURCE`` for the TX2 profile, dynamic batch; a bundle already there is kept."""
+    if not (out / "manifest.json").exists():
+        more = ["--samples", samples] if samples else []
+        edgefl_json(
+            "export",
+            source,
+            "--profile",
+            "jetson-tx2",
+            "--precision",
+            precision,
+            "--out",
+            out,
+            "--dynamic-batch",
+            "--batch-size",
+            32,
+            *more,
+            "--json",
+        )
     return out
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seed", type=int, default=0, help="which seed's bundles (bench/fmnist_methods.py)")
-    ap.add_argument("--row", default="uniform8", help="which compressed row's int8 bundle")
+    ap.add_argument("--seed", type=int, default=0, help="which seed's checkpoints (bench/fmnist_methods.py)")
+    ap.add_argument("--row", default="picpq", help="which compressed row (picpq, ghost, uniform8, ...)")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
 
     import onnxruntime as ort
 
-    from bundle_latency import vnni
     from edgefl.data.arrays import normalize
     from edgefl.data.idx_folder import load_fashion_mnist
 
-    bundles = {
-        "bundle-fp32": WORK / f"seed{args.seed}" / "fp32-bundle",
-        "bundle-int8": WORK / f"seed{args.seed}" / f"{args.row}-bundle",
-    }
-    missing = [str(b) for b in bundles.values() if not (b / "model.onnx").is_file()]
+    seed_dir = WORK / f"seed{args.seed}"
+    float_ck, row_ck = WORK / f"fp-seed{args.seed}", seed_dir / args.row
+    missing = [str(p) for p in (float_ck, row_ck) if not (p / "config.json").is_file()]
     if missing:
         raise SystemExit(
-            f"no bundle at {', '.join(missing)} — run bench/fmnist_methods.py --seeds "
-            f"{args.seed} --latency first"
+            f"no checkpoint at {', '.join(missing)} — run bench/fmnist_methods.py --seeds {args.seed} first"
         )
-    manifest = json.loads((bundles["bundle-fp32"] / "manifest.json").read_text())
     train, test = load_fashion_mnist()
-    prep = manifest["preprocessing"]
-    calibration = normalize(train.x[:256], prep).astype(np.float32)
-    images = normalize(test.x, prep).astype(np.float32)
-    labels = np.asarray(test.y)
+    samples = seed_dir / "ort-samples.npy"  # normalised as the bundles expect: the checkpoint's preprocessing
+    bundles = {"float-fp32": export(float_ck, seed_dir / "fp32-bundle", "fp32")}
+    prep = json.loads((bundles["float-fp32"] / "manifest.json").read_text())["preprocessing"]
+    np.save(samples, normalize(train.x[:512], prep).astype(np.float32))
+    bundles[f"{args.row}-int8"] = export(row_ck, seed_dir / f"{args.row}-bundle", "int8")
+    bundles["float-ort-int8"] = export(
+        bundles["float-fp32"] / "model.onnx", seed_dir / "fp32-ort-int8-bundle", "int8", samples
+    )
+    images, labels = normalize(test.x, prep).astype(np.float32), np.asarray(test.y)
 
     rows = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        models = {name: b / "model.onnx" for name, b in bundles.items()}
-        models["ort-qdq"] = ort_qdq(models["bundle-fp32"], calibration, Path(tmp) / "ort_qdq.onnx")
-        for name, path in models.items():
-            sess = session(path)
-            rows[name] = {
-                "model": str(path) if name != "ort-qdq" else "quantize_static(bundle-fp32)",
-                "executed_ops": executed_ops(path),
-                **{f"b{b}_p50_ms": p50_ms(sess, images, b, n) for b, n in BATCHES},
-                "accuracy": accuracy(sess, images, labels),
-            }
-    fp = rows["bundle-fp32"]
-    header = f"{'model':<12} {'b1 ms':>7} {'b32 ms':>7} {'vs fp32 b1/b32':>15} {'acc %':>6}"
-    print(header + "  int8 kernels / float convs")
+    for name, bundle in bundles.items():
+        path = bundle / "model.onnx"
+        sess = session(path)
+        rows[name] = {
+            "bundle": str(bundle),
+            "bundle_bytes": sum(
+                f.stat().st_size for f in bundle.rglob("*") if f.is_file() and f.suffix != ".npy"
+            ),
+            "executed_ops": executed_ops(path),
+            **{f"b{b}_p50_ms": p50_ms(sess, images, b, n) for b, n in BATCHES},
+            "accuracy": accuracy(sess, images, labels),
+        }
+    fp = rows["float-fp32"]
+    print(
+        f"{'bundle':<18} {'b1 ms':>6} {'b32 ms':>7} {'vs float fp32':>14} {'acc %':>6} {'KiB':>6}"
+        "  int8 / float convs"
+    )
     for name, r in rows.items():
         ops = r["executed_ops"]
-        int8 = sum(v for k, v in ops.items() if k.startswith("QLinear") or k == "QGemm")
+        int8 = sum(v for k, v in ops.items() if k.startswith("QLinear") and "Conv" in k)
         floats = sum(v for k, v in ops.items() if k in ("Conv", "FusedConv"))
         print(
-            f"{name:<12} {r['b1_p50_ms']:7.2f} {r['b32_p50_ms']:7.1f} "
-            f"{r['b1_p50_ms'] / fp['b1_p50_ms']:6.2f}x/{r['b32_p50_ms'] / fp['b32_p50_ms']:5.2f}x "
-            f"{r['accuracy']:6.2f}  {int8} / {floats}"
+            f"{name:<18} {r['b1_p50_ms']:6.2f} {r['b32_p50_ms']:7.1f} "
+            f"{r['b1_p50_ms'] / fp['b1_p50_ms']:6.2f}/{r['b32_p50_ms'] / fp['b32_p50_ms']:5.2f}x "
+            f"{r['accuracy']:6.2f} {r['bundle_bytes'] / 1024:6.0f}  {int8} / {floats}"
         )
     args.out.write_text(
         json.dumps(

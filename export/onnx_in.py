@@ -144,7 +144,7 @@ def graph_io(proto: onnx.ModelProto, name: str) -> GraphIO:
     input_name, input_shape, batch = _input(proto, name)
     logits = proto.graph.output[0].name
     features, weight, bias = _linear_head(proto, logits, name)
-    infos = {v.name: v for v in list(proto.graph.value_info) + list(proto.graph.input)}
+    infos = {v.name: v for v in [*proto.graph.value_info, *proto.graph.input, *proto.graph.output]}
     rank = len(_dims(infos[features])) if features in infos else None
     if rank != 2 or weight.ndim != 2 or bias.shape != weight.shape[:1]:
         raise EdgeflError(

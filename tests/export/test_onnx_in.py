@@ -284,3 +284,24 @@ def test_int8_needs_real_samples_and_stays_refused_for_tx2_tensorrt(small_cnn_on
         "refused for jetson-tx2",
         out,
     )
+
+
+def test_a_bundles_own_model_onnx_goes_back_through_the_onnx_route(tmp_path):
+    """An edgefl bundle's model.onnx has `features` as a graph output (its shape is in graph.output, not in
+    value_info): the ONNX route reads it, finds the same head, and quantizes it for onnxruntime."""
+    from safetensors.numpy import load_file
+
+    source = Path(__file__).resolve().parents[1] / "runtime" / "data" / "tiny_bundle"
+    rng = np.random.RandomState(0)
+    samples = tmp_path / "x.npy"
+    np.save(str(samples), rng.standard_normal((64, 1, 4, 4)).astype(np.float32), allow_pickle=False)
+    out = tmp_path / "int8"
+    proc = edgefl("export", source / "model.onnx", "--profile", "jetson-tx2", "--precision", "int8",
+                  "--samples", samples, "--out", out, "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [o["name"] for o in json.loads(proc.stdout)["manifest"]["outputs"]] == ["logits", "features"]
+    before, after = load_file(str(source / "head.safetensors")), load_file(str(out / "head.safetensors"))
+    assert sorted(after) == sorted(before)
+    for name in before:
+        np.testing.assert_allclose(after[name], before[name], rtol=1e-6, atol=1e-7)
+    assert "QuantizeLinear" in {n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node}
