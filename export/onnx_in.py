@@ -10,6 +10,7 @@ with parity against the source file run as it is in onnxruntime.
 from __future__ import annotations
 
 import dataclasses
+import json
 import tempfile
 from pathlib import Path
 
@@ -248,6 +249,24 @@ def _reference(proto: onnx.ModelProto, io: GraphIO, workdir: Path):
     return reference
 
 
+def bundle_meta(source_path: Path, source_sha256: str) -> tuple:
+    """(preprocessing, labels) of the edgefl bundle ``source_path`` sits in — a manifest.json beside it
+    that names this very file (same name and sha256) — else (None, None): a file from elsewhere carries no
+    preprocessing, and its inputs are fed as they are."""
+    try:
+        manifest = json.loads((source_path.parent / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None, None
+    if (
+        not isinstance(manifest, dict)
+        or manifest.get("format") != "edgefl.bundle"
+        or manifest.get("model_file") != source_path.name
+        or (manifest.get("files") or {}).get(source_path.name) != source_sha256
+    ):
+        return None, None
+    return manifest.get("preprocessing"), manifest.get("labels")
+
+
 def export_onnx(request, progress=None):
     """Export an ONNX file (request.checkpoint) for a profile; the same bundle as for a checkpoint.
 
@@ -291,8 +310,15 @@ def export_onnx(request, progress=None):
     settings = dataclasses.replace(
         settings, parity_checks=tuple(c for c in settings.parity_checks if c != "fp16")
     )
+    source_sha256 = sha256_file(source_path)
+    preprocessing, labels = bundle_meta(source_path, source_sha256)
     verification = {
-        "source": {"file": name, "sha256": sha256_file(source_path), "opset": source_opset},
+        "source": {
+            "file": name,
+            "sha256": source_sha256,
+            "opset": source_opset,
+            "preprocessing": "its bundle's manifest" if preprocessing else "none: inputs fed as they are",
+        },
         "retarget": plan.summary(),
         "reference": "the source file as it is, in onnxruntime",
     }
@@ -310,6 +336,8 @@ def export_onnx(request, progress=None):
             against="source ONNX",
             samples=samples,
             quantized_model=has_qdq(source),
+            preprocessing=preprocessing,
+            labels=labels,
             verification=verification,
         )
         manifest = write_bundle(

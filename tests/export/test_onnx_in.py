@@ -288,20 +288,56 @@ def test_int8_needs_real_samples_and_stays_refused_for_tx2_tensorrt(small_cnn_on
 
 def test_a_bundles_own_model_onnx_goes_back_through_the_onnx_route(tmp_path):
     """An edgefl bundle's model.onnx has `features` as a graph output (its shape is in graph.output, not in
-    value_info): the ONNX route reads it, finds the same head, and quantizes it for onnxruntime."""
+    value_info): the ONNX route reads it, finds the same head, quantizes it for onnxruntime and keeps the
+    bundle's preprocessing — only from a manifest beside it that names this very file (name and sha256)."""
     from safetensors.numpy import load_file
 
     source = Path(__file__).resolve().parents[1] / "runtime" / "data" / "tiny_bundle"
+    source_manifest = json.loads((source / "manifest.json").read_text())
     rng = np.random.RandomState(0)
     samples = tmp_path / "x.npy"
     np.save(str(samples), rng.standard_normal((64, 1, 4, 4)).astype(np.float32), allow_pickle=False)
+
+    def export(onnx_path, out):
+        proc = edgefl(
+            "export",
+            onnx_path,
+            "--profile",
+            "jetson-tx2",
+            "--precision",
+            "int8",
+            "--samples",
+            samples,
+            "--out",
+            tmp_path / out,
+            "--json",
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads(proc.stdout)["manifest"]
+
+    manifest = export(source / "model.onnx", "int8")
     out = tmp_path / "int8"
-    proc = edgefl("export", source / "model.onnx", "--profile", "jetson-tx2", "--precision", "int8",
-                  "--samples", samples, "--out", out, "--json")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert [o["name"] for o in json.loads(proc.stdout)["manifest"]["outputs"]] == ["logits", "features"]
+    assert [o["name"] for o in manifest["outputs"]] == ["logits", "features"]
+    assert (
+        manifest["preprocessing"]
+        == source_manifest["preprocessing"]
+        == {"scale": 1 / 255, "mean": [0.5], "std": [0.25]}
+    )
+    assert manifest["verification"]["source"]["preprocessing"] == "its bundle's manifest"
     before, after = load_file(str(source / "head.safetensors")), load_file(str(out / "head.safetensors"))
     assert sorted(after) == sorted(before)
     for name in before:
         np.testing.assert_allclose(after[name], before[name], rtol=1e-6, atol=1e-7)
     assert "QuantizeLinear" in {n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node}
+
+    alone = tmp_path / "alone"  # the file without its bundle: nothing to say how inputs are normalised
+    alone.mkdir()
+    (alone / "model.onnx").write_bytes((source / "model.onnx").read_bytes())
+    assert export(alone / "model.onnx", "alone-int8")["preprocessing"] is None
+    other = tmp_path / "other"  # a manifest beside it that describes another file
+    other.mkdir()
+    (other / "model.onnx").write_bytes((source / "model.onnx").read_bytes())
+    (other / "manifest.json").write_text(
+        json.dumps({**source_manifest, "files": {**source_manifest["files"], "model.onnx": "0" * 64}})
+    )
+    assert export(other / "model.onnx", "other-int8")["preprocessing"] is None
