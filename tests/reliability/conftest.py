@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+TINY_BUNDLE = Path(__file__).resolve().parents[1] / "runtime" / "data" / "tiny_bundle"
 
 
 def free_port() -> int:
@@ -140,6 +141,30 @@ def broker_factory(tmp_path):
 @pytest.fixture
 def free_tcp_port() -> int:
     return free_port()
+
+
+@pytest.fixture
+def secured_federation(tmp_path, broker_factory, free_tcp_port):
+    """``make(name, clients) -> (layout, bundle)``: `edgefl federation init` on a free loopback port (TLS,
+    passwords, ACL, HMAC keys, announcement key pair), Mosquitto running its generated configuration, and a
+    copy of the tiny test bundle as the federation's model."""
+    import getpass
+
+    from edgefl.security import init_federation
+
+    def make(name: str, clients: int):
+        layout = init_federation(
+            name,
+            clients,
+            tmp_path / "fed",
+            port=free_tcp_port,
+            bind="127.0.0.1",
+            broker_user=getpass.getuser() if os.geteuid() == 0 else None,  # mosquitto drops root otherwise
+        )
+        broker_factory(layout.broker_conf.read_text(), port=free_tcp_port, name="tls")
+        return layout, shutil.copytree(TINY_BUNDLE, tmp_path / "bundle")
+
+    return make
 
 
 @pytest.fixture

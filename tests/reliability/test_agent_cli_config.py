@@ -7,37 +7,19 @@ signed announcements and keeps its state where init put the config. A second age
 another aggregator public key refuses every announcement and sends nothing — so the key in the config is
 the one the agent checks against."""
 
-import getpass
 import json
-import os
-import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from edgefl.runtime.announce import generate_key_pair
-from edgefl.security import init_federation
-
-TINY_BUNDLE = Path(__file__).resolve().parents[1] / "runtime" / "data" / "tiny_bundle"
 
 
 @pytest.mark.slow
-def test_agent_config_from_federation_init_connects_signs_and_verifies(
-    tmp_path, broker_factory, free_tcp_port, tool
-):
+def test_agent_config_from_federation_init_connects_signs_and_verifies(secured_federation, tmp_path, tool):
     edgefl = tool("edgefl", "the edgefl console script (pip install -e .)")
-    fed = init_federation(
-        "cfg",
-        2,
-        tmp_path / "fed",
-        port=free_tcp_port,
-        bind="127.0.0.1",
-        broker_user=getpass.getuser() if os.geteuid() == 0 else None,
-    )
-    broker_factory(fed.broker_conf.read_text(), port=free_tcp_port, name="tls")
-    bundle = shutil.copytree(TINY_BUNDLE, tmp_path / "bundle")
+    fed, bundle = secured_federation("cfg", 2)
     agg_cfg = json.loads(fed.aggregator_config.read_text())
     agg_cfg["aggregator"].update(rounds=1, min_clients=1, deadline_s=8)
     agg_cfg.update(model=str(bundle), timeout_s=60)

@@ -4,10 +4,8 @@ edgefl.runtime agent` and the configs `edgefl federation init` wrote (mutual TLS
 federation CA, password, ACL, HMAC key), and the aggregator with its generated config
 (keyring: signatures required). The round completes with both signed updates."""
 
-import getpass
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,26 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgefl.security import init_federation
-
-HERE = Path(__file__).resolve().parent
-TINY_BUNDLE = HERE.parent / "runtime" / "data" / "tiny_bundle"
-
 
 @pytest.mark.slow
-def test_python36_agent_over_generated_tls_acl_and_hmac(
-    tmp_path, broker_factory, free_tcp_port, python36, edge36_path
-):
-    fed = init_federation(
-        "tx2",
-        2,
-        tmp_path / "fed",
-        port=free_tcp_port,
-        bind="127.0.0.1",
-        broker_user=getpass.getuser() if os.geteuid() == 0 else None,
-    )
-    broker_factory(fed.broker_conf.read_text(), port=free_tcp_port, name="tls")
-    bundle = shutil.copytree(TINY_BUNDLE, tmp_path / "bundle")
+def test_python36_agent_over_generated_tls_acl_and_hmac(secured_federation, tmp_path, python36, edge36_path):
+    fed, bundle = secured_federation("tx2", 2)
     rng = np.random.RandomState(0)
     procs = []
 
