@@ -267,6 +267,21 @@ def bundle_meta(source_path: Path, source_sha256: str) -> tuple:
     return manifest.get("preprocessing"), manifest.get("labels")
 
 
+def given_preprocessing(mean, std, channels: int, name: str):
+    """The manifest's preprocessing from --mean/--std (None when neither): one value, or one per channel."""
+    if mean is None and std is None:
+        return None
+    if mean is None or std is None:
+        raise EdgeflError(f"pass --mean and --std together (how {name}'s inputs are normalised), or neither")
+    for flag, values in (("--mean", mean), ("--std", std)):
+        if len(values) not in (1, channels):
+            raise EdgeflError(
+                f"{flag} has {len(values)} values; {name} takes {channels}-channel inputs — "
+                f"pass 1 or {channels}"
+            )
+    return {"scale": 1 / 255, "mean": [float(v) for v in mean], "std": [float(v) for v in std]}
+
+
 def export_onnx(request, progress=None):
     """Export an ONNX file (request.checkpoint) for a profile; the same bundle as for a checkpoint.
 
@@ -294,6 +309,7 @@ def export_onnx(request, progress=None):
     check_out(out)
     source = read_onnx(source_path)  # the file's own problems are reported before any progress is shown
     io = graph_io(source, name)
+    declared = given_preprocessing(request.mean, request.std, io.input_shape[0], name)
     batch = _batch(io, request, name)
     settings = resolve_export_settings(profile, request.precision, request.format, has_qdq(source))
     samples = _samples(request, io, name, settings.calibration != "none")
@@ -317,7 +333,13 @@ def export_onnx(request, progress=None):
             "file": name,
             "sha256": source_sha256,
             "opset": source_opset,
-            "preprocessing": "its bundle's manifest" if preprocessing else "none: inputs fed as they are",
+            "preprocessing": (
+                "--mean/--std"
+                if declared
+                else "its bundle's manifest"
+                if preprocessing
+                else "none: inputs fed as they are"
+            ),
         },
         "retarget": plan.summary(),
         "reference": "the source file as it is, in onnxruntime",
@@ -336,7 +358,7 @@ def export_onnx(request, progress=None):
             against="source ONNX",
             samples=samples,
             quantized_model=has_qdq(source),
-            preprocessing=preprocessing,
+            preprocessing=declared or preprocessing,
             labels=labels,
             verification=verification,
         )

@@ -39,6 +39,8 @@ class ExportRequest:
     parity_samples: int = 2000
     calib_samples: int = 256
     head: str | None = None
+    mean: tuple | None = None  # an ONNX input's normalisation (with std): its manifest's preprocessing
+    std: tuple | None = None
 
 
 @dataclasses.dataclass
@@ -63,6 +65,11 @@ def export_checkpoint(request: ExportRequest, progress=None) -> ExportResult:
     """
     from edgefl.checkpoint import load_checkpoint
 
+    if request.mean is not None or request.std is not None:
+        raise EdgeflError(
+            "--mean/--std describe an ONNX file's inputs; a checkpoint carries its own "
+            "preprocessing — drop them"
+        )
     profile, on_stage = _start(request, progress)
     checkpoint = load_checkpoint(request.checkpoint)
     check_finite_weights(checkpoint.model, request.checkpoint)

@@ -69,6 +69,11 @@ def command(
     parity_samples: int = options.integer(2000, "--parity-samples", low=1,
                                           help="How many held-out inputs parity uses."),
     head: str = typer.Option(None, "--head", help="Name of the model's final nn.Linear (default: the last)."),
+    mean: str = typer.Option(None, "--mean", parser=options.parser_of(validate.float_list), metavar="M,..",
+                             help="ONNX input: the per-channel mean its inputs are normalised with, on "
+                             "images in [0, 1] (with --std); the device then feeds (x/255 - mean)/std."),
+    std: str = typer.Option(None, "--std", parser=options.parser_of(validate.float_list, True),
+                            metavar="S,..", help="ONNX input: the per-channel std (with --mean)."),
     as_json: bool = options.as_json("the bundle path and manifest"),
     quiet: bool = options.quiet(),
 ):
@@ -95,6 +100,8 @@ def command(
                 samples=samples,
                 parity_samples=parity_samples,
                 head=head,
+                mean=mean,
+                std=std,
             )
             export = export_onnx if is_onnx_input(checkpoint) else export_checkpoint
             with progress_for(not quiet) as progress:

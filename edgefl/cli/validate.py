@@ -142,6 +142,21 @@ def int_list(text: str, count: int | None = None, low: int = 1) -> tuple:
     return values
 
 
+def float_list(text: str, positive: bool = False) -> tuple:
+    """Comma-separated finite numbers (all > 0 with ``positive``): one per input channel, e.g. a mean."""
+    import math
+
+    try:
+        values = tuple(float(v) for v in str(text).split(","))
+    except ValueError:
+        values = ()
+    if not values or not all(math.isfinite(v) and (v > 0 or not positive) for v in values):
+        kind = "numbers > 0" if positive else "numbers"
+        raise ValueError(f"{text!r} is not comma-separated finite {kind} — pass one per input channel, e.g. "
+                         f"{'0.229,0.224,0.225' if positive else '0.485,0.456,0.406'}")
+    return values
+
+
 def existing(text, kind: str = "any") -> Path:
     """A path that exists; ``kind`` 'file' or 'dir' also checks which."""
     path = Path(text)

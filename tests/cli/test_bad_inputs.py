@@ -38,6 +38,7 @@ CASES = [
     ("export {f}/empty --parity-samples -1", "--parity-samples"),
     ("export {f}/empty --parity-samples 0", "--parity-samples"),
     ("export {f}/empty --profile nope", "unknown device profile 'nope'"),
+    ("export {f}/empty --mean 0.5 --std 0.2", "a checkpoint carries its own preprocessing"),
     ("export {f}/empty --precision int4", "unknown precision 'int4'"),
     ("export {f}/empty --format tflite", "unknown format 'tflite'"),
     ("export {f}/empty --batch-size 0", "--batch-size: 0 is out of range"),

@@ -341,3 +341,26 @@ def test_a_bundles_own_model_onnx_goes_back_through_the_onnx_route(tmp_path):
         json.dumps({**source_manifest, "files": {**source_manifest["files"], "model.onnx": "0" * 64}})
     )
     assert export(other / "model.onnx", "other-int8")["preprocessing"] is None
+    declared = edgefl("export", alone / "model.onnx", "--profile", "jetson-tx2", "--mean", "0.3", "--std",
+                      "0.4", "--out", tmp_path / "declared", "--json")  # a user's file: they say how
+    assert declared.returncode == 0, declared.stderr[-3000:]
+    manifest = json.loads(declared.stdout)["manifest"]
+    assert manifest["preprocessing"] == {"scale": 1 / 255, "mean": [0.3], "std": [0.4]}
+    assert manifest["verification"]["source"]["preprocessing"] == "--mean/--std"
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--mean", "0.5"], "pass --mean and --std together"),
+        (["--mean", "0.5,0.5", "--std", "0.2,0.2"], "--mean has 2 values; model.onnx takes 1-channel inputs"),
+        (["--mean", "0.5", "--std", "0"], "not comma-separated finite numbers > 0"),
+        (["--mean", "x", "--std", "1"], "not comma-separated finite numbers"),
+    ],
+)
+def test_bad_mean_and_std_are_one_line(tmp_path, argv, needle):
+    source = Path(__file__).resolve().parents[1] / "runtime" / "data" / "tiny_bundle" / "model.onnx"
+    proc = edgefl("export", source, "--profile", "jetson-tx2", *argv, "--out", tmp_path / "b")
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and needle in lines[0], proc.stderr
+    assert not (tmp_path / "b").exists()
