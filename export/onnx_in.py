@@ -10,7 +10,6 @@ with parity against the source file run as it is in onnxruntime.
 from __future__ import annotations
 
 import dataclasses
-import json
 import tempfile
 from pathlib import Path
 
@@ -250,19 +249,20 @@ def _reference(proto: onnx.ModelProto, io: GraphIO, workdir: Path):
 
 
 def bundle_meta(source_path: Path, source_sha256: str) -> tuple:
-    """(preprocessing, labels) of the edgefl bundle ``source_path`` sits in — a manifest.json beside it
-    that names this very file (same name and sha256) — else (None, None): a file from elsewhere carries no
-    preprocessing, and its inputs are fed as they are."""
-    try:
-        manifest = json.loads((source_path.parent / "manifest.json").read_text())
-    except (OSError, ValueError):
+    """(preprocessing, labels) of the edgefl bundle ``source_path`` sits in — a sealed manifest.json beside
+    it that names this very file (same name and sha256) — else (None, None): a file from elsewhere carries
+    no preprocessing, and its inputs are fed as they are."""
+    from edgefl.runtime.bundle import read_manifest
+    from edgefl.runtime.errors import EdgeRuntimeError
+
+    if not (source_path.parent / "manifest.json").is_file():
         return None, None
-    if (
-        not isinstance(manifest, dict)
-        or manifest.get("format") != "edgefl.bundle"
-        or manifest.get("model_file") != source_path.name
-        or (manifest.get("files") or {}).get(source_path.name) != source_sha256
-    ):
+    try:  # the runtime's reader: format and seal checked; the file's own hash is compared below
+        manifest = read_manifest(str(source_path.parent), verify=False)
+    except EdgeRuntimeError:
+        return None, None
+    named = manifest.get("model_file") == source_path.name
+    if not named or manifest["files"].get(source_path.name) != source_sha256:
         return None, None
     return manifest.get("preprocessing"), manifest.get("labels")
 

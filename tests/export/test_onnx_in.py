@@ -334,13 +334,18 @@ def test_a_bundles_own_model_onnx_goes_back_through_the_onnx_route(tmp_path):
     alone.mkdir()
     (alone / "model.onnx").write_bytes((source / "model.onnx").read_bytes())
     assert export(alone / "model.onnx", "alone-int8")["preprocessing"] is None
-    other = tmp_path / "other"  # a manifest beside it that describes another file
-    other.mkdir()
-    (other / "model.onnx").write_bytes((source / "model.onnx").read_bytes())
-    (other / "manifest.json").write_text(
-        json.dumps({**source_manifest, "files": {**source_manifest["files"], "model.onnx": "0" * 64}})
-    )
-    assert export(other / "model.onnx", "other-int8")["preprocessing"] is None
+    from edgefl.runtime.bundle import write_document
+
+    for case, sealed in (("other", False), ("resealed-other", True)):
+        folder = tmp_path / case  # a manifest beside it that describes another file: unsealed, then sealed
+        folder.mkdir()
+        (folder / "model.onnx").write_bytes((source / "model.onnx").read_bytes())
+        doc = {**source_manifest, "files": {**source_manifest["files"], "model.onnx": "0" * 64}}
+        if sealed:
+            write_document(str(folder), "bundle", doc)
+        else:
+            (folder / "manifest.json").write_text(json.dumps(doc))
+        assert export(folder / "model.onnx", f"{case}-int8")["preprocessing"] is None
     declared = edgefl("export", alone / "model.onnx", "--profile", "jetson-tx2", "--mean", "0.3", "--std",
                       "0.4", "--out", tmp_path / "declared", "--json")  # a user's file: they say how
     assert declared.returncode == 0, declared.stderr[-3000:]
